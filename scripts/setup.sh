@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create .venv and install vaelab with the local CPU build of PyTorch (torch==2.13.0).
+#   bash scripts/setup.sh          runtime only
+#   bash scripts/setup.sh --dev    plus the test and lint tools
+# Pinning torch matters: an unpinned `torch` would pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+extras=""
+if [ "${1:-}" = "--dev" ]; then extras="[dev]"; fi
+if [ ! -x .venv/bin/python ]; then
+  "${PYTHON:-python3}" -m venv .venv
+fi
+log=$(mktemp)
+if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+     "torch==${VAELAB_TORCH_VERSION:-2.13.0}" -e ".${extras}" >"$log" 2>&1; then
+  grep -v "^WARNING: Location .* is ignored" "$log" >&2
+  echo "setup.sh: pip install failed" >&2
+  rm -f "$log"
+  exit 1
+fi
+grep -v "^WARNING: Location .* is ignored" "$log" || true  # show pip's other messages
+rm -f "$log"
+.venv/bin/python -c "import torch, vaelab; print(f'vaelab {vaelab.__version__} ready (torch {torch.__version__})')"

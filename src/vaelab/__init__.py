@@ -1,0 +1,42 @@
+"""vaelab: learn a distribution from samples with a VAE; generate from it and evaluate it.
+
+Python API (the CLI does the same)::
+
+    import vaelab
+    run = vaelab.train(preset="seed", out="runs/seed")   # or out=None: keep it in memory
+    points = run.sample(10_000, seed=0)                     # [10000, 2] tensor
+    run = vaelab.load("runs/seed")                         # safetensors + JSON, no pickle
+    run.model.sample(5)                                     # the nn.Module itself
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vaelab._version import __version__
+from vaelab.config import RunConfig
+from vaelab.errors import ConfigError, RunError, VaelabError
+from vaelab.models import BaseVAE, SimpleVAE
+from vaelab.presets import preset_names
+from vaelab.resolve import build_config
+from vaelab.runs import Run, load_run, train_run
+
+
+def train(config: str | Path | dict | RunConfig | None = None, *, preset: str | None = None,
+          out: str | Path | None = None, force: bool = False, progress: bool = True,
+          figures: bool = True, **settings: Any) -> Run:
+    """Train a VAE. ``config``: a TOML/JSON file, a dict or a RunConfig; ``settings``: short
+    names such as ``steps=2000, lr=1e-2`` (see :data:`vaelab.resolve.SHORT_KEYS`).
+    With ``out`` the run directory and its figures are written; without, nothing is."""
+    cfg = build_config(preset, config, settings)
+    return train_run(cfg, out, force=force, progress=progress, figures=figures)
+
+
+def load(run_dir: str | Path) -> Run:
+    """Load a run directory written by :func:`train` or ``vaelab train``."""
+    return load_run(run_dir)
+
+
+__all__ = ["BaseVAE", "ConfigError", "Run", "RunConfig", "RunError", "SimpleVAE",
+           "VaelabError", "__version__", "build_config", "load", "preset_names", "train"]

@@ -1,0 +1,290 @@
+"""Typed run configuration with a strict JSON/TOML round trip.
+
+A run is described by one :class:`RunConfig` made of small sections (data, model, loss,
+optim, train, display). ``RunConfig.from_dict(cfg.to_dict()) == cfg`` always holds, and
+``from_dict`` refuses unknown keys, wrong types and out-of-range values with one clear
+message, so a typo in a TOML file never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from vaelab.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+DEVICES = ("auto", "cpu", "cuda")
+SCHEDULERS = ("step", "constant")
+DATA_BACKENDS = ("torch", "sklearn")
+LOSSES = ("seed_mse",)
+
+
+@dataclass
+class DataConfig:
+    """Where training points come from.
+
+    ``n_train=None`` draws a fresh batch every step (an infinite stream, as in the seed);
+    an integer fixes a training set of that many points, drawn once from ``seed``.
+    ``backend="sklearn"`` draws with ``sklearn.datasets.make_swiss_roll`` on the CPU, bit for
+    bit the seed's generator; ``"torch"`` draws the same distribution on the training device.
+    """
+
+    name: str = "swiss_roll"
+    noise: float = 0.3
+    n_train: int | None = None
+    backend: str = "torch"
+
+
+@dataclass
+class ModelConfig:
+    """Network shape. ``in_channels=None`` means: take it from the data (saved resolved)."""
+
+    name: str = "simple"
+    latent_dim: int = 2
+    hidden_dims: list[int] = field(default_factory=lambda: [128, 128])
+    in_channels: int | None = None
+
+
+@dataclass
+class LossConfig:
+    """The training objective.
+
+    ``seed_mse``: mean squared error over all elements + ``kld_weight`` x KL. With D data
+    dimensions this is ``kld_weight`` x (negative ELBO - const) of a Gaussian decoder with
+    variance ``D * kld_weight / 2`` (see :mod:`vaelab.objectives.seed_loss`).
+    """
+
+    name: str = "seed_mse"
+    kld_weight: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    """Adam with a learning-rate schedule; ``step`` is StepLR(step_size, gamma) per step."""
+
+    lr: float = 2e-2
+    scheduler: str = "step"
+    step_size: int = 1000
+    gamma: float = 0.7
+
+
+@dataclass
+class TrainConfig:
+    """Loop length, batch, seed and device. One ``seed`` fixes data, initialisation, noise."""
+
+    steps: int = 10_000
+    batch_size: int = 512
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 100
+
+
+@dataclass
+class DisplayConfig:
+    """The seed's three panels: a frame every ``frame_every`` steps (0: only the last)."""
+
+    frame_every: int = 500
+    points: int = 1000
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; saved resolved as the run's ``config.json``."""
+
+    preset: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+
+    # -- round trip ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-serialisable dict (lists, not tuples)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunConfig:
+        """Build and validate a config; unknown keys and wrong types raise ConfigError."""
+        cfg = _from_dict(cls, data, "")
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def replace(self, overrides: dict[str, Any]) -> RunConfig:
+        """A validated copy with ``{"section.key": value}`` or nested-dict overrides applied."""
+        merged = merge_dicts(self.to_dict(), expand_dotted(overrides))
+        return RunConfig.from_dict(merged)
+
+    # -- validation ---------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ConfigError naming the first value that cannot work."""
+        d, m, lo, o, t, s = self.data, self.model, self.loss, self.optim, self.train, self.display
+        _check(d.noise >= 0, "data.noise", d.noise, "must be >= 0")
+        _check(d.n_train is None or d.n_train >= 2, "data.n_train", d.n_train, "must be >= 2")
+        _choice("data.backend", d.backend, DATA_BACKENDS)
+        _check(m.latent_dim >= 1, "model.latent_dim", m.latent_dim, "must be >= 1")
+        _check(len(m.hidden_dims) >= 1, "model.hidden_dims", m.hidden_dims, "must not be empty")
+        for h in m.hidden_dims:
+            _check(h >= 1, "model.hidden_dims", m.hidden_dims, "entries must be >= 1")
+        _check(m.in_channels is None or m.in_channels >= 1, "model.in_channels",
+               m.in_channels, "must be >= 1")
+        _choice("loss.name", lo.name, LOSSES)
+        _check(lo.kld_weight > 0, "loss.kld_weight", lo.kld_weight,
+               "must be > 0 (it sets the implied decoder variance D*kld_weight/2)")
+        _check(o.lr > 0, "optim.lr", o.lr, "must be > 0")
+        _choice("optim.scheduler", o.scheduler, SCHEDULERS)
+        _check(o.step_size >= 1, "optim.step_size", o.step_size, "must be >= 1")
+        _check(0 < o.gamma <= 1, "optim.gamma", o.gamma, "must be in (0, 1]")
+        _check(t.steps >= 1, "train.steps", t.steps, "must be >= 1")
+        _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1")
+        _check(t.seed >= 0, "train.seed", t.seed, "must be >= 0")
+        _check(t.log_every >= 1, "train.log_every", t.log_every, "must be >= 1")
+        dev = t.device
+        ok = dev in DEVICES or (dev.startswith("cuda:") and dev[5:].isdigit())
+        _check(ok, "train.device", dev, "must be auto, cpu, cuda or cuda:N")
+        _check(s.frame_every >= 0, "display.frame_every", s.frame_every, "must be >= 0")
+        _check(s.points >= 1, "display.points", s.points, "must be >= 1")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a nested dict (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a table of settings")
+    return data
+
+
+def expand_dotted(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"train.steps": 5}`` -> ``{"train": {"steps": 5}}``; nested dicts pass through."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]] = merge_dicts(node[parts[-1]], value)
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def merge_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursive merge; values of ``override`` win."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# -- strict typed construction ------------------------------------------------------------
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a table/object, "
+                          f"got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key {_join(where, unknown[0])} "
+                          f"(valid keys: {', '.join(names)})")
+    kwargs = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], _join(where, name))
+    return cls(**kwargs)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # a bug, not user input
+
+
+def _check(ok: bool, key: str, value: Any, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} {why}")
+
+
+def _choice(key: str, value: str, valid: tuple[str, ...]) -> None:
+    _check(value in valid, key, value, f"is not one of: {', '.join(valid)}")

@@ -1,0 +1,56 @@
+"""Training batches: a fresh draw every step, or minibatches of a fixed training set.
+
+Both live on the training device and never synchronise with the host, so the loop is never
+waiting for data.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vaelab.data.base import DataSource
+
+
+class FreshStream:
+    """A new i.i.d. batch from the source at every step (the seed's infinite stream)."""
+
+    def __init__(self, source: DataSource, batch_size: int, generator: torch.Generator,
+                 device: torch.device) -> None:
+        self.source, self.batch_size, self.generator, self.device = (
+            source, batch_size, generator, device)
+
+    def next(self) -> torch.Tensor:
+        return self.source.sample(self.batch_size, self.generator, self.device)
+
+
+class FixedSetStream:
+    """Shuffled minibatches of a fixed training set, epoch after epoch.
+
+    Each epoch is a fresh permutation; a batch never straddles two epochs (the last, short
+    remainder of a permutation is skipped), so every batch has ``batch_size`` points unless
+    the set itself is smaller, in which case the whole set is the batch.
+    """
+
+    def __init__(self, points: torch.Tensor, batch_size: int, generator: torch.Generator) -> None:
+        self.points = points
+        self.batch_size = min(batch_size, points.shape[0])
+        self.generator = generator
+        self._perm = torch.empty(0, dtype=torch.long, device=points.device)
+        self._pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self._pos + self.batch_size > self._perm.numel():
+            self._perm = torch.randperm(self.points.shape[0], generator=self.generator,
+                                        device=self.points.device)
+            self._pos = 0
+        idx = self._perm[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return self.points[idx]
+
+
+def make_stream(source: DataSource, n_train: int | None, batch_size: int,
+                generator: torch.Generator, device: torch.device) -> FreshStream | FixedSetStream:
+    """The stream a data config asks for; a fixed set is drawn once from ``generator``."""
+    if n_train is None:
+        return FreshStream(source, batch_size, generator, device)
+    return FixedSetStream(source.sample(n_train, generator, device), batch_size, generator)

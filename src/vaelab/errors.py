@@ -1,0 +1,19 @@
+"""The one exception type vaelab raises for problems a user can fix.
+
+The CLI turns a :class:`VaelabError` into a single ``vaelab: error: ...`` line and a
+non-zero exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class VaelabError(Exception):
+    """A user-facing error: bad input, bad option value, unreadable or untrusted file."""
+
+
+class ConfigError(VaelabError):
+    """A configuration value, key or file that cannot be accepted."""
+
+
+class RunError(VaelabError):
+    """A run directory that cannot be written or loaded."""

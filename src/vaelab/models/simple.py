@@ -1,0 +1,61 @@
+"""The seed's ``SimpleVAE``: an MLP encoder and decoder with LeakyReLU.
+
+Layer names match the seed's (``encoder.0.0``, ``fc_mu``, ``fc_var``, ``decoder_input``,
+``decoder.0.0``, ``final_layer.0``), so the seed's own weights load into it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+import torch
+from torch import nn
+
+from vaelab.models.base import BaseVAE, Encoding
+
+
+def _block(n_in: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, n_out), nn.LeakyReLU())
+
+
+class SimpleVAE(BaseVAE):
+    """in -> hidden... -> (mu, log_var) | z -> decoder_input -> hidden... -> in.
+
+    The decoder mirrors the encoder: ``decoder_input`` maps z to the last hidden width
+    (no activation, as in the seed), then one Linear+LeakyReLU block per hidden width in
+    reverse order (the first keeps the width), then a final Linear. For the seed's
+    ``[128, 128]`` this is exactly the seed's network. (For asymmetric widths the seed built
+    ``[h[-1]] + h`` *before* reversing, so its decoder was not mirrored, and its ``reverse()``
+    changed the caller's list; vaelab mirrors, as intended, and copies the list.)
+    """
+
+    def __init__(self, in_channels: int = 2, latent_dim: int = 2,
+                 hidden_dims: Sequence[int] | None = None) -> None:
+        super().__init__()
+        hidden = list(hidden_dims) if hidden_dims is not None else [128, 128]
+        if not hidden:
+            raise ValueError("hidden_dims must not be empty")
+        self.in_channels = in_channels
+        self.latent_dim = latent_dim
+        self.hidden_dims = hidden
+
+        widths = [in_channels] + hidden
+        self.encoder = nn.Sequential(*(_block(a, b) for a, b in pairwise(widths)))
+        self.fc_mu = nn.Linear(hidden[-1], latent_dim)
+        self.fc_var = nn.Linear(hidden[-1], latent_dim)
+
+        reverse = hidden[::-1]
+        self.decoder_input = nn.Linear(latent_dim, reverse[0])
+        de_widths = [reverse[0]] + reverse
+        self.decoder = nn.Sequential(
+            *(_block(a, b) for a, b in pairwise(de_widths))
+        )
+        self.final_layer = nn.Sequential(nn.Linear(reverse[-1], in_channels))
+
+    def encode(self, x: torch.Tensor) -> Encoding:
+        h = self.encoder(x)
+        return Encoding(mu=self.fc_mu(h), log_var=self.fc_var(h))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.final_layer(self.decoder(self.decoder_input(z)))

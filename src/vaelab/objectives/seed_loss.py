@@ -1,0 +1,56 @@
+"""The seed's loss, and what it means as a likelihood.
+
+Convention (per batch of N points of dimension D)::
+
+    reconstruction = mean over all N*D elements of (x - x_hat)^2     # F.mse_loss, "mean"
+    kld            = mean over N of  sum over latent dims of KL       # nats per point
+    loss           = reconstruction + kld_weight * kld
+
+Why ``kld_weight`` is not folklore: a Gaussian decoder p(x|z) = N(x_hat(z), s^2 I_D) has
+
+    -log p(x|z) = ||x - x_hat||^2 / (2 s^2) + (D/2) log(2 pi s^2).
+
+Choose s^2 = D * kld_weight / 2. Then ||x - x_hat||^2 / (2 s^2) = ||x - x_hat||^2 / (D w), whose
+batch mean is ``reconstruction / w``. So
+
+    loss / kld_weight + (D/2) log(pi * D * kld_weight) = -ELBO  (one-sample estimate, batch mean)
+
+in nats per data point, all constants included. Minimising the seed loss is maximising the
+ELBO of that decoder: ``kld_weight`` fixes the decoder variance (for the seed, D = 2 and w = 1,
+so s = 1 in the data's own units). :func:`seed_loss` reports that ``neg_elbo`` too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from vaelab.objectives.kl import kl_to_standard_normal
+
+
+class LossTerms(NamedTuple):
+    """Batch-mean loss terms; all are >= 0 except ``neg_elbo`` (a log-density can be > 0)."""
+
+    loss: torch.Tensor  # what the optimiser minimises
+    reconstruction: torch.Tensor  # MSE over all elements
+    kld: torch.Tensor  # KL(q(z|x) || p(z)), nats per point
+    neg_elbo: torch.Tensor  # -ELBO of the implied Gaussian decoder, nats per point
+
+
+def implied_decoder_variance(dim: int, kld_weight: float) -> float:
+    """The decoder variance s^2 = D * kld_weight / 2 under which the seed loss is an ELBO."""
+    return dim * kld_weight / 2.0
+
+
+def seed_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor,
+              kld_weight: float = 1.0) -> LossTerms:
+    """The seed's ``MSE + kld_weight * KLD`` with its ELBO reading (see the module docstring)."""
+    dim = x.shape[-1]
+    reconstruction = torch.mean((x_hat - x) ** 2)
+    kld = torch.mean(kl_to_standard_normal(mu, log_var))
+    loss = reconstruction + kld_weight * kld
+    s2 = implied_decoder_variance(dim, kld_weight)
+    neg_elbo = loss / kld_weight + 0.5 * dim * math.log(2.0 * math.pi * s2)
+    return LossTerms(loss=loss, reconstruction=reconstruction, kld=kld, neg_elbo=neg_elbo)

@@ -1,0 +1,252 @@
+"""Run directories: train into one, load one back. Safetensors and JSON only, never pickle.
+
+A run directory holds::
+
+    config.json          the fully resolved RunConfig
+    model.safetensors    the weights (rebuilt into a model from config.json)
+    metrics.csv          one row per logging interval (interval means), written as training goes
+    frames.safetensors   the display frames (what the panels show, step by step)
+    summary.json         timing, device, final metrics, versions
+    figures/             panels_final.png, training.gif, loss.png (``vaelab plot`` redraws)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
+
+from vaelab._version import __version__
+from vaelab.config import RunConfig
+from vaelab.errors import ConfigError, RunError
+from vaelab.fileio import atomic_write_bytes, atomic_write_text
+from vaelab.models import BaseVAE, build_model
+from vaelab.training.devices import make_generator, resolve_device
+from vaelab.training.frames import Frame, load_frames, save_frames
+from vaelab.training.loop import METRIC_FIELDS, TrainResult, fit
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+METRICS_FILE = "metrics.csv"
+FRAMES_FILE = "frames.safetensors"
+SUMMARY_FILE = "summary.json"
+FIGURES_DIR = "figures"
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, METRICS_FILE, FRAMES_FILE, SUMMARY_FILE)
+
+
+@dataclass
+class Run:
+    """A trained model with its config, metrics and display frames."""
+
+    config: RunConfig
+    model: BaseVAE
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def sample(self, n: int, seed: int = 0, device: str = "auto") -> torch.Tensor:
+        """``n`` generated points (decoder means of z ~ N(0, I)), fixed by ``seed``, on the CPU."""
+        dev = resolve_device(device)
+        self.model.to(dev)
+        return self.model.sample(n, generator=make_generator(seed, dev), device=dev).cpu()
+
+    def save(self, path: str | Path, force: bool = False) -> Path:
+        """Write the run to ``path`` (refused if it already holds files, unless ``force``)."""
+        path = prepare_run_dir(path, force)
+        atomic_write_text(path / CONFIG_FILE, self.config.to_json())
+        write_metrics(path / METRICS_FILE, self.metrics)
+        self._write_results(path)
+        self.path = path
+        return path
+
+    def _write_results(self, path: Path) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        meta = {"format": "vaelab-model-1", "vaelab_version": __version__}
+        atomic_write_bytes(path / MODEL_FILE, save_tensors(state, metadata=meta))
+        save_frames(self.frames, path / FRAMES_FILE)
+        atomic_write_text(path / SUMMARY_FILE, json.dumps(self.summary, indent=2) + "\n")
+
+    def plot(self, out_dir: str | Path | None = None) -> list[Path]:
+        """Draw the panels, the GIF and the loss curve; returns the files written."""
+        from vaelab.plots import render_run
+
+        if out_dir is None:
+            if self.path is None:
+                raise RunError("this run has no directory: pass out_dir")
+            out_dir = self.path / FIGURES_DIR
+        return render_run(self, Path(out_dir))
+
+
+def prepare_run_dir(path: str | Path, force: bool) -> Path:
+    """Create ``path``; refuse a non-empty one unless ``force`` (then its run files go)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"output path {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not force:
+            raise RunError(f"output directory {path} is not empty (it may hold a run); "
+                           "choose another --out or pass --force to replace it")
+        for name in RUN_FILES:
+            (path / name).unlink(missing_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create output directory {path}: {exc.strerror}") from None
+    return path
+
+
+def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+class _MetricsAppender:
+    """Appends each metrics row to the CSV as it is logged, so a running job can be watched."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = open(path, "w", encoding="utf-8", newline="")
+        self.writer = csv.DictWriter(self.fh, fieldnames=METRIC_FIELDS, lineterminator="\n")
+        self.writer.writeheader()
+        self.fh.flush()
+
+    def __call__(self, row: dict[str, float]) -> None:
+        self.writer.writerow(row)
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool = False,
+              progress: bool = True, figures: bool = True) -> Run:
+    """Train ``config``; with ``out``, write the run directory (and figures) as it goes."""
+    from vaelab.training.loop import resolve_config
+
+    config = resolve_config(config)  # every name and value checked before anything is written
+    if out is None:
+        result = fit(config, progress=progress)
+        return _run_from_result(result, None)
+    path = prepare_run_dir(out, force)
+    atomic_write_text(path / CONFIG_FILE, config.to_json())
+    appender = _MetricsAppender(path / METRICS_FILE)
+    try:
+        result = fit(config, progress=progress, on_log=appender)
+    finally:
+        appender.close()
+    run = _run_from_result(result, path)
+    run._write_results(path)
+    if figures:
+        run.plot()
+    return run
+
+
+def _run_from_result(result: TrainResult, path: Path | None) -> Run:
+    return Run(result.config, result.model, result.metrics, result.frames, result.summary, path)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+def load_run(path: str | Path, *, frames: bool = True) -> Run:
+    """Rebuild a run from ``config.json`` + ``model.safetensors``; nothing is unpickled.
+
+    Every problem (missing file, bad JSON, unknown keys, wrong tensor names or shapes) is a
+    :class:`~vaelab.errors.RunError` naming the file, raised before any weight is copied in.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"run directory not found: {path}")
+    config = _read_config(path / CONFIG_FILE)
+    if config.model.in_channels is None:
+        raise RunError(f"{path / CONFIG_FILE}: model.in_channels is missing")
+    model = build_model(config.model)
+    state = _read_weights(path / MODEL_FILE)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+        raise RunError(f"{path / MODEL_FILE} does not match config.json ({what})")
+    for name, tensor in expected.items():
+        if state[name].shape != tensor.shape or state[name].dtype != tensor.dtype:
+            raise RunError(f"{path / MODEL_FILE}: tensor {name!r} has shape "
+                           f"{tuple(state[name].shape)} {state[name].dtype}, config.json needs "
+                           f"{tuple(tensor.shape)} {tensor.dtype}")
+        if not torch.isfinite(state[name]).all():
+            raise RunError(f"{path / MODEL_FILE}: tensor {name!r} holds NaN or inf")
+    model.load_state_dict(state)
+    model.eval()
+    metrics = read_metrics(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else []
+    frame_list = (load_frames(path / FRAMES_FILE)
+                  if frames and (path / FRAMES_FILE).is_file() else [])
+    summary: dict[str, Any] = {}
+    if (path / SUMMARY_FILE).is_file():
+        try:
+            summary = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            summary = {}
+    return Run(config, model, metrics, frame_list, summary, path)
+
+
+def _read_config(path: Path) -> RunConfig:
+    if not path.is_file():
+        raise RunError(f"not a vaelab run: {path} is missing")
+    try:
+        return RunConfig.from_json(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RunError(f"{path} is not UTF-8 text") from None
+    except ConfigError as exc:
+        raise RunError(f"{path}: {exc}") from None
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise RunError(f"not a complete vaelab run: {path} is missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise RunError(f"{path} is not a readable safetensors file: {exc}") from None
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:
+        raise RunError(f"{path} is not a vaelab metrics file: {exc}") from None
+
+
+def write_points(points: torch.Tensor | np.ndarray, path: str | Path) -> Path:
+    """Save points as CSV (header ``x0,x1,...``) or ``.npy``, chosen by the extension."""
+    path = Path(path)
+    arr = np.asarray(points.detach().cpu().numpy() if isinstance(points, torch.Tensor)
+                     else points, dtype=np.float64)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, arr.astype(np.float32), allow_pickle=False)
+        atomic_write_bytes(path, buf.getvalue())
+    elif suffix == ".csv":
+        atomic_write_text(path, points_to_csv(arr))
+    else:
+        raise RunError(f"cannot write {path}: the extension must be .csv or .npy")
+    return path
+
+
+def points_to_csv(arr: np.ndarray) -> str:
+    buf = io.StringIO()
+    header = ",".join(f"x{i}" for i in range(arr.shape[1]))
+    np.savetxt(buf, arr, delimiter=",", header=header, comments="", fmt="%.9g")
+    return buf.getvalue()

@@ -1,0 +1,133 @@
+"""The training loop: lean, seeded, and silent on the host except every ``log_every`` steps.
+
+Per step: draw a batch on the device, forward, loss, backward, fused Adam, scheduler. Loss
+terms are summed on the device and read back (one synchronisation) only at logging steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from tqdm.auto import tqdm
+
+from vaelab.config import RunConfig
+from vaelab.data import build_source, make_stream
+from vaelab.errors import ConfigError
+from vaelab.models import BaseVAE, build_model, check_model_name
+from vaelab.objectives import LossTerms
+from vaelab.training.devices import derive_seeds, make_generator, resolve_device
+from vaelab.training.frames import Frame
+from vaelab.training.optim import build_optimizer, build_scheduler
+
+#: columns of the metrics file, in order
+METRIC_FIELDS = ("step", "lr", "loss", "reconstruction", "kld", "neg_elbo", "elapsed_s")
+
+
+class TrainResult(NamedTuple):
+    config: RunConfig  # resolved (model.in_channels filled in)
+    model: BaseVAE
+    metrics: list[dict[str, float]]
+    frames: list[Frame]
+    summary: dict[str, object]
+
+
+def resolve_config(config: RunConfig) -> RunConfig:
+    """Fill in what the data decides (``model.in_channels``) and check every name and the
+    device, so that nothing is written for a run that cannot start."""
+    config.validate()
+    resolve_device(config.train.device)
+    source = build_source(config.data)
+    if config.model.in_channels not in (None, source.dim):
+        raise ConfigError(f"model.in_channels = {config.model.in_channels} but the data "
+                          f"{config.data.name!r} has {source.dim} dimensions")
+    model_cfg = dataclasses.replace(config.model, in_channels=source.dim)
+    resolved = dataclasses.replace(config, model=model_cfg)
+    check_model_name(resolved.model.name)
+    return resolved
+
+
+def init_model(config: RunConfig, seed: int) -> BaseVAE:
+    """Build the model with its weights drawn from ``seed``, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(config.model)
+
+
+def fit(config: RunConfig, *, progress: bool = True,
+        on_log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Train a model as ``config`` says; ``on_log`` receives each metrics row as it is made."""
+    config = resolve_config(config)
+    tc, dc = config.train, config.data
+    device = resolve_device(tc.device)
+    seeds = derive_seeds(tc.seed)
+
+    source = build_source(dc)
+    model = init_model(config, seeds.init).to(device)
+    data_gen = make_generator(seeds.data, device)
+    noise_gen = make_generator(seeds.noise, device)
+    stream = make_stream(source, dc.n_train, tc.batch_size, data_gen, device)
+    optimizer = build_optimizer(model.parameters(), config.optim, device)
+    scheduler = build_scheduler(optimizer, config.optim)
+    kld_weight = config.loss.kld_weight
+
+    display_z = torch.randn(config.display.points, model.latent_dim,
+                            generator=make_generator(seeds.display, device), device=device)
+    frame_every = config.display.frame_every
+
+    def capture(step: int, x: torch.Tensor, z: torch.Tensor) -> Frame:
+        with torch.no_grad():
+            gen = model.decode(display_z)
+        return Frame(step, x.detach().cpu(), z.detach().cpu(), gen.cpu())
+
+    metrics: list[dict[str, float]] = []
+    frames: list[Frame] = []
+    sums = torch.zeros(len(LossTerms._fields), device=device)
+    count = 0
+    lr_now = optimizer.param_groups[0]["lr"]
+    bar = tqdm(total=tc.steps, disable=not progress, unit="step", dynamic_ncols=True,
+               mininterval=0.5, leave=True)
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(1, tc.steps + 1):
+        lr_now = optimizer.param_groups[0]["lr"]
+        x = stream.next()
+        out = model(x, generator=noise_gen)
+        terms = model.loss(out, kld_weight)
+        optimizer.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        optimizer.step()
+        scheduler.step()
+        sums += torch.stack([t.detach() for t in terms])
+        count += 1
+
+        if frame_every and (step == 1 or step % frame_every == 0) or step == tc.steps:
+            frames.append(capture(step, x, out.z))
+        if step % tc.log_every == 0 or step == tc.steps:
+            means = (sums / count).tolist()  # the one host synchronisation per interval
+            row = {"step": step, "lr": lr_now, **dict(zip(LossTerms._fields, means, strict=True)),
+                   "elapsed_s": time.perf_counter() - t0}
+            metrics.append(row)
+            if on_log is not None:
+                on_log(row)
+            bar.update(step - bar.n)
+            bar.set_postfix(lr=f"{lr_now:.2e}", loss=f"{row['loss']:.4f}",
+                            rec=f"{row['reconstruction']:.4f}", kld=f"{row['kld']:.4f}",
+                            refresh=False)
+            sums.zero_()
+            count = 0
+    bar.close()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    summary = {
+        "steps": tc.steps,
+        "train_seconds": round(seconds, 3),
+        "steps_per_second": round(tc.steps / seconds, 1),
+        "device": str(device),
+        "final": metrics[-1],
+        "torch_version": torch.__version__,
+    }
+    return TrainResult(config, model, metrics, frames, summary)

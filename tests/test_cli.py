@@ -1,0 +1,99 @@
+"""The vaelab command end to end, and its one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vaelab.cli.main import main
+
+
+def vaelab(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vaelab", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_train_sample_plot_end_to_end(tmp_path):
+    run = tmp_path / "run"
+    res = vaelab("train", "--preset", "seed", "--out", str(run), "--steps", "300",
+                 "--batch-size", "256", "--frame-every", "100", "--device", "cpu", "--seed", "7",
+                 "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "trained 300 steps" in res.stdout
+    for name in ("config.json", "model.safetensors", "metrics.csv", "frames.safetensors",
+                 "figures/panels_final.png", "figures/training.gif", "figures/loss.png"):
+        assert (run / name).is_file(), name
+
+    res = vaelab("sample", str(run), "-n", "1000", "-o", str(tmp_path / "p.csv"), "--seed", "1")
+    assert res.returncode == 0, res.stderr
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "x0,x1" and len(lines) == 1001
+    csv_points = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    assert np.isfinite(csv_points).all()
+
+    res = vaelab("sample", str(run), "-n", "1000", "-o", str(tmp_path / "p.npy"), "--seed", "1")
+    assert res.returncode == 0, res.stderr
+    npy_points = np.load(tmp_path / "p.npy", allow_pickle=False)
+    assert npy_points.shape == (1000, 2)
+    assert np.allclose(npy_points, csv_points, rtol=1e-6, atol=1e-6)  # same seed, same points
+
+    res = vaelab("sample", str(run), "-n", "4")  # CSV to stdout
+    assert res.returncode == 0 and res.stdout.splitlines()[0] == "x0,x1"
+    assert len(res.stdout.splitlines()) == 5
+
+    (run / "figures" / "loss.png").unlink()
+    res = vaelab("plot", str(run))
+    assert res.returncode == 0, res.stderr
+    assert (run / "figures" / "loss.png").is_file()
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["plot"]])
+def test_help_everywhere(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: vaelab" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--preset", "sead"], "unknown preset 'sead'"),
+        (["train", "--lr", "0"], "--lr: '0' must be a positive number"),
+        (["train", "--lr", "abc"], "--lr: 'abc' is not a valid float"),
+        (["train", "--steps", "-5"], "--steps: '-5' must be a positive integer"),
+        (["train", "--batch-size", "1.5"], "--batch-size: '1.5' is not a valid int"),
+        (["train", "--latent-dim", "0"], "--latent-dim: '0' must be a positive integer"),
+        (["train", "--hidden-dims", "128,x"], "comma-separated list of integers"),
+        (["train", "--data", "swissroll"], "did you mean: swiss_roll"),
+        (["train", "--device", "tpu"], "train.device"),
+        (["train", "--set", "optim.gama=1"], "unknown key optim.gama"),
+        (["train", "--config", "missing.toml"], "config file not found"),
+        (["sample", "no-such-run"], "run directory not found"),
+        (["sample", "no-such-run", "-n", "0"], "-n: '0' must be a positive integer"),
+        (["plot", "no-such-run"], "run directory not found"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_error_line(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        code = main(args)
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "error:" in err and message in err
+    assert not (tmp_path / "runs").exists()  # nothing written for a run that cannot start
+
+
+def test_errors_through_a_real_process_have_no_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nsteps = 'many'\n")
+    res = vaelab("train", "--config", str(bad), "--out", str(tmp_path / "r"))
+    assert res.returncode == 2
+    assert res.stderr.strip() == "vaelab train: error: train.steps must be an integer, got 'many'"
+    assert not (tmp_path / "r").exists()
