@@ -1,4 +1,10 @@
-"""The data-source interface: anything that can draw i.i.d. points of a fixed dimension."""
+"""The data-source interface: a distribution p we can draw from and, for the built-in
+sources, evaluate exactly.
+
+Conventions: ``log_prob`` is the exact log-density in nats per data point, all constants
+included, in the data's own units (no standardisation), computed in float64; ``entropy`` is
+H(p) = -E_p[log p(x)] in nats.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ import torch
 
 
 class DataSource(ABC):
-    """A distribution p we can sample from; later sources also know log p(x)."""
+    """A distribution p over R^dim."""
 
     #: registry name, e.g. ``"swiss_roll"``
     name: str
     #: dimension D of one point
     dim: int
+    #: True when :meth:`log_prob` and :meth:`entropy` are available (built-in sources)
+    has_density: bool = False
 
     @abstractmethod
     def sample(
@@ -23,3 +31,11 @@ class DataSource(ABC):
 
         ``generator`` must live on ``device``; the same generator state gives the same points.
         """
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log p(x) per point: ``[N, dim]`` -> float64 ``[N]`` on the CPU, in nats."""
+        raise NotImplementedError(f"data source {self.name!r} has no known density")
+
+    def entropy(self) -> float:
+        """H(p) = -E_p[log p(x)] in nats (exact or by a stated numerical method)."""
+        raise NotImplementedError(f"data source {self.name!r} has no known density")
