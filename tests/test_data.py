@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 from sklearn.datasets import make_swiss_roll
 
 from vaelab.config import DataConfig
-from vaelab.data import FixedSetStream, FreshStream, SwissRoll2D, build_source, make_stream
+from vaelab.data import FixedSetStream, FreshStream, SwissRoll2D, build_source
 from vaelab.errors import ConfigError
 
 
@@ -84,17 +84,15 @@ def test_unknown_source_lists_valid_names():
 
 
 def test_fresh_stream_draws_new_batches():
-    stream = make_stream(SwissRoll2D(), None, 32, torch.Generator().manual_seed(0),
+    stream = FreshStream(SwissRoll2D(), 32, torch.Generator().manual_seed(0),
                          torch.device("cpu"))
-    assert isinstance(stream, FreshStream)
     a, b = stream.next(), stream.next()
     assert a.shape == (32, 2) and not torch.equal(a, b)
 
 
 def test_fixed_set_stream_cycles_through_its_points():
-    stream = make_stream(SwissRoll2D(), 100, 25, torch.Generator().manual_seed(0),
-                         torch.device("cpu"))
-    assert isinstance(stream, FixedSetStream)
+    g = torch.Generator().manual_seed(0)
+    stream = FixedSetStream(SwissRoll2D().sample(100, g), 25, g)
     epoch = torch.cat([stream.next() for _ in range(4)])
     # one epoch visits every training point exactly once
     assert torch.equal(torch.sort(epoch[:, 0]).values, torch.sort(stream.points[:, 0]).values)

@@ -28,23 +28,28 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULERS = ("step", "constant")
 DATA_BACKENDS = ("torch", "sklearn")
-LOSSES = ("seed_mse",)
+LOSSES = ("seed_mse", "gaussian")
 
 
 @dataclass
 class DataConfig:
     """Where training points come from.
 
-    ``n_train=None`` draws a fresh batch every step (an infinite stream, as in the seed);
-    an integer fixes a training set of that many points, drawn once from ``seed``.
-    ``backend="sklearn"`` draws with ``sklearn.datasets.make_swiss_roll`` on the CPU, bit for
-    bit the seed's generator; ``"torch"`` draws the same distribution on the training device.
+    ``name``: a built-in source (``swiss_roll``, ``moons``, ...) or a ``.csv``/``.npy`` file.
+    ``noise=None`` keeps the source's own noise level. ``n_train=None`` draws a fresh batch
+    every step (an infinite stream, as in the seed); an integer fixes a training set of that
+    many points, drawn once from ``seed`` (a file is always a fixed set: its points minus the
+    held-out ``test_fraction``). ``backend="sklearn"`` draws the Swiss rolls with scikit-learn
+    on the CPU, bit for bit the seed's generator; ``"torch"`` draws the same distribution on the
+    training device. ``standardize=None`` means: yes for files, no for built-in sources.
     """
 
     name: str = "swiss_roll"
-    noise: float = 0.3
+    noise: float | None = None
     n_train: int | None = None
     backend: str = "torch"
+    standardize: bool | None = None
+    test_fraction: float = 0.2
 
 
 @dataclass
@@ -59,15 +64,22 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """The training objective.
+    """The training objective and the decoder's likelihood.
 
     ``seed_mse``: mean squared error over all elements + ``kld_weight`` x KL. With D data
     dimensions this is ``kld_weight`` x (negative ELBO - const) of a Gaussian decoder with
-    variance ``D * kld_weight / 2`` (see :mod:`vaelab.objectives.seed_loss`).
+    variance ``D * kld_weight / 2`` (see :mod:`vaelab.objectives.seed_loss`); that variance is
+    the model's likelihood, so ``decoder_std`` and ``learn_decoder_std`` must stay unset.
+    ``gaussian``: -E_q log N(x; decoder(z), sigma^2) + ``kld_weight`` x KL, sigma per data
+    dimension in standardised units, fixed at ``decoder_std`` (None: sqrt(D/2), the seed's
+    implied value) or learned from it, never below ``min_decoder_std``.
     """
 
     name: str = "seed_mse"
     kld_weight: float = 1.0
+    decoder_std: float | None = None
+    learn_decoder_std: bool = False
+    min_decoder_std: float = 1e-3
 
 
 @dataclass
@@ -143,7 +155,9 @@ class RunConfig:
     def validate(self) -> None:
         """Raise ConfigError naming the first value that cannot work."""
         d, m, lo, o, t, s = self.data, self.model, self.loss, self.optim, self.train, self.display
-        _check(d.noise >= 0, "data.noise", d.noise, "must be >= 0")
+        _check(d.noise is None or d.noise >= 0, "data.noise", d.noise, "must be >= 0")
+        _check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction,
+               "must be in (0, 1)")
         _check(d.n_train is None or d.n_train >= 2, "data.n_train", d.n_train, "must be >= 2")
         _choice("data.backend", d.backend, DATA_BACKENDS)
         _check(m.latent_dim >= 1, "model.latent_dim", m.latent_dim, "must be >= 1")
@@ -155,6 +169,14 @@ class RunConfig:
         _choice("loss.name", lo.name, LOSSES)
         _check(lo.kld_weight > 0, "loss.kld_weight", lo.kld_weight,
                "must be > 0 (it sets the implied decoder variance D*kld_weight/2)")
+        if lo.name == "seed_mse":
+            _check(lo.decoder_std is None and not lo.learn_decoder_std, "loss.decoder_std",
+                   lo.decoder_std, "must stay unset for seed_mse (its variance is D*kld_weight/2;"
+                   " use loss.name = 'gaussian')")
+        _check(lo.min_decoder_std >= 0, "loss.min_decoder_std", lo.min_decoder_std,
+               "must be >= 0")
+        _check(lo.decoder_std is None or lo.decoder_std > lo.min_decoder_std,
+               "loss.decoder_std", lo.decoder_std, "must be > loss.min_decoder_std")
         _check(o.lr > 0, "optim.lr", o.lr, "must be > 0")
         _choice("optim.scheduler", o.scheduler, SCHEDULERS)
         _check(o.step_size >= 1, "optim.step_size", o.step_size, "must be >= 1")

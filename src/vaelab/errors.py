@@ -17,3 +17,7 @@ class ConfigError(VaelabError):
 
 class RunError(VaelabError):
     """A run directory that cannot be written or loaded."""
+
+
+class DataFileError(VaelabError):
+    """A data file that cannot be read as points (missing, unreadable, malformed, non-finite)."""

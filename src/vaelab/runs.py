@@ -54,11 +54,20 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
-    def sample(self, n: int, seed: int = 0, device: str = "auto") -> torch.Tensor:
-        """``n`` generated points (decoder means of z ~ N(0, I)), fixed by ``seed``, on the CPU."""
+    def sample(self, n: int, seed: int = 0, device: str = "auto",
+               noise: bool | None = None) -> torch.Tensor:
+        """``n`` generated points, fixed by ``seed``, on the CPU.
+
+        ``noise=None`` follows the model's objective: decoder means for the seed's MSE loss
+        (as the blog shows them; its variance is only implied), draws from the full p(x),
+        decoder noise included, for the Gaussian likelihood.
+        """
+        if noise is None:
+            noise = self.model.objective == "gaussian"
         dev = resolve_device(device)
         self.model.to(dev)
-        return self.model.sample(n, generator=make_generator(seed, dev), device=dev).cpu()
+        return self.model.sample(n, generator=make_generator(seed, dev), device=dev,
+                                 noise=noise).cpu()
 
     def save(self, path: str | Path, force: bool = False) -> Path:
         """Write the run to ``path`` (refused if it already holds files, unless ``force``)."""
@@ -171,7 +180,7 @@ def load_run(path: str | Path, *, frames: bool = True) -> Run:
     config = _read_config(path / CONFIG_FILE)
     if config.model.in_channels is None:
         raise RunError(f"{path / CONFIG_FILE}: model.in_channels is missing")
-    model = build_model(config.model)
+    model = build_model(config)
     state = _read_weights(path / MODEL_FILE)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -245,8 +254,12 @@ def write_points(points: torch.Tensor | np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def points_to_csv(arr: np.ndarray) -> str:
+def points_to_csv(arr: np.ndarray, last_column: str | None = None) -> str:
+    """CSV with a header ``x0,x1,...`` (the last column named ``last_column`` if given)."""
     buf = io.StringIO()
-    header = ",".join(f"x{i}" for i in range(arr.shape[1]))
+    names = [f"x{i}" for i in range(arr.shape[1])]
+    if last_column is not None:
+        names[-1] = last_column
+    header = ",".join(names)
     np.savetxt(buf, arr, delimiter=",", header=header, comments="", fmt="%.9g")
     return buf.getvalue()

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vaelab.presets import DEFAULT_PRESET, preset_names
 
     parser = _Parser(prog="vaelab", description="Learn a distribution from samples with a VAE: "
-                     "train a model, generate from it, draw what it learned.")
+                     "train a model, generate from it, evaluate log p(x), draw what it learned.")
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
@@ -147,6 +147,53 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=nonnegative_int, default=0, help="sampling seed (default 0)")
     s.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
 
+    lp = sub.add_parser("logp", help="estimate log p(x) for every row of a file",
+                        description="Write one log p(x) estimate (nats, the data's own units) "
+                        "per input row, in order, as CSV: the input columns, then log_p.")
+    lp.add_argument("run", type=Path, help="run directory")
+    lp.add_argument("--input", type=Path, required=True, help="points: .csv or .npy")
+    lp.add_argument("-o", "--output", type=Path,
+                    help="CSV file to write (default: stdout)")
+    lp.add_argument("--estimator", choices=["iwae", "elbo", "prior-mc"], default="iwae",
+                    help="iwae: importance-weighted bound (default); elbo: the evidence lower "
+                    "bound; prior-mc: plain Monte Carlo over the prior")
+    lp.add_argument("--k", type=positive_int, default=1000,
+                    help="samples per point (default 1000)")
+    lp.add_argument("--seed", type=nonnegative_int, default=0, help="sampling seed")
+    lp.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+
+    ev = sub.add_parser("evaluate", help="test NLL, gap to the true entropy, sample metrics",
+                        description="Draw a fresh test set from the run's data source (or the "
+                        "held-out part of its data file, or --input) and report the test NLL "
+                        "(IWAE), the ELBO, the true entropy and the gap NLL - H in nats, and "
+                        "sample metrics beside their data-vs-data floors.")
+    ev.add_argument("run", type=Path, help="run directory")
+    ev.add_argument("--n", type=positive_int, default=10_000, help="test points (default 10000)")
+    ev.add_argument("--k", type=positive_int, default=1000, help="IWAE samples (default 1000)")
+    ev.add_argument("--input", type=Path, help="evaluate on these points instead (.csv/.npy)")
+    ev.add_argument("--json", type=Path, help="also write the report as JSON")
+    ev.add_argument("--seed", type=nonnegative_int, default=0, help="evaluation seed")
+    ev.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    ev.add_argument("--no-metrics", action="store_true", help="skip the sample metrics")
+    ev.add_argument("--no-figures", action="store_true",
+                    help="skip the density figure (RUN/figures/density.png, 2-D data)")
+
+    cv = sub.add_parser("convergence", help="how the log p(x) estimators converge with K",
+                        description="For a set of test points, estimate log p(x) with the ELBO, "
+                        "IWAE and plain prior Monte Carlo at growing K, with repeats, against "
+                        "the true density when it is known: a table and a plot.")
+    cv.add_argument("run", type=Path, help="run directory")
+    cv.add_argument("--points", type=positive_int, default=200, help="test points (default 200)")
+    cv.add_argument("--ks", type=int_list, default=[1, 10, 100, 1000, 10_000],
+                    help="values of K (default 1,10,100,1000,10000)")
+    cv.add_argument("--repeats", type=positive_int, default=3,
+                    help="independent repeats per K (default 3)")
+    cv.add_argument("--seed", type=nonnegative_int, default=0, help="seed")
+    cv.add_argument("--json", type=Path, help="also write the table as JSON")
+    cv.add_argument("-o", "--output", type=Path,
+                    help="plot file (default RUN/figures/convergence.png)")
+    cv.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+
     p = sub.add_parser("plot", help="redraw a run's figures",
                        description="Redraw the panels, the training GIF and the loss curves "
                        "from the run's saved frames and metrics.")
@@ -197,6 +244,76 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_on(path: Path, device: str, frames: bool = False):  # noqa: ANN202
+    from vaelab.runs import load_run
+    from vaelab.training.devices import resolve_device
+
+    dev = resolve_device(device)
+    run = load_run(path, frames=frames)
+    run.model.to(dev)
+    return run
+
+
+def cmd_logp(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from vaelab.data.files import read_points
+    from vaelab.estimators import log_density
+    from vaelab.fileio import atomic_write_text
+    from vaelab.runs import points_to_csv
+
+    run = _load_on(args.run, args.device)
+    points = read_points(args.input)
+    if points.shape[1] != run.model.in_channels:
+        raise VaelabError(f"{args.input} has {points.shape[1]} columns but the model was "
+                          f"trained on {run.model.in_channels}-dimensional data")
+    logp = log_density(run.model, torch.as_tensor(points, dtype=torch.float32), args.estimator,
+                       k=args.k, seed=args.seed).numpy()
+    text = points_to_csv(np.column_stack((points, logp)), last_column="log_p")
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(args.output, text)
+        print(f"wrote {len(logp)} log-densities ({args.estimator}, K={args.k}) to "
+              f"{args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vaelab.evaluation import evaluate, format_report
+    from vaelab.fileio import atomic_write_text
+
+    run = _load_on(args.run, args.device, frames=True)  # frames fix the density plot's axes
+    report = evaluate(run, n=args.n, k=args.k, seed=args.seed, input_path=args.input,
+                      metrics=not args.no_metrics)
+    print(format_report(report))
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+    if not args.no_figures and run.model.in_channels == 2:
+        from vaelab.plots.render import render_density
+
+        print(render_density(run))
+    return 0
+
+
+def cmd_convergence(args: argparse.Namespace) -> int:
+    from vaelab.evaluation import convergence, format_convergence
+    from vaelab.fileio import atomic_write_text
+    from vaelab.plots.convergence import draw_convergence
+    from vaelab.plots.style import save_figure
+
+    run = _load_on(args.run, args.device)
+    result = convergence(run, n_points=args.points, ks=tuple(args.ks), repeats=args.repeats,
+                         seed=args.seed)
+    print(format_convergence(result))
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+    out = args.output or args.run / "figures" / "convergence.png"
+    print(save_figure(draw_convergence(result), out))
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from vaelab.runs import load_run
 
@@ -206,7 +323,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "plot": cmd_plot}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "logp": cmd_logp,
+            "evaluate": cmd_evaluate, "convergence": cmd_convergence, "plot": cmd_plot}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,11 +46,3 @@ class FixedSetStream:
         idx = self._perm[self._pos:self._pos + self.batch_size]
         self._pos += self.batch_size
         return self.points[idx]
-
-
-def make_stream(source: DataSource, n_train: int | None, batch_size: int,
-                generator: torch.Generator, device: torch.device) -> FreshStream | FixedSetStream:
-    """The stream a data config asks for; a fixed set is drawn once from ``generator``."""
-    if n_train is None:
-        return FreshStream(source, batch_size, generator, device)
-    return FixedSetStream(source.sample(n_train, generator, device), batch_size, generator)

@@ -1,18 +1,34 @@
-"""The VAE interface every vaelab model implements.
+"""The VAE interface every vaelab model implements: a generator and an evaluator.
 
 Named outputs only: :class:`Encoding` and :class:`VAEOutput` are NamedTuples, so
 ``out.mu`` reads what it says (and they still work with ``torch.compile`` and ``vmap``).
+
+Units. A model works internally on standardised data ``u = (x - shift) / scale`` (the identity
+unless :meth:`BaseVAE.set_standardization` was called, as for user files; the seed preset does
+not standardise). ``encode`` takes and ``decode``/``sample`` return points in the *data's own
+units*, and every log-density is in nats per data point in those units: the Jacobian
+``-sum(log scale)`` of the standardisation is included.
+
+Likelihood. p(x|z) = N(x; decode(z), diag(scale * sigma)^2) where ``sigma`` (per data dimension,
+internal units) is either fixed — for the seed's MSE loss, sqrt(D * kld_weight / 2), the variance
+under which that loss is an ELBO — or learned, ``sigma = min_std + softplus(raw)``, which keeps
+the likelihood bounded.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from vaelab.objectives.seed_loss import LossTerms, seed_loss
+from vaelab.objectives import LossTerms, gaussian_loss, kl_to_standard_normal, seed_loss
+
+OBJECTIVES = ("seed_mse", "gaussian")
+LOG_2PI = math.log(2.0 * math.pi)
 
 
 class Encoding(NamedTuple):
@@ -23,9 +39,9 @@ class Encoding(NamedTuple):
 
 
 class VAEOutput(NamedTuple):
-    """One pass x -> q(z|x) -> z -> x_hat."""
+    """One pass x -> q(z|x) -> z -> x_hat (x and x_hat in internal, standardised units)."""
 
-    x_hat: torch.Tensor  # decoder output for the sampled z
+    x_hat: torch.Tensor  # decoder mean for the sampled z
     x: torch.Tensor  # the input
     mu: torch.Tensor  # posterior mean
     log_var: torch.Tensor  # posterior log-variance
@@ -33,18 +49,129 @@ class VAEOutput(NamedTuple):
 
 
 class BaseVAE(nn.Module, ABC):
-    """Encoder q(z|x), decoder x_hat(z), prior p(z) = N(0, I)."""
+    """Encoder q(z|x), decoder mean x_hat(z), Gaussian likelihood, prior p(z) = N(0, I).
+
+    Subclasses implement the networks, :meth:`encode_internal` and :meth:`decode_internal`,
+    on standardised data; this class does units, sampling, likelihood and the loss.
+    """
 
     in_channels: int
     latent_dim: int
 
+    def __init__(self, in_channels: int, latent_dim: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.latent_dim = latent_dim
+        self.register_buffer("data_shift", torch.zeros(in_channels))
+        self.register_buffer("data_scale", torch.ones(in_channels))
+        self._standardized = False
+        self.learn_std = False
+        self.min_std = 0.0
+        self.register_buffer("obs_std_fixed", torch.ones(in_channels))
+        self.objective = "seed_mse"
+        self.kld_weight = 1.0
+
+    # -- networks on internal units ---------------------------------------------------
     @abstractmethod
-    def encode(self, x: torch.Tensor) -> Encoding:
-        """Posterior parameters for a batch ``[N, in_channels]``."""
+    def encode_internal(self, u: torch.Tensor) -> Encoding:
+        """Posterior parameters for standardised points ``[..., in_channels]``."""
 
     @abstractmethod
+    def decode_internal(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder mean, in standardised units, for latent codes ``[..., latent_dim]``."""
+
+    # -- units ---------------------------------------------------------------------------
+    def set_standardization(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
+        """Standardise inputs with ``(x - shift) / scale`` (fit on the training set)."""
+        if shift.shape != (self.in_channels,) or scale.shape != (self.in_channels,):
+            raise ValueError("shift and scale must have shape [in_channels]")
+        if not (torch.isfinite(shift).all() and torch.isfinite(scale).all()
+                and (scale > 0).all()):
+            raise ValueError("shift must be finite and scale finite and > 0")
+        self.data_shift.copy_(shift)
+        self.data_scale.copy_(scale)
+        self._standardized = True
+
+    def enable_standardization(self) -> None:
+        """Apply the (saved) ``data_shift`` / ``data_scale`` buffers: used when loading a run."""
+        self._standardized = True
+
+    @property
+    def standardized(self) -> bool:
+        return self._standardized
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.data_shift) / self.data_scale if self._standardized else x
+
+    def unstandardize(self, u: torch.Tensor) -> torch.Tensor:
+        return u * self.data_scale + self.data_shift if self._standardized else u
+
+    def log_jacobian(self) -> torch.Tensor:
+        """log |du/dx| = -sum(log scale): added to internal log-densities to get data units."""
+        return -torch.log(self.data_scale).sum()
+
+    # -- likelihood --------------------------------------------------------------------------
+    def configure_likelihood(self, std: float | torch.Tensor, learn: bool = False,
+                             min_std: float = 0.0) -> None:
+        """Fix sigma (internal units) or learn it from ``std``, floored at ``min_std``."""
+        std_t = torch.as_tensor(std, dtype=torch.float32).expand(self.in_channels).clone()
+        if not (std_t > min_std).all():
+            raise ValueError(f"decoder std {std} must exceed its floor {min_std}")
+        self.learn_std, self.min_std = learn, float(min_std)
+        if learn:
+            # sigma = min_std + softplus(raw); invert softplus for the initial value
+            raw = torch.log(torch.expm1(std_t - min_std))
+            self.obs_std_raw = nn.Parameter(raw)
+        else:
+            self.obs_std_fixed.copy_(std_t)
+
+    def obs_std(self) -> torch.Tensor:
+        """sigma per data dimension, internal units, ``[in_channels]``."""
+        if self.learn_std:
+            return self.min_std + F.softplus(self.obs_std_raw)
+        return self.obs_std_fixed
+
+    def log_likelihood_internal(self, u: torch.Tensor, u_hat: torch.Tensor) -> torch.Tensor:
+        """log N(u; u_hat, diag sigma^2) summed over data dimensions, internal units, nats."""
+        std = self.obs_std()
+        return (-0.5 * ((u - u_hat) / std) ** 2 - torch.log(std) - 0.5 * LOG_2PI).sum(-1)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) in nats per point, data units (Jacobian included); broadcasts."""
+        u = self.standardize(x)
+        return self.log_likelihood_internal(u, self.decode_internal(z)) + self.log_jacobian()
+
+    @staticmethod
+    def log_prior(z: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, I), summed over latent dimensions."""
+        return (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
+
+    # -- objective ---------------------------------------------------------------------------
+    def configure_objective(self, name: str, kld_weight: float) -> None:
+        """``seed_mse`` (MSE + w KL) or ``gaussian`` (-E_q log p(x|z) + w KL)."""
+        if name not in OBJECTIVES:
+            raise ValueError(f"unknown objective {name!r}")
+        self.objective, self.kld_weight = name, float(kld_weight)
+
+    def loss(self, out: VAEOutput) -> LossTerms:
+        """The configured training loss on one pass; ``neg_elbo`` is in data units."""
+        if self.objective == "seed_mse":
+            terms = seed_loss(out.x, out.x_hat, out.mu, out.log_var, self.kld_weight)
+            if self._standardized:
+                terms = terms._replace(neg_elbo=terms.neg_elbo - self.log_jacobian())
+            return terms
+        log_lik = self.log_likelihood_internal(out.x, out.x_hat) + self.log_jacobian()
+        return gaussian_loss(log_lik, kl_to_standard_normal(out.mu, out.log_var),
+                             self.kld_weight)
+
+    # -- the VAE ---------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> Encoding:
+        """Posterior parameters for points ``[N, in_channels]`` in data units."""
+        return self.encode_internal(self.standardize(x))
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoder mean for latent codes ``[N, latent_dim]``."""
+        """Decoder mean in data units for latent codes ``[N, latent_dim]``."""
+        return self.unstandardize(self.decode_internal(z))
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, log_var: torch.Tensor,
@@ -54,24 +181,29 @@ class BaseVAE(nn.Module, ABC):
         return mu + torch.exp(0.5 * log_var) * eps
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
-        mu, log_var = self.encode(x)
+        """Encode, sample z, decode. ``x_hat`` and ``x`` of the output are internal units."""
+        u = self.standardize(x)
+        mu, log_var = self.encode_internal(u)
         z = self.reparameterize(mu, log_var, generator)
-        return VAEOutput(x_hat=self.decode(z), x=x, mu=mu, log_var=log_var, z=z)
-
-    def loss(self, out: VAEOutput, kld_weight: float = 1.0) -> LossTerms:
-        """The seed's loss, MSE + kld_weight x KL (see :mod:`vaelab.objectives.seed_loss`)."""
-        return seed_loss(out.x, out.x_hat, out.mu, out.log_var, kld_weight)
+        return VAEOutput(x_hat=self.decode_internal(z), x=u, mu=mu, log_var=log_var, z=z)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None) -> torch.Tensor:
-        """Generate ``n`` points: decode z ~ N(0, I). Returns decoder means, as the seed does."""
+               device: torch.device | str | None = None, noise: bool = False) -> torch.Tensor:
+        """Generate ``n`` points: decode z ~ N(0, I).
+
+        Returns decoder means (as the seed does) unless ``noise``: then a draw from
+        p(x|z), i.e. the model's full generative distribution p(x).
+        """
         if device is None:
             device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.decode(z)
+        u = self.decode_internal(z)
+        if noise:
+            u = u + self.obs_std() * torch.randn(u.shape, generator=generator, device=device)
+        return self.unstandardize(u)
 
     @torch.no_grad()
     def generate(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reconstruct ``x``: encode, sample z from q(z|x), decode."""
-        return self.forward(x, generator).x_hat
+        """Reconstruct ``x`` (data units): encode, sample z from q(z|x), decode."""
+        return self.unstandardize(self.forward(x, generator).x_hat)

@@ -1,7 +1,8 @@
 """The seed's ``SimpleVAE``: an MLP encoder and decoder with LeakyReLU.
 
 Layer names match the seed's (``encoder.0.0``, ``fc_mu``, ``fc_var``, ``decoder_input``,
-``decoder.0.0``, ``final_layer.0``), so the seed's own weights load into it unchanged.
+``decoder.0.0``, ``final_layer.0``), so the seed's own weights load into it (with
+``strict=False``: vaelab adds the buffers ``data_shift``, ``data_scale`` and ``obs_std_fixed``).
 """
 
 from __future__ import annotations
@@ -32,12 +33,10 @@ class SimpleVAE(BaseVAE):
 
     def __init__(self, in_channels: int = 2, latent_dim: int = 2,
                  hidden_dims: Sequence[int] | None = None) -> None:
-        super().__init__()
+        super().__init__(in_channels, latent_dim)
         hidden = list(hidden_dims) if hidden_dims is not None else [128, 128]
         if not hidden:
             raise ValueError("hidden_dims must not be empty")
-        self.in_channels = in_channels
-        self.latent_dim = latent_dim
         self.hidden_dims = hidden
 
         widths = [in_channels] + hidden
@@ -53,9 +52,9 @@ class SimpleVAE(BaseVAE):
         )
         self.final_layer = nn.Sequential(nn.Linear(reverse[-1], in_channels))
 
-    def encode(self, x: torch.Tensor) -> Encoding:
-        h = self.encoder(x)
+    def encode_internal(self, u: torch.Tensor) -> Encoding:
+        h = self.encoder(u)
         return Encoding(mu=self.fc_mu(h), log_var=self.fc_var(h))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_internal(self, z: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.decoder(self.decoder_input(z)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PIL import Image
 
 from vaelab.fileio import atomic_write
@@ -48,3 +49,33 @@ def _write_gif(images: list[Image.Image], path: Path, frame_ms: int) -> Path:
 
     atomic_write(path, write)
     return path
+
+
+DENSITY_FILE = "density.png"
+
+
+def render_density(run: Run, out_dir: Path | None = None, size: int = 120, k: int = 256) -> Path:
+    """The model's log p(x) on a grid beside the true one (2-D data only)."""
+    import torch
+
+    from vaelab.data import build_source
+    from vaelab.evaluation import grid_log_density
+    from vaelab.plots.density import draw_density
+
+    source = build_source(run.config.data)
+    if run.frames:
+        limits = run_limits(run.frames).data
+    else:
+        ref = source.sample(5000, torch.Generator().manual_seed(0)).numpy()
+        lo, hi = ref.min(0), ref.max(0)
+        pad = 0.1 * (hi - lo)
+        limits = (lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1])
+    gx, gy, model_logp = grid_log_density(run, limits, size=size, k=k)
+    true_logp = None
+    if source.has_density:
+        pts = torch.as_tensor(np.column_stack((gx.ravel(), gy.ravel())))
+        true_logp = source.log_prob(pts).numpy().reshape(gx.shape)
+    out_dir = out_dir or (run.path / "figures")
+    name = run.config.preset or "custom"
+    fig = draw_density(gx, gy, model_logp, true_logp, f"vaelab {name}: log-density")
+    return save_figure(fig, out_dir / DENSITY_FILE)

@@ -31,6 +31,8 @@ class Seeds(NamedTuple):
     data: int  # training data (fresh batches, or the fixed set and its shuffles)
     noise: int  # reparameterisation noise
     display: int  # the fixed prior draws decoded in every display frame
+    standardize: int  # the sample that fits the standardisation of an infinite source
+    evaluation: int  # fresh test sets drawn by ``vaelab evaluate`` (never the training data)
 
 
 def derive_seeds(seed: int) -> Seeds:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
 from vaelab.config import RunConfig
-from vaelab.data import build_source, make_stream
+from vaelab.data import DataSource, FixedSetStream, FreshStream, build_source
+from vaelab.data.files import FileSource, split_points
 from vaelab.errors import ConfigError
 from vaelab.models import BaseVAE, build_model, check_model_name
 from vaelab.objectives import LossTerms
@@ -25,6 +27,8 @@ from vaelab.training.optim import build_optimizer, build_scheduler
 
 #: columns of the metrics file, in order
 METRIC_FIELDS = ("step", "lr", "loss", "reconstruction", "kld", "neg_elbo", "elapsed_s")
+#: points drawn from an infinite source to fit the standardisation
+STANDARDIZE_POINTS = 100_000
 
 
 class TrainResult(NamedTuple):
@@ -36,16 +40,27 @@ class TrainResult(NamedTuple):
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
-    """Fill in what the data decides (``model.in_channels``) and check every name and the
-    device, so that nothing is written for a run that cannot start."""
+    """Fill in what the data decides (``model.in_channels``, ``data.noise``,
+    ``data.standardize``) and check every name and the device, so that nothing is written for
+    a run that cannot start."""
     config.validate()
     resolve_device(config.train.device)
     source = build_source(config.data)
     if config.model.in_channels not in (None, source.dim):
         raise ConfigError(f"model.in_channels = {config.model.in_channels} but the data "
                           f"{config.data.name!r} has {source.dim} dimensions")
+    is_file = isinstance(source, FileSource)
+    if is_file and config.data.n_train is not None:
+        raise ConfigError("data.n_train cannot be set for a data file: its training set is its "
+                          "points minus the held-out data.test_fraction")
+    data_cfg = dataclasses.replace(
+        config.data,
+        name=str(Path(config.data.name).resolve()) if is_file else config.data.name,
+        noise=getattr(source, "noise", config.data.noise),
+        standardize=is_file if config.data.standardize is None else config.data.standardize,
+    )
     model_cfg = dataclasses.replace(config.model, in_channels=source.dim)
-    resolved = dataclasses.replace(config, model=model_cfg)
+    resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg)
     check_model_name(resolved.model.name)
     return resolved
 
@@ -54,7 +69,26 @@ def init_model(config: RunConfig, seed: int) -> BaseVAE:
     """Build the model with its weights drawn from ``seed``, leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(config.model)
+        return build_model(config)
+
+
+def training_points(config: RunConfig, source: DataSource, generator: torch.Generator,
+                    device: torch.device) -> torch.Tensor | None:
+    """The fixed training set, if there is one: a file's train split, or ``n_train`` draws."""
+    if isinstance(source, FileSource):
+        train, _ = split_points(source.points, config.data.test_fraction, seed=config.train.seed)
+        return torch.as_tensor(train, dtype=torch.float32).to(device)
+    if config.data.n_train is not None:
+        return source.sample(config.data.n_train, generator, device)
+    return None
+
+
+def fit_standardization(model: BaseVAE, points: torch.Tensor) -> None:
+    """shift = mean, scale = standard deviation of the training points (per dimension)."""
+    p = points.double()
+    scale = p.std(dim=0) if p.shape[0] > 1 else torch.ones(p.shape[1], dtype=p.dtype)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a constant column stays put
+    model.set_standardization(p.mean(dim=0).float(), scale.float())
 
 
 def fit(config: RunConfig, *, progress: bool = True,
@@ -69,10 +103,14 @@ def fit(config: RunConfig, *, progress: bool = True,
     model = init_model(config, seeds.init).to(device)
     data_gen = make_generator(seeds.data, device)
     noise_gen = make_generator(seeds.noise, device)
-    stream = make_stream(source, dc.n_train, tc.batch_size, data_gen, device)
+    fixed = training_points(config, source, data_gen, device)
+    stream = (FixedSetStream(fixed, tc.batch_size, data_gen) if fixed is not None
+              else FreshStream(source, tc.batch_size, data_gen, device))
+    if dc.standardize:
+        fit_standardization(model, fixed if fixed is not None else source.sample(
+            STANDARDIZE_POINTS, make_generator(seeds.standardize, device), device))
     optimizer = build_optimizer(model.parameters(), config.optim, device)
     scheduler = build_scheduler(optimizer, config.optim)
-    kld_weight = config.loss.kld_weight
 
     display_z = torch.randn(config.display.points, model.latent_dim,
                             generator=make_generator(seeds.display, device), device=device)
@@ -96,7 +134,7 @@ def fit(config: RunConfig, *, progress: bool = True,
         lr_now = optimizer.param_groups[0]["lr"]
         x = stream.next()
         out = model(x, generator=noise_gen)
-        terms = model.loss(out, kld_weight)
+        terms = model.loss(out)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         optimizer.step()

@@ -1,0 +1,42 @@
+"""How the log p(x) estimators converge with the number of samples K."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from vaelab.plots.style import new_figure
+
+COLORS = {"elbo": "tab:orange", "iwae": "tab:blue", "prior-mc": "tab:red"}
+
+
+def draw_convergence(result: dict[str, Any]) -> Figure:
+    """Left: mean estimate vs K (truth dashed). Right: mean |error| (or MC spread) vs K."""
+    has_truth = result["true_mean"] is not None
+    fig, (ax_mean, ax_err) = new_figure(11.0, 4.2, ncols=2)
+    for name in dict.fromkeys(r["estimator"] for r in result["rows"]):
+        rows = [r for r in result["rows"] if r["estimator"] == name]
+        ks = [r["k"] for r in rows]
+        ax_mean.errorbar(ks, [r["mean"] for r in rows], yerr=[r["mc_std"] for r in rows],
+                         marker="o", capsize=3, label=name, color=COLORS.get(name))
+        err_key = "mean_abs_error" if has_truth else "mc_std"
+        ax_err.plot(ks, [r[err_key] for r in rows], marker="o", label=name,
+                    color=COLORS.get(name))
+    if has_truth:
+        ax_mean.axhline(result["true_mean"], color="black", linestyle="--", label="true")
+    ax_mean.set_xscale("log")
+    ax_mean.set_xlabel("K (samples per point)")
+    ax_mean.set_ylabel("mean log p(x), nats/point")
+    ax_mean.set_title(f"estimates over {result['n_points']} points (± MC std)")
+    ax_mean.legend()
+    ax_err.set_xscale("log")
+    ax_err.set_yscale("log")
+    ax_err.set_xlabel("K (samples per point)")
+    ax_err.set_ylabel("nats")
+    ax_err.set_title("mean |estimate - true log p(x)| per point" if has_truth
+                     else "Monte-Carlo std per point")
+    ax_err.legend()
+    for ax in (ax_mean, ax_err):
+        ax.grid(alpha=0.3, which="both")
+    return fig
