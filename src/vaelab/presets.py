@@ -20,7 +20,7 @@ def _seed() -> RunConfig:
     # step); SimpleVAE 2-128-128-2; MSE + 1 x KLD; Adam lr 2e-2; StepLR(1000, 0.7); 10k x 512.
     return RunConfig(
         preset="seed",
-        data=DataConfig(name="swiss_roll", noise=0.3, n_train=None),
+        data=DataConfig(name="swiss_roll", noise=None, n_train=None),  # None: the set's own (0.3)
         model=ModelConfig(name="simple", latent_dim=2, hidden_dims=[128, 128]),
         loss=LossConfig(name="seed_mse", kld_weight=1.0),
         optim=OptimConfig(lr=2e-2, scheduler="step", step_size=1000, gamma=0.7),
