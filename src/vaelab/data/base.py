@@ -12,6 +12,9 @@ from abc import ABC, abstractmethod
 
 import torch
 
+#: (source class, noise) -> (entropy, its numerical uncertainty), computed once per process
+_ENTROPY_CACHE: dict[tuple[str, float | None], tuple[float, float]] = {}
+
 
 class DataSource(ABC):
     """A distribution p over R^dim."""
@@ -36,6 +39,20 @@ class DataSource(ABC):
         """Exact log p(x) per point: ``[N, dim]`` -> float64 ``[N]`` on the CPU, in nats."""
         raise NotImplementedError(f"data source {self.name!r} has no known density")
 
-    def entropy(self) -> float:
-        """H(p) = -E_p[log p(x)] in nats (exact or by a stated numerical method)."""
+    def _compute_entropy(self) -> tuple[float, float]:
+        """(H, its numerical uncertainty) in nats; each source states its method."""
         raise NotImplementedError(f"data source {self.name!r} has no known density")
+
+    def _entropy_and_error(self) -> tuple[float, float]:
+        key = (type(self).__name__, getattr(self, "noise", None))
+        if key not in _ENTROPY_CACHE:
+            _ENTROPY_CACHE[key] = self._compute_entropy()
+        return _ENTROPY_CACHE[key]
+
+    def entropy(self) -> float:
+        """H(p) = -E_p[log p(x)] in nats (exact or by a stated numerical method); cached."""
+        return self._entropy_and_error()[0]
+
+    def entropy_stderr(self) -> float:
+        """The numerical uncertainty of :meth:`entropy` in nats (0 when exact)."""
+        return self._entropy_and_error()[1]

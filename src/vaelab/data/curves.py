@@ -94,7 +94,6 @@ _GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
 _GL_X = torch.from_numpy((_GL_X + 1.0) / 2.0)
 _GL_W = torch.from_numpy(_GL_W / 2.0)
 
-_ENTROPY_CACHE: dict[tuple[str, float], tuple[float, float]] = {}
 
 
 def _composite_gl(lo: float, hi: float, panels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,20 +190,10 @@ class _CurveSource(DataSource):
     def _entropy_grid(self) -> tuple[tuple[float, float, float, float], float]:
         raise NotImplementedError
 
-    def _entropy_and_error(self) -> tuple[float, float]:
-        key = (self.name, self.noise)
-        if key not in _ENTROPY_CACHE:
-            box, h = self._entropy_grid()
-            _ENTROPY_CACHE[key] = _grid_entropy(self.log_prob, box, h)
-        return _ENTROPY_CACHE[key]
-
-    def entropy(self) -> float:
-        """H(p) in nats, by a 2-D grid sum (see the module docstring); cached."""
-        return self._entropy_and_error()[0]
-
-    def entropy_stderr(self) -> float:
-        """Estimated numerical error of :meth:`entropy` in nats (grid h vs 2h)."""
-        return self._entropy_and_error()[1]
+    def _compute_entropy(self) -> tuple[float, float]:
+        """H(p) in nats by a 2-D grid sum, and its error (grid h vs 2h; module docstring)."""
+        box, h = self._entropy_grid()
+        return _grid_entropy(self.log_prob, box, h)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(noise={self.noise})"

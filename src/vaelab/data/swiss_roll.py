@@ -165,11 +165,8 @@ class SwissRoll2D(DataSource):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return roll_log_prob(x, self.noise)
 
-    def entropy(self) -> float:
-        return _roll_entropy(self.noise)[0] if self.noise > 0 else -math.inf
-
-    def entropy_stderr(self) -> float:
-        return _roll_entropy(self.noise)[1] if self.noise > 0 else 0.0
+    def _compute_entropy(self) -> tuple[float, float]:
+        return _roll_entropy(self.noise) if self.noise > 0 else (-math.inf, 0.0)
 
     def __repr__(self) -> str:
         return f"SwissRoll2D(noise={self.noise}, backend={self.backend!r})"
@@ -200,10 +197,11 @@ class SwissRoll3D(SwissRoll2D):
             raise ValueError(f"points must have shape [N, 3], got {tuple(x.shape)}")
         return roll_log_prob(x[:, [0, 2]], self.noise) + height_log_prob(x[:, 1], self.noise)
 
-    def entropy(self) -> float:
+    def _compute_entropy(self) -> tuple[float, float]:
         if self.noise <= 0:
-            return -math.inf
-        return _roll_entropy(self.noise)[0] + _height_entropy(self.noise)
+            return -math.inf, 0.0
+        h, se = _roll_entropy(self.noise)  # shared with the 2-D roll (lru_cache)
+        return h + _height_entropy(self.noise), se
 
     def __repr__(self) -> str:
         return f"SwissRoll3D(noise={self.noise}, backend={self.backend!r})"
