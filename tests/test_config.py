@@ -10,6 +10,7 @@ from vaelab.config import RunConfig, load_config_file
 from vaelab.errors import ConfigError
 from vaelab.presets import get_preset
 from vaelab.resolve import build_config
+from vaelab.training import resolve_config
 
 
 def test_json_round_trip_is_exact():
@@ -21,8 +22,9 @@ def test_json_round_trip_is_exact():
 
 
 def test_seed_preset_is_the_blog_run():
-    cfg = get_preset("seed")
+    cfg = resolve_config(get_preset("seed"))  # noise unset in the preset: the roll's own 0.3
     assert (cfg.data.name, cfg.data.noise, cfg.data.n_train) == ("swiss_roll", 0.3, None)
+    assert cfg.data.standardize is False  # unscaled, as in the seed
     assert (cfg.model.latent_dim, cfg.model.hidden_dims) == (2, [128, 128])
     assert (cfg.loss.name, cfg.loss.kld_weight) == ("seed_mse", 1.0)
     assert (cfg.optim.lr, cfg.optim.scheduler, cfg.optim.step_size, cfg.optim.gamma) == (
@@ -98,4 +100,4 @@ def test_the_example_config_file_is_the_seed_preset():
     from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "configs" / "seed.toml"
-    assert build_config(None, path) == build_config("seed")
+    assert resolve_config(build_config(None, path)) == resolve_config(build_config("seed"))
