@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -306,11 +305,11 @@ def test_bad_options_raise_value_error():
 
 
 @pytest.mark.slow
-def test_report_at_ten_thousand_points_is_fast():
+def test_report_at_ten_thousand_points_sees_a_ten_percent_wider_ring():
+    """The evaluator's size (its speed is measured in benchmarks/metrics_speed.py)."""
     rng = np.random.default_rng(17)
     gen, real, reference = (ring(10_000, rng, sd=s) for s in (0.11, 0.1, 0.1))
-    start = time.perf_counter()
     report = sample_report(gen, real, reference)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 30.0, f"sample_report took {elapsed:.1f} s at n = 10,000"
+    assert report["n"] == 10_000
     assert report["c2st_accuracy"]["value"] > report["c2st_accuracy"]["floor"]
+    assert report["energy"]["value"] > report["energy"]["floor"]
