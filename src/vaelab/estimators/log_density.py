@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from vaelab.models.base import LOG_2PI, BaseVAE
+from vaelab.objectives import kl_to_standard_normal
 
 #: points x samples evaluated at once; each costs about (hidden widths) floats of activations
 DEFAULT_MAX_ELEMENTS = 1 << 17
@@ -41,6 +42,16 @@ def _prepare(model: BaseVAE, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"points must have shape [N, {model.in_channels}], got "
                          f"{tuple(x.shape)}")
     return x.to(device=device, dtype=dtype)
+
+
+def _posterior_draws(mu: torch.Tensor, std: torch.Tensor, k: int, k_chunk: int,
+                     generator: torch.Generator | None
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``k`` draws z = mu + std * eps from q(z|x), ``k_chunk`` at a time: yields (eps, z)."""
+    for ka, kb in _spans(k, k_chunk):
+        eps = torch.randn((kb - ka, *mu.shape), generator=generator, device=mu.device,
+                          dtype=mu.dtype)
+        yield eps, mu + std * eps
 
 
 def _chunk_sizes(n: int, k: int, max_elements: int) -> tuple[int, int]:
@@ -65,10 +76,7 @@ def iwae(model: BaseVAE, x: torch.Tensor, k: int = 1000, *,
         # log q(z|x) up to the eps term, shared by all samples of a point
         log_q_const = (-0.5 * log_var - 0.5 * LOG_2PI).sum(-1)
         total = torch.full((b - a,), -math.inf, dtype=torch.float64, device=x.device)
-        for ka, kb in _spans(k, k_chunk):
-            eps = torch.randn((kb - ka, *mu.shape), generator=generator, device=x.device,
-                              dtype=mu.dtype)
-            z = mu + std * eps
+        for eps, z in _posterior_draws(mu, std, k, k_chunk, generator):
             log_w = (model.log_likelihood(xb, z) + model.log_prior(z)
                      - (log_q_const - 0.5 * (eps**2).sum(-1)))
             total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
@@ -89,12 +97,10 @@ def elbo(model: BaseVAE, x: torch.Tensor, k: int = 1, *,
         xb = x[a:b]
         mu, log_var = model.encode(xb)
         std = torch.exp(0.5 * log_var)
-        kl = 0.5 * (mu**2 + log_var.exp() - 1.0 - log_var).sum(-1)
+        kl = kl_to_standard_normal(mu, log_var)
         total = torch.zeros(b - a, dtype=torch.float64, device=x.device)
-        for ka, kb in _spans(k, k_chunk):
-            eps = torch.randn((kb - ka, *mu.shape), generator=generator, device=x.device,
-                              dtype=mu.dtype)
-            total += model.log_likelihood(xb, mu + std * eps).double().sum(0)
+        for _, z in _posterior_draws(mu, std, k, k_chunk, generator):
+            total += model.log_likelihood(xb, z).double().sum(0)
         out[a:b] = (total / k - kl.double()).cpu()
     return out
 
