@@ -11,17 +11,13 @@ best of ``--repeats`` runs.
 from __future__ import annotations
 
 import argparse
-import re
 import time
-from pathlib import Path
 
 import torch
+from benchmarks_md import update_section
 
 from vaelab.data import SwissRoll2D
 from vaelab.metrics import sample_report
-
-ROOT = Path(__file__).resolve().parent.parent
-BEGIN, END = "<!-- metrics_speed:begin -->", "<!-- metrics_speed:end -->"
 
 
 def main() -> None:
@@ -43,16 +39,8 @@ def main() -> None:
             "torch threads.")
     print(line)
     if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text()
-        block = f"{BEGIN}\n{line}\n{END}"
-        if BEGIN in text:
-            text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text,
-                          flags=re.S)
-        else:
-            text += ("\n## Sample metrics\n\n`python benchmarks/metrics_speed.py --write`\n\n"
-                     + block + "\n")
-        path.write_text(text)
+        update_section("metrics_speed", "Sample metrics",
+                       "python benchmarks/metrics_speed.py --write", line)
 
 
 if __name__ == "__main__":

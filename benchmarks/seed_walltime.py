@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -38,13 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from benchmarks_md import update_section
 from scipy.spatial import cKDTree
 from sklearn.datasets import make_swiss_roll
 
 from vaelab.models import SimpleVAE
-
-ROOT = Path(__file__).resolve().parent.parent
-BEGIN, END = "<!-- seed_walltime:begin -->", "<!-- seed_walltime:end -->"
 
 _T = np.linspace(1.5 * math.pi, 4.5 * math.pi, 400_001)
 _SPIRAL = cKDTree(np.column_stack((_T * np.cos(_T), _T * np.sin(_T))))
@@ -171,16 +168,8 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text() if path.exists() else "# Benchmarks\n"
-        block = f"{BEGIN}\n{table}\n{END}"
-        if BEGIN in text:
-            text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text,
-                          flags=re.S)
-        else:
-            text += ("\n## Seed preset vs the seed's own loop\n\n"
-                     "`python benchmarks/seed_walltime.py --seeds 3 --write`\n\n" + block + "\n")
-        path.write_text(text)
+        update_section("seed_walltime", "Seed preset vs the seed's own loop",
+                       "python benchmarks/seed_walltime.py --seeds 3 --write", table)
 
 
 if __name__ == "__main__":
