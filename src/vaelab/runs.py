@@ -142,17 +142,18 @@ class _MetricsAppender:
 def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool = False,
               progress: bool = True, figures: bool = True) -> Run:
     """Train ``config``; with ``out``, write the run directory (and figures) as it goes."""
-    from vaelab.training.loop import resolve_config
+    from vaelab.training.loop import prepare
 
-    config = resolve_config(config)  # every name and value checked before anything is written
+    # every name and value checked, and the data read, before anything is written
+    config, source = prepare(config)
     if out is None:
-        result = fit(config, progress=progress)
+        result = fit(config, progress=progress, source=source)
         return _run_from_result(result, None)
     path = prepare_run_dir(out, force)
     atomic_write_text(path / CONFIG_FILE, config.to_json())
     appender = _MetricsAppender(path / METRICS_FILE)
     try:
-        result = fit(config, progress=progress, on_log=appender)
+        result = fit(config, progress=progress, on_log=appender, source=source)
     finally:
         appender.close()
     run = _run_from_result(result, path)

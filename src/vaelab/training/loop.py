@@ -43,6 +43,12 @@ def resolve_config(config: RunConfig) -> RunConfig:
     """Fill in what the data decides (``model.in_channels``, ``data.noise``,
     ``data.standardize``) and check every name and the device, so that nothing is written for
     a run that cannot start."""
+    return prepare(config)[0]
+
+
+def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
+    """:func:`resolve_config`, also returning the data source it had to build (a data file is
+    read once, not again by :func:`fit`)."""
     config.validate()
     resolve_device(config.train.device)
     source = build_source(config.data)
@@ -62,7 +68,7 @@ def resolve_config(config: RunConfig) -> RunConfig:
     model_cfg = dataclasses.replace(config.model, in_channels=source.dim)
     resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg)
     check_model_name(resolved.model.name)
-    return resolved
+    return resolved, source
 
 
 def init_model(config: RunConfig, seed: int) -> BaseVAE:
@@ -92,14 +98,19 @@ def fit_standardization(model: BaseVAE, points: torch.Tensor) -> None:
 
 
 def fit(config: RunConfig, *, progress: bool = True,
-        on_log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
-    """Train a model as ``config`` says; ``on_log`` receives each metrics row as it is made."""
-    config = resolve_config(config)
+        on_log: Callable[[dict[str, float]], None] | None = None,
+        source: DataSource | None = None) -> TrainResult:
+    """Train a model as ``config`` says; ``on_log`` receives each metrics row as it is made.
+
+    ``source``: the data source :func:`prepare` built with ``config`` (then ``config`` must be
+    the resolved config it returned); without it, both are made here.
+    """
+    if source is None:
+        config, source = prepare(config)
     tc, dc = config.train, config.data
     device = resolve_device(tc.device)
     seeds = derive_seeds(tc.seed)
 
-    source = build_source(dc)
     model = init_model(config, seeds.init).to(device)
     data_gen = make_generator(seeds.data, device)
     noise_gen = make_generator(seeds.noise, device)
