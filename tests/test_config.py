@@ -58,7 +58,7 @@ def test_json_config_file(tmp_path):
         ({"train": {"steps": 0}}, "train.steps = 0 must be >= 1"),
         ({"optim": {"lr": -1.0}}, "optim.lr = -1.0 must be > 0"),
         ({"optim": {"lr": float("nan")}}, "optim.lr must be a finite number"),
-        ({"optim": {"scheduler": "cosine"}}, "optim.scheduler"),
+        ({"optim": {"scheduler": "plateau"}}, "optim.scheduler"),
         ({"model": {"hidden_dims": [128, 0]}}, "model.hidden_dims"),
         ({"model": {"hidden_dims": 128}}, "model.hidden_dims must be a list"),
         ({"loss": {"kld_weight": 0.0}}, "loss.kld_weight"),
@@ -101,3 +101,11 @@ def test_the_example_config_file_is_the_seed_preset():
 
     path = Path(__file__).resolve().parent.parent / "configs" / "seed.toml"
     assert resolve_config(build_config(None, path)) == resolve_config(build_config("seed"))
+
+
+def test_the_default_config_file_is_the_default_preset():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "configs" / "default.toml"
+    assert resolve_config(build_config(None, path)) == resolve_config(build_config("default"))
+    assert build_config().preset == "default"  # no preset named: the default

@@ -26,9 +26,11 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DEVICES = ("auto", "cpu", "cuda")
-SCHEDULERS = ("step", "constant")
+SCHEDULERS = ("step", "constant", "cosine", "linear")
 DATA_BACKENDS = ("torch", "sklearn")
-LOSSES = ("seed_mse", "gaussian")
+LOSSES = ("seed_mse", "gaussian", "iwae")
+ACTIVATIONS = ("leaky_relu", "relu", "silu", "gelu", "elu", "tanh", "softplus")
+PRIORS = ("standard", "mixture", "flow")
 
 
 @dataclass
@@ -54,12 +56,27 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Network shape. ``in_channels=None`` means: take it from the data (saved resolved)."""
+    """Network shape and prior. ``in_channels=None`` means: take it from the data.
+
+    ``hidden_dims`` are the encoder's widths, one hidden layer each (so they set width and
+    depth); the decoder mirrors them unless ``decoder_hidden_dims`` is given. ``activation``
+    follows every hidden layer. ``prior``: ``standard`` is N(0, I) (the seed's);
+    ``mixture`` a learned mixture of ``prior_components`` diagonal Gaussians; ``flow`` a
+    RealNVP flow of ``prior_layers`` affine couplings of width ``prior_hidden`` on N(0, I).
+    A learned prior can fill the holes that the aggregate posterior leaves in N(0, I), which
+    a standard-normal VAE decodes into points between the data's modes.
+    """
 
     name: str = "simple"
     latent_dim: int = 2
     hidden_dims: list[int] = field(default_factory=lambda: [128, 128])
     in_channels: int | None = None
+    decoder_hidden_dims: list[int] | None = None
+    activation: str = "leaky_relu"
+    prior: str = "standard"
+    prior_components: int = 16
+    prior_layers: int = 4
+    prior_hidden: int = 64
 
 
 @dataclass
@@ -73,6 +90,12 @@ class LossConfig:
     ``gaussian``: -E_q log N(x; decoder(z), sigma^2) + ``kld_weight`` x KL, sigma per data
     dimension in standardised units, fixed at ``decoder_std`` (None: sqrt(D/2), the seed's
     implied value) or learned from it, never below ``min_decoder_std``.
+    ``iwae``: the same Gaussian decoder trained on the importance-weighted bound with ``k``
+    samples per point, -log mean_k p(x|z_k) p(z_k)^b / q(z_k|x)^b with b = ``kld_weight``;
+    tighter than the ELBO (k = 1 is the ELBO), it trains the model for log p(x) itself.
+
+    ``kl_warmup``: the fraction of training (of the steps, or of the time limit) over which
+    the weight of the KL term rises linearly from 0 to ``kld_weight`` (0: no warm-up).
     """
 
     name: str = "seed_mse"
@@ -80,27 +103,45 @@ class LossConfig:
     decoder_std: float | None = None
     learn_decoder_std: bool = False
     min_decoder_std: float = 1e-3
+    k: int = 1
+    kl_warmup: float = 0.0
 
 
 @dataclass
 class OptimConfig:
-    """Adam with a learning-rate schedule; ``step`` is StepLR(step_size, gamma) per step."""
+    """Adam with a learning-rate schedule, as a function of the step or of training progress.
+
+    ``step``: lr x gamma^(step // step_size) (the seed's StepLR). ``constant``: lr.
+    ``cosine``: from lr down to lr x ``min_lr_ratio`` along a half cosine of progress.
+    ``linear``: the same, along a straight line. Progress is step / steps, or the elapsed
+    fraction of ``train.time_limit`` when that is set, so a time-limited run still ends its
+    schedule. ``warmup``: the first fraction of progress ramps lr linearly up from 0.
+    """
 
     lr: float = 2e-2
     scheduler: str = "step"
     step_size: int = 1000
     gamma: float = 0.7
+    min_lr_ratio: float = 0.0
+    warmup: float = 0.0
 
 
 @dataclass
 class TrainConfig:
-    """Loop length, batch, seed and device. One ``seed`` fixes data, initialisation, noise."""
+    """Loop length, batch, seed and device. One ``seed`` fixes data, initialisation, noise.
 
-    steps: int = 10_000
+    ``time_limit`` (seconds of training, excluding setup and saving): stop when it is spent,
+    or at ``steps`` if that comes first; ``steps = None`` (only with a time limit) means no
+    step cap. A time-limited run depends on the machine's speed, so it is reproducible only
+    as far as the number of steps it reached (saved in its summary) is the same.
+    """
+
+    steps: int | None = 10_000
     batch_size: int = 512
     seed: int = 0
     device: str = "auto"
     log_every: int = 100
+    time_limit: float | None = None
 
 
 @dataclass
@@ -166,6 +207,20 @@ class RunConfig:
             _check(h >= 1, "model.hidden_dims", m.hidden_dims, "entries must be >= 1")
         _check(m.in_channels is None or m.in_channels >= 1, "model.in_channels",
                m.in_channels, "must be >= 1")
+        if m.decoder_hidden_dims is not None:
+            _check(len(m.decoder_hidden_dims) >= 1, "model.decoder_hidden_dims",
+                   m.decoder_hidden_dims, "must not be empty (null: mirror hidden_dims)")
+            for h in m.decoder_hidden_dims:
+                _check(h >= 1, "model.decoder_hidden_dims", m.decoder_hidden_dims,
+                       "entries must be >= 1")
+        _choice("model.activation", m.activation, ACTIVATIONS)
+        _choice("model.prior", m.prior, PRIORS)
+        _check(m.prior != "flow" or m.latent_dim >= 2, "model.prior", m.prior,
+               "needs model.latent_dim >= 2 (use 'mixture' for a 1-D latent)")
+        _check(m.prior_components >= 1, "model.prior_components", m.prior_components,
+               "must be >= 1")
+        _check(m.prior_layers >= 1, "model.prior_layers", m.prior_layers, "must be >= 1")
+        _check(m.prior_hidden >= 1, "model.prior_hidden", m.prior_hidden, "must be >= 1")
         _choice("loss.name", lo.name, LOSSES)
         _check(lo.kld_weight > 0, "loss.kld_weight", lo.kld_weight,
                "must be > 0 (it sets the implied decoder variance D*kld_weight/2)")
@@ -177,11 +232,22 @@ class RunConfig:
                "must be >= 0")
         _check(lo.decoder_std is None or lo.decoder_std > lo.min_decoder_std,
                "loss.decoder_std", lo.decoder_std, "must be > loss.min_decoder_std")
+        _check(lo.k >= 1, "loss.k", lo.k, "must be >= 1")
+        _check(lo.k == 1 or lo.name == "iwae", "loss.k", lo.k,
+               "is the number of importance samples of loss.name = 'iwae'; set that or k = 1")
+        _check(0 <= lo.kl_warmup <= 1, "loss.kl_warmup", lo.kl_warmup, "must be in [0, 1]")
         _check(o.lr > 0, "optim.lr", o.lr, "must be > 0")
         _choice("optim.scheduler", o.scheduler, SCHEDULERS)
         _check(o.step_size >= 1, "optim.step_size", o.step_size, "must be >= 1")
         _check(0 < o.gamma <= 1, "optim.gamma", o.gamma, "must be in (0, 1]")
-        _check(t.steps >= 1, "train.steps", t.steps, "must be >= 1")
+        _check(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio", o.min_lr_ratio,
+               "must be in [0, 1]")
+        _check(0 <= o.warmup < 1, "optim.warmup", o.warmup, "must be in [0, 1)")
+        _check(t.steps is not None or t.time_limit is not None, "train.steps", t.steps,
+               "may be null only with a train.time_limit")
+        _check(t.steps is None or t.steps >= 1, "train.steps", t.steps, "must be >= 1")
+        _check(t.time_limit is None or t.time_limit > 0, "train.time_limit", t.time_limit,
+               "must be > 0 seconds")
         _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1")
         _check(t.seed >= 0, "train.seed", t.seed, "must be >= 0")
         _check(t.log_every >= 1, "train.log_every", t.log_every, "must be >= 1")

@@ -22,12 +22,20 @@ SHORT_KEYS = {
     "data_backend": "data.backend",
     "latent_dim": "model.latent_dim",
     "hidden_dims": "model.hidden_dims",
+    "decoder_hidden_dims": "model.decoder_hidden_dims",
+    "activation": "model.activation",
+    "prior": "model.prior",
+    "loss": "loss.name",
+    "iwae_k": "loss.k",
+    "kl_warmup": "loss.kl_warmup",
     "kld_weight": "loss.kld_weight",
     "lr": "optim.lr",
     "scheduler": "optim.scheduler",
     "step_size": "optim.step_size",
     "gamma": "optim.gamma",
+    "lr_warmup": "optim.warmup",
     "steps": "train.steps",
+    "time_limit": "train.time_limit",
     "batch_size": "train.batch_size",
     "seed": "train.seed",
     "device": "train.device",
@@ -40,7 +48,11 @@ SHORT_KEYS = {
 def build_config(preset: str | None = None, config: str | Path | dict | RunConfig | None = None,
                  settings: dict[str, Any] | None = None) -> RunConfig:
     """Resolve a config: the preset (or the file's ``preset`` key, or the default preset),
-    then the file's sections, then ``settings`` (short names or dotted paths)."""
+    then the file's sections, then ``settings`` (short names or dotted paths).
+
+    A ``time_limit`` setting without a ``steps`` setting removes the step cap, so that the
+    run trains until the time is spent (``steps`` and ``time_limit`` together: whichever
+    comes first)."""
     file_data: dict[str, Any] = {}
     if isinstance(config, RunConfig):
         file_data = config.to_dict()
@@ -63,4 +75,6 @@ def build_config(preset: str | None = None, config: str | Path | dict | RunConfi
             raise ConfigError(f"unknown setting {key!r} (valid: {', '.join(SHORT_KEYS)}, "
                               "or a dotted path such as optim.gamma)")
         flat[SHORT_KEYS.get(key, key)] = value
+    if "train.time_limit" in flat and "train.steps" not in flat:
+        flat["train.steps"] = None  # a time limit given alone: train until it is spent
     return RunConfig.from_dict(merge_dicts(merged, expand_dotted(flat)))

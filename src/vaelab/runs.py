@@ -60,10 +60,10 @@ class Run:
 
         ``noise=None`` follows the model's objective: decoder means for the seed's MSE loss
         (as the blog shows them; its variance is only implied), draws from the full p(x),
-        decoder noise included, for the Gaussian likelihood.
+        decoder noise included, for a Gaussian likelihood it trained (``gaussian``, ``iwae``).
         """
         if noise is None:
-            noise = self.model.objective == "gaussian"
+            noise = self.model.objective != "seed_mse"
         dev = resolve_device(device)
         self.model.to(dev)
         return self.model.sample(n, generator=make_generator(seed, dev), device=dev,

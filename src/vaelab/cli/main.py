@@ -66,6 +66,13 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction in [0, 1)")
+    return value
+
+
 def int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -91,6 +98,7 @@ def key_value(text: str) -> tuple[str, Any]:
 # -- the parser ----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from vaelab.config import ACTIVATIONS, LOSSES, PRIORS, SCHEDULERS
     from vaelab.data import source_names
     from vaelab.presets import DEFAULT_PRESET, preset_names
 
@@ -118,16 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix a training set of N points (default: a fresh batch every step)")
     g.add_argument("--data-backend", choices=["torch", "sklearn"],
                    help="draw data with torch on the device (fast) or with scikit-learn")
-    g.add_argument("--steps", type=positive_int, help="training steps")
+    g.add_argument("--steps", type=positive_int,
+                   help="training steps (with --time-limit: a cap; default then none)")
+    g.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
+                   help="train until this many seconds are spent, then save as usual")
     g.add_argument("--batch-size", type=positive_int, help="points per step")
     g.add_argument("--lr", type=positive_float, help="Adam learning rate")
-    g.add_argument("--scheduler", choices=["step", "constant"], help="learning-rate schedule")
+    g.add_argument("--scheduler", choices=list(SCHEDULERS), help="learning-rate schedule")
     g.add_argument("--step-size", type=positive_int, help="StepLR period in steps")
     g.add_argument("--gamma", type=positive_float, help="StepLR factor")
+    g.add_argument("--lr-warmup", type=fraction,
+                   help="fraction of training with a linear learning-rate warm-up")
     g.add_argument("--latent-dim", type=positive_int, help="latent dimension")
     g.add_argument("--hidden-dims", type=int_list, help="hidden widths, e.g. 128,128")
+    g.add_argument("--decoder-hidden-dims", type=int_list,
+                   help="decoder widths from z outwards (default: hidden dims mirrored)")
+    g.add_argument("--activation", choices=list(ACTIVATIONS), help="hidden-layer activation")
+    g.add_argument("--prior", choices=list(PRIORS), help="latent prior p(z)")
+    g.add_argument("--loss", choices=list(LOSSES),
+                   help="objective: seed_mse (the seed's), gaussian (ELBO), iwae")
+    g.add_argument("--iwae-k", type=positive_int, help="importance samples of the iwae loss")
+    g.add_argument("--kl-warmup", type=fraction,
+                   help="fraction of training over which the KL weight rises from 0")
     g.add_argument("--kld-weight", type=positive_float,
-                   help="weight of the KL term; sets the decoder variance D*w/2")
+                   help="weight of the KL term (seed_mse: sets the decoder variance D*w/2)")
     g.add_argument("--seed", type=nonnegative_int, help="fixes data, initialisation, noise")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--log-every", type=positive_int, help="steps per metrics row")
@@ -199,12 +221,23 @@ def build_parser() -> argparse.ArgumentParser:
                        "from the run's saved frames and metrics.")
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--out", type=Path, help="figure directory (default: RUN/figures)")
+
+    c = sub.add_parser("compare", help="draw several runs' samples beside the true data",
+                       description="One panel of real points (a fresh draw from the first "
+                       "run's data, or its held-out points for a file), then one panel of "
+                       "generated points per run, on the same axes (2-D data).")
+    c.add_argument("runs", type=Path, nargs="+", help="run directories (same data)")
+    c.add_argument("-o", "--output", type=Path, required=True, help="the PNG to write")
+    c.add_argument("-n", type=positive_int, default=5000, help="points per panel (default 5000)")
+    c.add_argument("--labels", help="comma-separated panel titles (default: each run's preset)")
+    c.add_argument("--seed", type=nonnegative_int, default=0, help="sampling seed")
     return parser
 
 
-_TRAIN_FLAGS = ("data", "noise", "n_train", "data_backend", "steps", "batch_size", "lr",
-                "scheduler", "step_size", "gamma", "latent_dim", "hidden_dims", "kld_weight",
-                "seed", "device", "log_every", "frame_every")
+_TRAIN_FLAGS = ("data", "noise", "n_train", "data_backend", "steps", "time_limit",
+                "batch_size", "lr", "scheduler", "step_size", "gamma", "lr_warmup", "latent_dim",
+                "hidden_dims", "decoder_hidden_dims", "activation", "prior", "loss", "iwae_k",
+                "kl_warmup", "kld_weight", "seed", "device", "log_every", "frame_every")
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -222,6 +255,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     s = run.summary
     final = s["final"]
     print(f"trained {s['steps']} steps in {s['train_seconds']:.1f} s "
+          f"(stopped by {str(s.get('stopped_by', 'steps')).replace('_', ' ')}) "
           f"({s['steps_per_second']:.0f} steps/s, {s['device']}); final loss "
           f"{final['loss']:.4f} (reconstruction {final['reconstruction']:.4f}, "
           f"KLD {final['kld']:.4f}, -ELBO {final['neg_elbo']:.3f} nats/point)")
@@ -323,8 +357,33 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from vaelab.evaluation import test_data
+    from vaelab.plots.compare import draw_comparison
+    from vaelab.plots.style import save_figure
+    from vaelab.runs import load_run
+
+    runs = [load_run(path) for path in args.runs]
+    labels = args.labels.split(",") if args.labels else [
+        f"{r.config.preset or 'custom'} ({p.name})" for r, p in zip(runs, args.runs, strict=True)]
+    if len(labels) != len(runs):
+        raise VaelabError(f"--labels has {len(labels)} names for {len(runs)} runs")
+    if any(r.model.in_channels != 2 for r in runs):
+        raise VaelabError("compare draws 2-D data only")
+    names = {r.config.data.name for r in runs}
+    if len(names) > 1:
+        raise VaelabError(f"the runs were trained on different data: {', '.join(sorted(names))}")
+    real = test_data(runs[0], args.n, args.seed).points.numpy()
+    samples = [(label, r.sample(len(real), seed=args.seed + 1).numpy())
+               for label, r in zip(labels, runs, strict=True)]
+    print(save_figure(draw_comparison(real, samples, title=runs[0].config.data.name),
+                      args.output))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "logp": cmd_logp,
-            "evaluate": cmd_evaluate, "convergence": cmd_convergence, "plot": cmd_plot}
+            "evaluate": cmd_evaluate, "convergence": cmd_convergence, "plot": cmd_plot,
+            "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

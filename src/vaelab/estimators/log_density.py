@@ -4,11 +4,13 @@ Convention: every estimate is log p(x) in nats per data point, in the data's own
 standardisation's Jacobian included), with all constants, returned as float64 ``[N]`` on the
 CPU. Log-weights are computed in the model's dtype and reduced (logsumexp, means) in float64.
 
-* ``elbo``: E_q[log p(x|z)] - KL(q(z|x) || p(z)): the KL exactly, the expectation by ``k``
-  reparameterised samples. A lower bound on log p(x) in expectation.
+* ``elbo``: E_q[log p(x|z)] - KL(q(z|x) || p(z)): the expectation by ``k`` reparameterised
+  samples, the KL exactly for the N(0, I) prior and by the same samples for a learned one.
+  A lower bound on log p(x) in expectation.
 * ``iwae``: log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x) (Burda et al. 2016).
   A lower bound in expectation that rises with K towards log p(x); K = 1 is a one-sample ELBO.
-* ``prior_mc``: log (1/K) sum_k p(x|z_k), z_k ~ p(z): plain Monte Carlo over the prior. Also
+* ``prior_mc``: log (1/K) sum_k p(x|z_k), z_k ~ p(z) (the model's prior): plain Monte Carlo
+  over the prior. Also
   consistent, but the prior rarely proposes the z that explain a given x, so it needs far more
   samples for the same precision: the seed's "slow route".
 
@@ -97,11 +99,16 @@ def elbo(model: BaseVAE, x: torch.Tensor, k: int = 1, *,
         xb = x[a:b]
         mu, log_var = model.encode(xb)
         std = torch.exp(0.5 * log_var)
-        kl = kl_to_standard_normal(mu, log_var)
+        exact_kl = model.prior.is_standard
+        log_q_const = (-0.5 * log_var - 0.5 * LOG_2PI).sum(-1)
         total = torch.zeros(b - a, dtype=torch.float64, device=x.device)
-        for _, z in _posterior_draws(mu, std, k, k_chunk, generator):
-            total += model.log_likelihood(xb, z).double().sum(0)
-        out[a:b] = (total / k - kl.double()).cpu()
+        for eps, z in _posterior_draws(mu, std, k, k_chunk, generator):
+            term = model.log_likelihood(xb, z)
+            if not exact_kl:  # the sampled KL: log p(z) - log q(z|x)
+                term = term + model.log_prior(z) - (log_q_const - 0.5 * (eps**2).sum(-1))
+            total += term.double().sum(0)
+        kl = kl_to_standard_normal(mu, log_var).double() if exact_kl else 0.0
+        out[a:b] = (total / k - kl).cpu()
     return out
 
 
@@ -115,8 +122,7 @@ def prior_mc(model: BaseVAE, x: torch.Tensor, k: int = 1000, *,
     n_chunk, k_chunk = _chunk_sizes(n, k, max_elements)
     total = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
     for ka, kb in _spans(k, k_chunk):
-        z = torch.randn((kb - ka, model.latent_dim), generator=generator, device=x.device,
-                        dtype=x.dtype)
+        z = model.sample_prior(kb - ka, generator, x.device).to(x.dtype)
         u_hat = model.decode_internal(z).unsqueeze(1)  # [k, 1, D]: decoded once for all x
         for a, b in _spans(n, n_chunk):
             u = model.standardize(x[a:b])

@@ -2,9 +2,12 @@
 
 import math
 
+import torch
+
 from vaelab.config import RunConfig
 from vaelab.errors import ConfigError
 from vaelab.models.base import BaseVAE, Encoding, VAEOutput
+from vaelab.models.priors import Prior, build_prior
 from vaelab.models.simple import SimpleVAE
 from vaelab.presets import unknown_name_message
 
@@ -24,18 +27,25 @@ def build_model(config: RunConfig) -> BaseVAE:
     check_model_name(cfg.name)
     if cfg.in_channels is None:
         raise ConfigError("model.in_channels is not set (it is taken from the data)")
-    model = MODELS[cfg.name](cfg.in_channels, cfg.latent_dim, cfg.hidden_dims)
+    model = MODELS[cfg.name](cfg.in_channels, cfg.latent_dim, cfg.hidden_dims,
+                             cfg.decoder_hidden_dims, cfg.activation)
+    if cfg.prior != "standard":
+        # the prior's initial values come from the (seeded) global RNG, like the networks'
+        prior_seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        model.set_prior(build_prior(cfg.prior, cfg.latent_dim, components=cfg.prior_components,
+                                    layers=cfg.prior_layers, hidden=cfg.prior_hidden,
+                                    seed=prior_seed))
     d = cfg.in_channels
     if lo.name == "seed_mse":  # the variance under which MSE + w KL is an ELBO
         model.configure_likelihood(math.sqrt(d * lo.kld_weight / 2.0))
     else:
         std = lo.decoder_std if lo.decoder_std is not None else math.sqrt(d / 2.0)
         model.configure_likelihood(std, learn=lo.learn_decoder_std, min_std=lo.min_decoder_std)
-    model.configure_objective(lo.name, lo.kld_weight)
+    model.configure_objective(lo.name, lo.kld_weight, lo.k)
     if config.data.standardize:
         model.enable_standardization()
     return model
 
 
-__all__ = ["BaseVAE", "Encoding", "MODELS", "SimpleVAE", "VAEOutput", "build_model",
-           "check_model_name"]
+__all__ = ["BaseVAE", "Encoding", "MODELS", "Prior", "SimpleVAE", "VAEOutput", "build_model",
+           "build_prior", "check_model_name"]

@@ -9,6 +9,10 @@ not standardise). ``encode`` takes and ``decode``/``sample`` return points in th
 units*, and every log-density is in nats per data point in those units: the Jacobian
 ``-sum(log scale)`` of the standardisation is included.
 
+Prior. ``self.prior`` is a :class:`~vaelab.models.priors.Prior`: N(0, I) (the seed's, with a
+closed-form KL) unless :meth:`BaseVAE.set_prior` installs a learned one (then the KL term is
+estimated by the same samples as the reconstruction: log q(z|x) - log p(z)).
+
 Likelihood. p(x|z) = N(x; decode(z), diag(scale * sigma)^2) where ``sigma`` (per data dimension,
 internal units) is either fixed — for the seed's MSE loss, sqrt(D * kld_weight / 2), the variance
 under which that loss is an ELBO — or learned, ``sigma = min_std + softplus(raw)``, which keeps
@@ -25,9 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelab.objectives import LossTerms, gaussian_loss, kl_to_standard_normal, seed_loss
+from vaelab.models.priors import Prior, StandardNormalPrior
+from vaelab.objectives import (
+    LossTerms,
+    gaussian_loss,
+    iwae_loss,
+    kl_to_standard_normal,
+    log_normal_diag,
+    seed_loss,
+)
 
-OBJECTIVES = ("seed_mse", "gaussian")
+OBJECTIVES = ("seed_mse", "gaussian", "iwae")
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -41,15 +53,15 @@ class Encoding(NamedTuple):
 class VAEOutput(NamedTuple):
     """One pass x -> q(z|x) -> z -> x_hat (x and x_hat in internal, standardised units)."""
 
-    x_hat: torch.Tensor  # decoder mean for the sampled z
-    x: torch.Tensor  # the input
-    mu: torch.Tensor  # posterior mean
-    log_var: torch.Tensor  # posterior log-variance
-    z: torch.Tensor  # reparameterised sample from q(z|x)
+    x_hat: torch.Tensor  # decoder mean for the sampled z: [N, D], or [S, N, D]
+    x: torch.Tensor  # the input [N, D]
+    mu: torch.Tensor  # posterior mean [N, d]
+    log_var: torch.Tensor  # posterior log-variance [N, d]
+    z: torch.Tensor  # reparameterised sample(s) from q(z|x): [N, d], or [S, N, d]
 
 
 class BaseVAE(nn.Module, ABC):
-    """Encoder q(z|x), decoder mean x_hat(z), Gaussian likelihood, prior p(z) = N(0, I).
+    """Encoder q(z|x), decoder mean x_hat(z), Gaussian likelihood, prior p(z).
 
     Subclasses implement the networks, :meth:`encode_internal` and :meth:`decode_internal`,
     on standardised data; this class does units, sampling, likelihood and the loss.
@@ -70,6 +82,8 @@ class BaseVAE(nn.Module, ABC):
         self.register_buffer("obs_std_fixed", torch.ones(in_channels))
         self.objective = "seed_mse"
         self.kld_weight = 1.0
+        self.samples = 1  # posterior samples per point in the training loss (IWAE's k)
+        self.prior: Prior = StandardNormalPrior(latent_dim)
 
     # -- networks on internal units ---------------------------------------------------
     @abstractmethod
@@ -141,28 +155,53 @@ class BaseVAE(nn.Module, ABC):
         u = self.standardize(x)
         return self.log_likelihood_internal(u, self.decode_internal(z)) + self.log_jacobian()
 
-    @staticmethod
-    def log_prior(z: torch.Tensor) -> torch.Tensor:
-        """log N(z; 0, I), summed over latent dimensions."""
-        return (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
+    # -- prior -------------------------------------------------------------------------------
+    def set_prior(self, prior: Prior) -> None:
+        """Replace p(z) (its latent size must match the model's)."""
+        if prior.latent_dim != self.latent_dim:
+            raise ValueError(f"prior has latent_dim {prior.latent_dim}, model {self.latent_dim}")
+        self.prior = prior
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z), summed over latent dimensions; ``z`` is ``[..., latent_dim]``."""
+        return self.prior.log_prob(z)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+        """``n`` latent codes z ~ p(z), ``[n, latent_dim]``."""
+        return self.prior.sample(n, generator, device)
 
     # -- objective ---------------------------------------------------------------------------
-    def configure_objective(self, name: str, kld_weight: float) -> None:
-        """``seed_mse`` (MSE + w KL) or ``gaussian`` (-E_q log p(x|z) + w KL)."""
+    def configure_objective(self, name: str, kld_weight: float, samples: int = 1) -> None:
+        """``seed_mse`` (MSE + w KL), ``gaussian`` (-E_q log p(x|z) + w KL) or ``iwae`` (the
+        importance-weighted bound with ``samples`` draws per point)."""
         if name not in OBJECTIVES:
             raise ValueError(f"unknown objective {name!r}")
-        self.objective, self.kld_weight = name, float(kld_weight)
+        if samples < 1 or (samples > 1 and name != "iwae"):
+            raise ValueError(f"samples = {samples} needs the iwae objective")
+        self.objective, self.kld_weight, self.samples = name, float(kld_weight), int(samples)
 
-    def loss(self, out: VAEOutput) -> LossTerms:
-        """The configured training loss on one pass; ``neg_elbo`` is in data units."""
+    def loss(self, out: VAEOutput, kld_weight: float | None = None) -> LossTerms:
+        """The configured training loss on one pass; ``neg_elbo`` is in data units.
+
+        ``kld_weight`` overrides the configured weight for this call (a KL warm-up).
+        """
+        w = self.kld_weight if kld_weight is None else kld_weight
         if self.objective == "seed_mse":
-            terms = seed_loss(out.x, out.x_hat, out.mu, out.log_var, self.kld_weight)
+            terms = seed_loss(out.x, out.x_hat, out.mu, out.log_var, w)
             if self._standardized:
                 terms = terms._replace(neg_elbo=terms.neg_elbo - self.log_jacobian())
             return terms
         log_lik = self.log_likelihood_internal(out.x, out.x_hat) + self.log_jacobian()
-        return gaussian_loss(log_lik, kl_to_standard_normal(out.mu, out.log_var),
-                             self.kld_weight)
+        if self.objective == "gaussian" and self.prior.is_standard:
+            return gaussian_loss(log_lik, kl_to_standard_normal(out.mu, out.log_var), w)
+        # log q(z|x) - log p(z) at the sampled z: a one-sample KL for each draw
+        log_ratio = (log_normal_diag(out.z, out.mu, out.log_var) - self.log_prior(out.z))
+        if self.objective == "gaussian":
+            return gaussian_loss(log_lik, log_ratio, w)
+        if out.z.ndim == 2:  # a single draw per point: the bound is the ELBO
+            log_lik, log_ratio = log_lik.unsqueeze(0), log_ratio.unsqueeze(0)
+        return iwae_loss(log_lik, log_ratio, w)
 
     # -- the VAE ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> Encoding:
@@ -180,12 +219,25 @@ class BaseVAE(nn.Module, ABC):
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * log_var) * eps
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
-        """Encode, sample z, decode. ``x_hat`` and ``x`` of the output are internal units."""
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                samples: int | None = None) -> VAEOutput:
+        """Encode, sample z, decode. ``x_hat`` and ``x`` of the output are internal units.
+
+        ``samples=None``: one draw per point (z ``[N, d]``); an integer S: S draws per point
+        (z ``[S, N, d]``), as the IWAE objective needs. Training passes ``self.samples``.
+        """
         u = self.standardize(x)
         mu, log_var = self.encode_internal(u)
-        z = self.reparameterize(mu, log_var, generator)
+        if samples is None:
+            z = self.reparameterize(mu, log_var, generator)
+        else:
+            z = self.reparameterize(mu.expand(samples, *mu.shape),
+                                    log_var.expand(samples, *log_var.shape), generator)
         return VAEOutput(x_hat=self.decode_internal(z), x=u, mu=mu, log_var=log_var, z=z)
+
+    def training_samples(self) -> int | None:
+        """What :meth:`forward` should be given in training: None (one draw) or IWAE's k."""
+        return self.samples if self.objective == "iwae" else None
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
@@ -197,7 +249,7 @@ class BaseVAE(nn.Module, ABC):
         """
         if device is None:
             device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        z = self.sample_prior(n, generator, device)
         u = self.decode_internal(z)
         if noise:
             u = u + self.obs_std() * torch.randn(u.shape, generator=generator, device=device)

@@ -15,9 +15,15 @@ from torch import nn
 
 from vaelab.models.base import BaseVAE, Encoding
 
+#: activation name (``model.activation``) -> module; ``leaky_relu`` is the seed's
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "leaky_relu": nn.LeakyReLU, "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU,
+    "elu": nn.ELU, "tanh": nn.Tanh, "softplus": nn.Softplus,
+}
 
-def _block(n_in: int, n_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, n_out), nn.LeakyReLU())
+
+def _block(n_in: int, n_out: int, activation: str) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, n_out), ACTIVATIONS[activation]())
 
 
 class SimpleVAE(BaseVAE):
@@ -32,23 +38,31 @@ class SimpleVAE(BaseVAE):
     """
 
     def __init__(self, in_channels: int = 2, latent_dim: int = 2,
-                 hidden_dims: Sequence[int] | None = None) -> None:
+                 hidden_dims: Sequence[int] | None = None,
+                 decoder_hidden_dims: Sequence[int] | None = None,
+                 activation: str = "leaky_relu") -> None:
         super().__init__(in_channels, latent_dim)
         hidden = list(hidden_dims) if hidden_dims is not None else [128, 128]
         if not hidden:
             raise ValueError("hidden_dims must not be empty")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r} "
+                             f"(valid: {', '.join(ACTIVATIONS)})")
         self.hidden_dims = hidden
+        # the decoder's widths from z outwards: the encoder's, mirrored, unless given
+        reverse = list(decoder_hidden_dims) if decoder_hidden_dims is not None else hidden[::-1]
+        if not reverse:
+            raise ValueError("decoder_hidden_dims must not be empty")
 
         widths = [in_channels] + hidden
-        self.encoder = nn.Sequential(*(_block(a, b) for a, b in pairwise(widths)))
+        self.encoder = nn.Sequential(*(_block(a, b, activation) for a, b in pairwise(widths)))
         self.fc_mu = nn.Linear(hidden[-1], latent_dim)
         self.fc_var = nn.Linear(hidden[-1], latent_dim)
 
-        reverse = hidden[::-1]
         self.decoder_input = nn.Linear(latent_dim, reverse[0])
         de_widths = [reverse[0]] + reverse
         self.decoder = nn.Sequential(
-            *(_block(a, b) for a, b in pairwise(de_widths))
+            *(_block(a, b, activation) for a, b in pairwise(de_widths))
         )
         self.final_layer = nn.Sequential(nn.Linear(reverse[-1], in_channels))
 

@@ -1,7 +1,9 @@
 """The training loop: lean, seeded, and silent on the host except every ``log_every`` steps.
 
-Per step: draw a batch on the device, forward, loss, backward, fused Adam, scheduler. Loss
-terms are summed on the device and read back (one synchronisation) only at logging steps.
+Per step: set the learning rate and KL weight from the schedules, draw a batch on the device,
+forward, loss, backward, fused Adam. Loss terms are summed on the device and read back (one
+synchronisation) only at logging steps. With ``train.time_limit`` the loop also stops when the
+training clock passes the limit, and the schedules follow the elapsed fraction of it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from vaelab.data.files import FileSource, split_points
 from vaelab.errors import ConfigError
 from vaelab.models import BaseVAE, build_model, check_model_name
 from vaelab.objectives import LossTerms
+from vaelab.training import schedules
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.frames import Frame
-from vaelab.training.optim import build_optimizer, build_scheduler
+from vaelab.training.optim import build_optimizer
 
 #: columns of the metrics file, in order
 METRIC_FIELDS = ("step", "lr", "loss", "reconstruction", "kld", "neg_elbo", "elapsed_s")
@@ -121,14 +124,14 @@ def fit(config: RunConfig, *, progress: bool = True,
         fit_standardization(model, fixed if fixed is not None else source.sample(
             STANDARDIZE_POINTS, make_generator(seeds.standardize, device), device))
     optimizer = build_optimizer(model.parameters(), config.optim, device)
-    scheduler = build_scheduler(optimizer, config.optim)
 
-    display_z = torch.randn(config.display.points, model.latent_dim,
-                            generator=make_generator(seeds.display, device), device=device)
     frame_every = config.display.frame_every
 
     def capture(step: int, x: torch.Tensor, z: torch.Tensor) -> Frame:
+        # the same draw from the display stream at every frame (a learned prior moves it)
         with torch.no_grad():
+            display_z = model.sample_prior(config.display.points,
+                                           make_generator(seeds.display, device), device)
             gen = model.decode(display_z)
         return Frame(step, x.detach().cpu(), z.detach().cpu(), gen.cpu())
 
@@ -136,33 +139,44 @@ def fit(config: RunConfig, *, progress: bool = True,
     frames: list[Frame] = []
     sums = torch.zeros(len(LossTerms._fields), device=device)
     count = 0
-    lr_now = optimizer.param_groups[0]["lr"]
-    bar = tqdm(total=tc.steps, disable=not progress, unit="step", dynamic_ncols=True,
+    samples = model.training_samples()
+    max_steps, limit = tc.steps, tc.time_limit
+    bar = tqdm(total=max_steps if max_steps is not None else round(limit), disable=not progress,
+               unit="step" if max_steps is not None else "s", dynamic_ncols=True,
                mininterval=0.5, leave=True)
     model.train()
+    step = 0
     t0 = time.perf_counter()
-    for step in range(1, tc.steps + 1):
-        lr_now = optimizer.param_groups[0]["lr"]
+    while True:
+        elapsed = time.perf_counter() - t0
+        prog = schedules.progress(step, max_steps, elapsed, limit)
+        if step == max_steps or (limit is not None and elapsed >= limit):
+            break
+        lr_now = config.optim.lr * schedules.lr_factor(config.optim, step, prog)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_now
+        step += 1
         x = stream.next()
-        out = model(x, generator=noise_gen)
-        terms = model.loss(out)
+        out = model(x, generator=noise_gen, samples=samples)
+        terms = model.loss(out, kld_weight=schedules.kl_weight(config.loss, prog))
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         optimizer.step()
-        scheduler.step()
         sums += torch.stack([t.detach() for t in terms])
         count += 1
 
-        if frame_every and (step == 1 or step % frame_every == 0) or step == tc.steps:
-            frames.append(capture(step, x, out.z))
-        if step % tc.log_every == 0 or step == tc.steps:
+        last = step == max_steps or (limit is not None and
+                                     time.perf_counter() - t0 >= limit)
+        if frame_every and (step == 1 or step % frame_every == 0) or last:
+            frames.append(capture(step, x, out.z if samples is None else out.z[0]))
+        if step % tc.log_every == 0 or last:
             means = (sums / count).tolist()  # the one host synchronisation per interval
             row = {"step": step, "lr": lr_now, **dict(zip(LossTerms._fields, means, strict=True)),
                    "elapsed_s": time.perf_counter() - t0}
             metrics.append(row)
             if on_log is not None:
                 on_log(row)
-            bar.update(step - bar.n)
+            bar.update((step if max_steps is not None else round(row["elapsed_s"])) - bar.n)
             bar.set_postfix(lr=f"{lr_now:.2e}", loss=f"{row['loss']:.4f}",
                             rec=f"{row['reconstruction']:.4f}", kld=f"{row['kld']:.4f}",
                             refresh=False)
@@ -172,9 +186,10 @@ def fit(config: RunConfig, *, progress: bool = True,
     seconds = time.perf_counter() - t0
     model.eval()
     summary = {
-        "steps": tc.steps,
+        "steps": step,
+        "stopped_by": "steps" if step == max_steps else "time_limit",
         "train_seconds": round(seconds, 3),
-        "steps_per_second": round(tc.steps / seconds, 1),
+        "steps_per_second": round(step / seconds, 1),
         "device": str(device),
         "final": metrics[-1],
         "torch_version": torch.__version__,

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule from an :class:`~vaelab.config.OptimConfig`."""
+"""The optimiser from an :class:`~vaelab.config.OptimConfig` (schedules: ``schedules.py``)."""
 
 from __future__ import annotations
 
@@ -22,11 +22,3 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig,
     except (RuntimeError, ValueError, TypeError):  # older torch, or a device without fused
         return torch.optim.Adam(params, lr=cfg.lr, foreach=True)
 
-
-def build_scheduler(optimizer: torch.optim.Optimizer,
-                    cfg: OptimConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """``step``: StepLR(step_size, gamma), stepped once per training step (after Adam)."""
-    if cfg.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size,
-                                               gamma=cfg.gamma)
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)

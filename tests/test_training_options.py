@@ -1,0 +1,237 @@
+"""Issue 4's training options: schedules, IWAE training, KL warm-up, learned priors,
+activations, decoder widths and the time limit."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import vaelab
+from vaelab.cli.main import main
+from vaelab.config import LossConfig, OptimConfig, RunConfig
+from vaelab.errors import ConfigError
+from vaelab.estimators import log_density
+from vaelab.models import SimpleVAE, build_prior
+from vaelab.objectives import gaussian_loss, iwae_loss, kl_to_standard_normal, log_normal_diag
+from vaelab.resolve import build_config
+from vaelab.training import schedules
+
+TINY = {"steps": 60, "batch_size": 64, "log_every": 20, "frame_every": 0, "display_points": 50,
+        "device": "cpu"}
+GAUSSIAN = {"loss": "gaussian", "loss.learn_decoder_std": True, "loss.decoder_std": 0.3,
+            "data.standardize": True}
+
+
+# -- schedules ----------------------------------------------------------------------------
+
+def test_step_schedule_is_the_seeds_steplr():
+    cfg = OptimConfig(lr=2e-2, scheduler="step", step_size=7, gamma=0.7)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=cfg.lr)
+    ref = torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.7)
+    for done in range(40):
+        expected = opt.param_groups[0]["lr"]
+        assert cfg.lr * schedules.lr_factor(cfg, done, done / 40) == pytest.approx(expected,
+                                                                                 rel=1e-12)
+        opt.step()
+        ref.step()
+
+
+@pytest.mark.parametrize("name", ["cosine", "linear"])
+def test_decaying_schedules_run_from_one_to_the_floor(name):
+    cfg = OptimConfig(scheduler=name, min_lr_ratio=0.1)
+    assert schedules.lr_factor(cfg, 0, 0.0) == pytest.approx(1.0)
+    assert schedules.lr_factor(cfg, 0, 1.0) == pytest.approx(0.1)
+    mid = 0.1 + 0.9 * 0.5
+    assert schedules.lr_factor(cfg, 0, 0.5) == pytest.approx(mid)
+    values = [schedules.lr_factor(cfg, 0, p / 20) for p in range(21)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_lr_warmup_ramps_then_decays():
+    cfg = OptimConfig(scheduler="cosine", warmup=0.2)
+    assert schedules.lr_factor(cfg, 0, 0.1) == pytest.approx(0.5)
+    assert schedules.lr_factor(cfg, 0, 0.2) == pytest.approx(1.0)
+    assert 0 < schedules.lr_factor(cfg, 0, 0.0) < 0.01
+    assert schedules.lr_factor(cfg, 0, 0.6) == pytest.approx(0.5)
+
+
+def test_kl_warmup_and_progress():
+    cfg = LossConfig(kld_weight=2.0, kl_warmup=0.5)
+    assert schedules.kl_weight(cfg, 0.0) == 0.0
+    assert schedules.kl_weight(cfg, 0.25) == pytest.approx(1.0)
+    assert schedules.kl_weight(cfg, 0.9) == 2.0
+    assert schedules.kl_weight(LossConfig(kld_weight=2.0), 0.0) == 2.0
+    assert schedules.progress(5, 10, 0.0, None) == 0.5
+    assert schedules.progress(1, None, 3.0, 4.0) == 0.75
+    assert schedules.progress(9, 10, 1.0, 4.0) == 0.9  # the larger fraction wins
+    assert schedules.progress(20, None, 9.0, 4.0) == 1.0
+
+
+# -- objectives ---------------------------------------------------------------------------
+
+def test_iwae_loss_with_one_sample_is_the_elbo():
+    g = torch.Generator().manual_seed(0)
+    log_lik, log_ratio = torch.randn(1, 50, generator=g), torch.rand(1, 50, generator=g)
+    terms = iwae_loss(log_lik, log_ratio)
+    ref = gaussian_loss(log_lik[0], log_ratio[0])
+    assert torch.allclose(terms.loss, ref.loss) and torch.allclose(terms.neg_elbo, ref.neg_elbo)
+
+
+def test_iwae_loss_matches_a_hand_computation_and_is_tighter():
+    g = torch.Generator().manual_seed(1)
+    log_lik, log_ratio = torch.randn(8, 30, generator=g), torch.rand(8, 30, generator=g)
+    terms = iwae_loss(log_lik, log_ratio, kld_weight=0.5)
+    w = (log_lik - 0.5 * log_ratio).double().exp()
+    assert terms.loss.item() == pytest.approx(-torch.log(w.mean(0)).mean().item(), rel=1e-5)
+    full = iwae_loss(log_lik, log_ratio)
+    assert full.loss <= full.neg_elbo  # Jensen: the IWAE bound is above the ELBO
+    with pytest.raises(ValueError, match="shape"):
+        iwae_loss(log_lik, log_ratio[:, :5])
+
+
+def test_log_normal_diag_is_torch_distributions():
+    g = torch.Generator().manual_seed(2)
+    z, mu, lv = (torch.randn(4, 3, generator=g) for _ in range(3))
+    ref = torch.distributions.Normal(mu, torch.exp(0.5 * lv)).log_prob(z).sum(-1)
+    assert torch.allclose(log_normal_diag(z, mu, lv), ref, atol=1e-6)
+
+
+# -- models ---------------------------------------------------------------------------------
+
+def test_activation_and_decoder_widths():
+    model = SimpleVAE(2, 3, [32, 16], decoder_hidden_dims=[8, 24, 40], activation="silu")
+    assert any(isinstance(m, torch.nn.SiLU) for m in model.modules())
+    assert not any(isinstance(m, torch.nn.LeakyReLU) for m in model.modules())
+    widths = [m.out_features for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert model.decoder_input.out_features == 8 and widths == [8, 24, 40]
+    assert model.decode(torch.zeros(5, 3)).shape == (5, 2)
+    with pytest.raises(ValueError, match="activation"):
+        SimpleVAE(2, 2, [8], activation="swish")
+
+
+def test_a_learned_prior_at_its_identity_start_gives_the_same_estimates():
+    """An untrained flow prior is exactly N(0, I): with it the sampled-KL ELBO must agree with
+    the closed-form one (in expectation) and IWAE must not change at all."""
+    torch.manual_seed(0)
+    model = SimpleVAE(2, 2, [16])
+    x = torch.randn(40, 2)
+    exact_elbo = log_density(model, x, "elbo", k=4000, seed=1)
+    exact_iwae = log_density(model, x, "iwae", k=64, seed=1)
+    model.set_prior(build_prior("flow", 2))
+    assert not model.prior.is_standard
+    assert torch.allclose(log_density(model, x, "iwae", k=64, seed=1), exact_iwae, atol=1e-4)
+    sampled = log_density(model, x, "elbo", k=4000, seed=1)
+    assert (sampled - exact_elbo).abs().max() < 0.1
+
+
+def test_the_training_loss_uses_the_learned_prior():
+    torch.manual_seed(0)
+    model = SimpleVAE(2, 2, [16])
+    model.configure_likelihood(0.5, learn=True)
+    model.configure_objective("gaussian", 1.0)
+    x = torch.randn(20, 2)
+    out = model(x, generator=torch.Generator().manual_seed(0))
+    standard = model.loss(out)
+    model.set_prior(build_prior("mixture", 2, components=3, seed=5))
+    learned = model.loss(out)
+    expected = (log_normal_diag(out.z, out.mu, out.log_var) - model.log_prior(out.z)).mean()
+    assert torch.allclose(learned.kld, expected)
+    assert torch.allclose(standard.kld, kl_to_standard_normal(out.mu, out.log_var).mean())
+    assert not torch.allclose(learned.kld, standard.kld)
+
+
+# -- training -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", [
+    {"loss": "iwae", "iwae_k": 4, "kl_warmup": 0.3},
+    {"prior": "flow", "scheduler": "cosine", "lr_warmup": 0.1},
+    {"prior": "mixture", "activation": "silu", "scheduler": "linear"},
+])
+def test_every_option_trains_saves_and_reloads(tmp_path, extra):
+    settings = {**TINY, **GAUSSIAN, **{k: v for k, v in extra.items() if "." not in k}}
+    run = vaelab.train(preset="seed", out=tmp_path / "run", progress=False, figures=False,
+                       **settings)
+    assert all(math.isfinite(m["loss"]) for m in run.metrics)
+    assert run.summary["steps"] == 60 and run.summary["stopped_by"] == "steps"
+    again = vaelab.load(tmp_path / "run")
+    assert torch.equal(run.sample(200, seed=1), again.sample(200, seed=1))
+    # a trained Gaussian likelihood: samples are draws from p(x), decoder noise included
+    assert not torch.equal(run.sample(200, seed=1), run.sample(200, seed=1, noise=False))
+    logp = log_density(again.model, run.sample(20, seed=2), "iwae", k=16)
+    assert torch.isfinite(logp).all()
+
+
+def test_kl_warmup_starts_with_a_zero_weight():
+    cfg = build_config("seed", settings={**TINY, **GAUSSIAN, "kl_warmup": 0.5, "steps": 40,
+                                         "log_every": 1})
+    rows = vaelab.train(cfg, progress=False).metrics
+    first = rows[0]
+    assert first["loss"] == pytest.approx(first["reconstruction"], rel=1e-6)
+    last = rows[-1]
+    assert last["loss"] == pytest.approx(last["neg_elbo"], rel=1e-5)
+
+
+def test_a_time_limit_stops_training():
+    no_steps = {k: v for k, v in TINY.items() if k != "steps"}
+    cfg = build_config("seed", settings={**no_steps, "time_limit": 0.5})
+    assert cfg.train.steps is None and cfg.train.time_limit == 0.5
+    run = vaelab.train(cfg, progress=False)
+    assert run.summary["stopped_by"] == "time_limit"
+    assert run.summary["steps"] >= 1 and 0.5 <= run.summary["train_seconds"] < 5
+    assert run.metrics[-1]["step"] == run.summary["steps"]
+    capped = build_config("seed", settings={**no_steps, "time_limit": 100.0, "steps": 30})
+    run = vaelab.train(capped, progress=False)
+    assert run.summary["steps"] == 30 and run.summary["stopped_by"] == "steps"
+
+
+def test_the_time_limit_flag(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--time-limit", "0.3", "--quiet", "--no-figures",
+                 "--device", "cpu", "--batch-size", "32", "--frame-every", "0"]) == 0
+    assert "stopped by time limit" in capsys.readouterr().out
+    assert vaelab.load(out).config.train.time_limit == 0.3
+
+
+# -- validation ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"loss": {"name": "gaussian", "k": 4}}, "loss.k"),
+    ({"loss": {"name": "iwae", "k": 0}}, "loss.k"),
+    ({"loss": {"kl_warmup": 1.5}}, "loss.kl_warmup"),
+    ({"optim": {"warmup": 1.0}}, "optim.warmup"),
+    ({"optim": {"min_lr_ratio": -0.1}}, "optim.min_lr_ratio"),
+    ({"model": {"prior": "flow", "latent_dim": 1}}, "model.prior"),
+    ({"model": {"prior": "vamp"}}, "model.prior"),
+    ({"model": {"activation": "swish"}}, "model.activation"),
+    ({"model": {"decoder_hidden_dims": []}}, "model.decoder_hidden_dims"),
+    ({"train": {"steps": None}}, "train.steps"),
+    ({"train": {"time_limit": 0}}, "train.time_limit"),
+])
+def test_bad_option_values_are_refused(data, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        RunConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--time-limit", "0"], ["--time-limit", "nan"], ["--iwae-k", "0"], ["--kl-warmup", "2"],
+    ["--prior", "vamp"], ["--loss", "iwae", "--iwae-k", "abc"],
+])
+def test_bad_option_flags_are_one_line(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--out", str(tmp_path / "r"), *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vaelab train: error:")
+
+
+def test_compare_draws_runs_beside_the_truth(tiny_run_dir, tmp_path, capsys):
+    out = tmp_path / "cmp.png"
+    assert main(["compare", str(tiny_run_dir), str(tiny_run_dir), "-o", str(out), "-n", "300",
+                 "--labels", "a,b"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["compare", str(tiny_run_dir), "-o", str(out), "--labels", "a,b"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--labels has 2 names for 1 runs" in err[0]
