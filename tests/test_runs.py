@@ -128,3 +128,11 @@ def test_write_points_csv_and_npy(tmp_path):
     assert np.array_equal(np.load(tmp_path / "p.npy", allow_pickle=False), pts.numpy())
     with pytest.raises(RunError, match=".csv or .npy"):
         write_points(pts, tmp_path / "p.txt")
+
+
+def test_loading_does_not_touch_the_global_rng(tiny_run_dir):
+    torch.manual_seed(321)
+    expected = torch.rand(3)
+    torch.manual_seed(321)
+    vaelab.load(tiny_run_dir)
+    assert torch.equal(torch.rand(3), expected)

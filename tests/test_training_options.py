@@ -235,3 +235,36 @@ def test_compare_draws_runs_beside_the_truth(tiny_run_dir, tmp_path, capsys):
     assert main(["compare", str(tiny_run_dir), "-o", str(out), "--labels", "a,b"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--labels has 2 names for 1 runs" in err[0]
+
+
+def test_threads_are_capped_at_the_cores_this_process_may_use(monkeypatch):
+    import os
+
+    from vaelab.training.devices import choose_threads
+
+    torch.set_num_threads(2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert choose_threads() == 1 and torch.get_num_threads() == 1
+    torch.set_num_threads(2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # an explicit setting is the user's choice
+    assert choose_threads() == 2
+
+
+@pytest.mark.parametrize("preset", ["seed", "default"])
+def test_the_lean_adam_step_is_torch_adam_bit_for_bit(preset, monkeypatch):
+    from vaelab.training import optim
+
+    torch.set_num_threads(1)
+    settings = {"steps": 120, "batch_size": 64, "frame_every": 0, "device": "cpu"}
+    lean = vaelab.train(preset=preset, progress=False, **settings)
+    original = optim.LeanAdam.__init__
+
+    def plain(self, adam):
+        original(self, adam)
+        self.direct = False  # torch.optim.Adam.step() itself
+
+    monkeypatch.setattr(optim.LeanAdam, "__init__", plain)
+    reference = vaelab.train(preset=preset, progress=False, **settings)
+    for name, value in reference.model.state_dict().items():
+        assert torch.equal(value, lean.model.state_dict()[name]), name

@@ -6,6 +6,8 @@ Python API (the CLI does the same)::
     run = vaelab.train(preset="seed", out="runs/seed")   # or out=None: keep it in memory
     points = run.sample(10_000, seed=0)                     # [10000, 2] tensor
     run = vaelab.load("runs/seed")                         # safetensors + JSON, no pickle
+    run = vaelab.resume("runs/seed")                       # continue an interrupted run
+    runs = vaelab.train_many(seeds=8, steps=2000)            # 8 models at once, batched
     run.model.sample(5)                                     # the nn.Module itself
 """
 
@@ -20,7 +22,7 @@ from vaelab.errors import ConfigError, RunError, VaelabError
 from vaelab.models import BaseVAE, SimpleVAE
 from vaelab.presets import preset_names
 from vaelab.resolve import build_config
-from vaelab.runs import Run, load_run, train_run
+from vaelab.runs import Run, load_run, resume_run, train_group, train_run
 
 
 def train(config: str | Path | dict | RunConfig | None = None, *, preset: str | None = None,
@@ -33,10 +35,39 @@ def train(config: str | Path | dict | RunConfig | None = None, *, preset: str | 
     return train_run(cfg, out, force=force, progress=progress, figures=figures)
 
 
+def train_many(configs: list[str | Path | dict | RunConfig] | None = None, *,
+               seeds: int | None = None, preset: str | None = None,
+               out: str | Path | None = None, force: bool = False, progress: bool = True,
+               figures: bool = True, **settings: Any) -> list[Run]:
+    """Train several models of the same shapes at once, with batched weights.
+
+    Either ``seeds=N`` (one config from ``preset``/``settings``, seeds seed..seed+N-1) or
+    ``configs``: a list that differs only in ``train.seed``, ``optim.lr`` and
+    ``loss.kld_weight`` (each item resolved like :func:`train`'s ``config``, then
+    ``settings`` applied). Returns one :class:`Run` per model; with ``out`` each is written
+    to ``out/seed-S`` (or ``out/model-i``)."""
+    from vaelab.training.group import seed_group
+
+    if (configs is None) == (seeds is None):
+        raise ConfigError("give either configs or seeds")
+    if seeds is not None:
+        group = seed_group(build_config(preset, None, settings), seeds)
+    else:
+        group = [build_config(preset, c, settings) for c in configs]  # type: ignore[union-attr]
+    return train_group(group, out, force=force, progress=progress, figures=figures)
+
+
+def resume(run_dir: str | Path, *, progress: bool = True, figures: bool = True) -> Run:
+    """Continue an interrupted run directory from its last checkpoint (see
+    :func:`vaelab.runs.resume_run`)."""
+    return resume_run(run_dir, progress=progress, figures=figures)
+
+
 def load(run_dir: str | Path) -> Run:
     """Load a run directory written by :func:`train` or ``vaelab train``."""
     return load_run(run_dir)
 
 
 __all__ = ["BaseVAE", "ConfigError", "Run", "RunConfig", "RunError", "SimpleVAE",
-           "VaelabError", "__version__", "build_config", "load", "preset_names", "train"]
+           "VaelabError", "__version__", "build_config", "load", "preset_names", "resume",
+           "train", "train_many"]

@@ -134,6 +134,9 @@ class TrainConfig:
     or at ``steps`` if that comes first; ``steps = None`` (only with a time limit) means no
     step cap. A time-limited run depends on the machine's speed, so it is reproducible only
     as far as the number of steps it reached (saved in its summary) is the same.
+
+    ``checkpoint_every``: steps between the checkpoints a run directory keeps for
+    ``vaelab train --resume`` (0: only at the end and on SIGINT/SIGTERM).
     """
 
     steps: int | None = 10_000
@@ -142,6 +145,7 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 100
     time_limit: float | None = None
+    checkpoint_every: int = 1000
 
 
 @dataclass
@@ -251,6 +255,8 @@ class RunConfig:
         _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1")
         _check(t.seed >= 0, "train.seed", t.seed, "must be >= 0")
         _check(t.log_every >= 1, "train.log_every", t.log_every, "must be >= 1")
+        _check(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every,
+               "must be >= 0 (0: a checkpoint only at the end or on an interrupt)")
         dev = t.device
         ok = dev in DEVICES or (dev.startswith("cuda:") and dev[5:].isdigit())
         _check(ok, "train.device", dev, "must be auto, cpu, cuda or cuda:N")

@@ -21,3 +21,15 @@ class RunError(VaelabError):
 
 class DataFileError(VaelabError):
     """A data file that cannot be read as points (missing, unreadable, malformed, non-finite)."""
+
+
+class TrainingDiverged(VaelabError):
+    """The loss or its gradient became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(VaelabError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was saved."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

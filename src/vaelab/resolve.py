@@ -40,6 +40,7 @@ SHORT_KEYS = {
     "seed": "train.seed",
     "device": "train.device",
     "log_every": "train.log_every",
+    "checkpoint_every": "train.checkpoint_every",
     "frame_every": "display.frame_every",
     "display_points": "display.points",
 }

@@ -7,6 +7,8 @@ A run directory holds::
     metrics.csv          one row per logging interval (interval means), written as training goes
     frames.safetensors   the display frames (what the panels show, step by step)
     summary.json         timing, device, final metrics, versions
+    checkpoint.safetensors  weights, optimiser, RNG states and loop state, every
+                         ``train.checkpoint_every`` steps and at the end (``--resume``)
     figures/             panels_final.png, training.gif, loss.png (``vaelab plot`` redraws)
 """
 
@@ -22,14 +24,20 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from vaelab._version import __version__
 from vaelab.config import RunConfig
 from vaelab.errors import ConfigError, RunError
-from vaelab.fileio import atomic_write_bytes, atomic_write_text
+from vaelab.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    safetensors_metadata,
+    tensors_digest,
+)
 from vaelab.models import BaseVAE, build_model
+from vaelab.training.checkpoint import CHECKPOINT_FILE, read_checkpoint
 from vaelab.training.devices import make_generator, resolve_device
 from vaelab.training.frames import Frame, load_frames, save_frames
 from vaelab.training.loop import METRIC_FIELDS, TrainResult, fit
@@ -40,7 +48,7 @@ METRICS_FILE = "metrics.csv"
 FRAMES_FILE = "frames.safetensors"
 SUMMARY_FILE = "summary.json"
 FIGURES_DIR = "figures"
-RUN_FILES = (CONFIG_FILE, MODEL_FILE, METRICS_FILE, FRAMES_FILE, SUMMARY_FILE)
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, METRICS_FILE, FRAMES_FILE, SUMMARY_FILE, CHECKPOINT_FILE)
 
 
 @dataclass
@@ -80,7 +88,8 @@ class Run:
 
     def _write_results(self, path: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        meta = {"format": "vaelab-model-1", "vaelab_version": __version__}
+        meta = {"format": "vaelab-model-1", "vaelab_version": __version__,
+                "sha256": tensors_digest(state)}
         atomic_write_bytes(path / MODEL_FILE, save_tensors(state, metadata=meta))
         save_frames(self.frames, path / FRAMES_FILE)
         atomic_write_text(path / SUMMARY_FILE, json.dumps(self.summary, indent=2) + "\n")
@@ -102,6 +111,9 @@ def prepare_run_dir(path: str | Path, force: bool) -> Path:
     if path.exists() and not path.is_dir():
         raise RunError(f"output path {path} exists and is not a directory")
     if path.is_dir() and any(path.iterdir()):
+        if not force and (path / CHECKPOINT_FILE).is_file() and not (path / MODEL_FILE).is_file():
+            raise RunError(f"output directory {path} holds an interrupted run: continue it with "
+                           f"--resume {path}, or pass --force to replace it")
         if not force:
             raise RunError(f"output directory {path} is not empty (it may hold a run); "
                            "choose another --out or pass --force to replace it")
@@ -125,7 +137,13 @@ def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
 class _MetricsAppender:
     """Appends each metrics row to the CSV as it is logged, so a running job can be watched."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rows: list[dict[str, float]] | None = None) -> None:
+        if rows:  # a resumed run: the rows of its checkpoint, then new ones appended
+            write_metrics(path, rows)
+            self.fh = open(path, "a", encoding="utf-8", newline="")
+            self.writer = csv.DictWriter(self.fh, fieldnames=METRIC_FIELDS,
+                                         lineterminator="\n")
+            return
         self.fh = open(path, "w", encoding="utf-8", newline="")
         self.writer = csv.DictWriter(self.fh, fieldnames=METRIC_FIELDS, lineterminator="\n")
         self.writer.writeheader()
@@ -141,7 +159,8 @@ class _MetricsAppender:
 
 def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool = False,
               progress: bool = True, figures: bool = True) -> Run:
-    """Train ``config``; with ``out``, write the run directory (and figures) as it goes."""
+    """Train ``config``; with ``out``, write the run directory (and figures) as it goes,
+    with a checkpoint every ``train.checkpoint_every`` steps for :func:`resume_run`."""
     from vaelab.training.loop import prepare
 
     # every name and value checked, and the data read, before anything is written
@@ -151,9 +170,49 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool =
         return _run_from_result(result, None)
     path = prepare_run_dir(out, force)
     atomic_write_text(path / CONFIG_FILE, config.to_json())
-    appender = _MetricsAppender(path / METRICS_FILE)
+    return _train_into(path, config, source, None, progress, figures)
+
+
+def resume_run(path: str | Path, *, progress: bool = True, figures: bool = True) -> Run:
+    """Continue the run in ``path`` from its last checkpoint, with its saved config.
+
+    A run killed before its first checkpoint starts again from step 0; a complete run is
+    refused. On the CPU, a step-limited run resumed any number of times ends with exactly
+    the weights of an uninterrupted run (a time-limited one depends on the clock).
+    """
+    from vaelab.training.loop import prepare
+
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"run directory not found: {path}")
+    config = _read_config(path / CONFIG_FILE)
+    if config.model.in_channels is None:
+        raise RunError(f"{path / CONFIG_FILE}: model.in_channels is missing")
+    ckpt = None
+    if (path / CHECKPOINT_FILE).is_file():
+        from vaelab.training.loop import METRIC_FIELDS as fields
+
+        ckpt = read_checkpoint(path / CHECKPOINT_FILE, fields)
+        if ckpt.loop.finished and (path / MODEL_FILE).is_file() and \
+                (path / SUMMARY_FILE).is_file():
+            raise RunError(f"the run in {path} is complete ({ckpt.loop.step} steps); "
+                           "nothing to resume")
+    elif (path / MODEL_FILE).is_file():
+        raise RunError(f"the run in {path} has a model but no checkpoint: it is complete, "
+                       "or was not written by a resumable vaelab")
+    resolved, source = prepare(config)
+    if resolved.to_json() != config.to_json():
+        raise RunError(f"{path / CONFIG_FILE} is not a resolved config (was it edited?); "
+                       "it cannot be resumed")
+    return _train_into(path, config, source, ckpt, progress, figures)
+
+
+def _train_into(path: Path, config: RunConfig, source: Any, ckpt: Any, progress: bool,
+                figures: bool) -> Run:
+    appender = _MetricsAppender(path / METRICS_FILE, ckpt.loop.metrics if ckpt else None)
     try:
-        result = fit(config, progress=progress, on_log=appender, source=source)
+        result = fit(config, progress=progress, on_log=appender, source=source,
+                     checkpoint_path=path / CHECKPOINT_FILE, resume=ckpt)
     finally:
         appender.close()
     run = _run_from_result(result, path)
@@ -161,6 +220,50 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool =
     if figures:
         run.plot()
     return run
+
+
+def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
+                force: bool = False, progress: bool = True,
+                figures: bool = True) -> list[Run]:
+    """Train several models of the same shapes at once (:mod:`vaelab.training.group`).
+
+    With ``out``, model i is written as an ordinary run directory ``out/seed-S`` (its seed)
+    when the seeds all differ, else ``out/model-i``; each loads with :func:`load_run`.
+    Every directory is checked before anything is written.
+    """
+    from vaelab.training.group import check_group, fit_group
+    from vaelab.training.loop import prepare
+
+    resolved, source = [], None
+    for cfg in configs:
+        r, src = prepare(cfg)
+        resolved.append(r)
+        source = source or src
+    check_group(resolved)
+    paths: list[Path] = []
+    if out is not None:
+        seeds = [c.train.seed for c in resolved]
+        names = ([f"seed-{s}" for s in seeds] if len(set(seeds)) == len(seeds)
+                 else [f"model-{i}" for i in range(len(resolved))])
+        paths = [Path(out) / name for name in names]
+        for path in paths:
+            if path.is_dir() and any(path.iterdir()) and not force:
+                raise RunError(f"output directory {path} is not empty (it may hold a run); "
+                               "choose another --out or pass --force to replace it")
+        for path, cfg in zip(paths, resolved, strict=True):
+            prepare_run_dir(path, force)
+            atomic_write_text(path / CONFIG_FILE, cfg.to_json())
+    results = fit_group(resolved, progress=progress, source=source)
+    runs = []
+    for i, result in enumerate(results):
+        run = _run_from_result(result, paths[i] if paths else None)
+        if run.path is not None:
+            write_metrics(run.path / METRICS_FILE, run.metrics)
+            run._write_results(run.path)
+            if figures:
+                run.plot()
+        runs.append(run)
+    return runs
 
 
 def _run_from_result(result: TrainResult, path: Path | None) -> Run:
@@ -181,7 +284,8 @@ def load_run(path: str | Path, *, frames: bool = True) -> Run:
     config = _read_config(path / CONFIG_FILE)
     if config.model.in_channels is None:
         raise RunError(f"{path / CONFIG_FILE}: model.in_channels is missing")
-    model = build_model(config)
+    with torch.random.fork_rng(devices=[]):  # its initial weights are overwritten: no RNG use
+        model = build_model(config)
     state = _read_weights(path / MODEL_FILE)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -225,9 +329,16 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise RunError(f"not a complete vaelab run: {path} is missing")
     try:
-        return load_file(str(path))
+        data = path.read_bytes()
+        state = load_tensors(data)
+        digest = safetensors_metadata(data).get("sha256")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise RunError(f"{path} is not a readable safetensors file: {exc}") from None
+    # runs written before the checksum was added have none; any other must match it
+    if digest is not None and digest != tensors_digest(state):
+        raise RunError(f"{path} fails its checksum: it was corrupted or edited after it was "
+                       "written")
+    return state
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from vaelab._version import __version__
-from vaelab.errors import VaelabError
+from vaelab.errors import TrainingInterrupted, VaelabError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, help="run directory to create (default: runs/PRESET)")
     t.add_argument("--force", action="store_true",
                    help="replace the run in --out if it is not empty")
+    t.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue RUN from its last checkpoint with its saved config (no "
+                   "other settings); SIGINT/SIGTERM save a checkpoint and stop")
+    t.add_argument("--seeds", type=positive_int, metavar="N",
+                   help="train N models at once (seeds SEED..SEED+N-1, batched weights) into "
+                   "OUT/seed-S each")
     g = t.add_argument_group("settings (override the preset and --config)")
     g.add_argument("--data", help=f"data source: {', '.join(source_names())}")
     g.add_argument("--noise", type=nonnegative_float, help="data noise (seed: 0.3)")
@@ -153,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=nonnegative_int, help="fixes data, initialisation, noise")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--log-every", type=positive_int, help="steps per metrics row")
+    g.add_argument("--checkpoint-every", type=nonnegative_int, metavar="N",
+                   help="steps between checkpoints for --resume (default 1000; 0: only at "
+                   "the end and on an interrupt)")
     g.add_argument("--frame-every", type=nonnegative_int,
                    help="steps per display frame (0: final frame only)")
     g.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
@@ -237,21 +246,35 @@ def build_parser() -> argparse.ArgumentParser:
 _TRAIN_FLAGS = ("data", "noise", "n_train", "data_backend", "steps", "time_limit",
                 "batch_size", "lr", "scheduler", "step_size", "gamma", "lr_warmup", "latent_dim",
                 "hidden_dims", "decoder_hidden_dims", "activation", "prior", "loss", "iwae_k",
-                "kl_warmup", "kld_weight", "seed", "device", "log_every", "frame_every")
+                "kl_warmup", "kld_weight", "seed", "device", "log_every", "checkpoint_every",
+                "frame_every")
 
 
 # -- commands -------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vaelab.resolve import build_config
-    from vaelab.runs import train_run
+    from vaelab.runs import resume_run, train_run
 
     settings: dict[str, Any] = {k: getattr(args, k) for k in _TRAIN_FLAGS}
     settings.update(dict(args.set))
-    config = build_config(args.preset, args.config, settings)
-    out = args.out or Path("runs") / (config.preset or "custom")
-    run = train_run(config, out, force=args.force, progress=not args.quiet,
-                    figures=not args.no_figures)
+    if args.resume is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in settings.items() if v is not None]
+        given += [f"--{k}" for k in ("preset", "config", "out", "force")
+                  if getattr(args, k) not in (None, False)]
+        if args.seeds is not None:
+            given.append("--seeds")
+        if given:
+            raise VaelabError(f"--resume continues a run with its saved config; drop "
+                              f"{', '.join(given)}")
+        run = resume_run(args.resume, progress=not args.quiet, figures=not args.no_figures)
+    elif args.seeds is not None:
+        return _train_seeds(args, build_config(args.preset, args.config, settings))
+    else:
+        config = build_config(args.preset, args.config, settings)
+        out = args.out or Path("runs") / (config.preset or "custom")
+        run = train_run(config, out, force=args.force, progress=not args.quiet,
+                        figures=not args.no_figures)
     s = run.summary
     final = s["final"]
     print(f"trained {s['steps']} steps in {s['train_seconds']:.1f} s "
@@ -260,6 +283,23 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{final['loss']:.4f} (reconstruction {final['reconstruction']:.4f}, "
           f"KLD {final['kld']:.4f}, -ELBO {final['neg_elbo']:.3f} nats/point)")
     print(f"run saved to {run.path}")
+    return 0
+
+
+def _train_seeds(args: argparse.Namespace, config: Any) -> int:
+    from vaelab.runs import train_group
+    from vaelab.training.group import seed_group
+
+    out = args.out or Path("runs") / f"{config.preset or 'custom'}-seeds"
+    runs = train_group(seed_group(config, args.seeds), out, force=args.force,
+                       progress=not args.quiet, figures=not args.no_figures)
+    s = runs[0].summary
+    print(f"trained {len(runs)} models x {s['steps']} steps in {s['train_seconds']:.1f} s "
+          f"({s['group']['model_steps_per_second']:.0f} model-steps/s, {s['device']})")
+    for run in runs:
+        f = run.summary["final"]
+        print(f"  seed {run.config.train.seed}: final loss {f['loss']:.4f}, "
+              f"-ELBO {f['neg_elbo']:.3f} nats/point -> {run.path}")
     return 0
 
 
@@ -390,7 +430,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "train":
+            from vaelab.training.devices import choose_threads
+
+            choose_threads()
         return COMMANDS[args.command](args)
+    except TrainingInterrupted as exc:
+        print(f"vaelab {args.command}: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except VaelabError as exc:
         print(f"vaelab {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -220,19 +220,28 @@ class BaseVAE(nn.Module, ABC):
         return mu + torch.exp(0.5 * log_var) * eps
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                samples: int | None = None) -> VAEOutput:
+                samples: int | None = None, eps: torch.Tensor | None = None) -> VAEOutput:
         """Encode, sample z, decode. ``x_hat`` and ``x`` of the output are internal units.
 
         ``samples=None``: one draw per point (z ``[N, d]``); an integer S: S draws per point
         (z ``[S, N, d]``), as the IWAE objective needs. Training passes ``self.samples``.
+        ``eps``: the standard-normal noise to use instead of drawing it (``[N, d]`` or
+        ``[S, N, d]``), so that a caller such as ``torch.func.vmap`` can supply it.
         """
         u = self.standardize(x)
         mu, log_var = self.encode_internal(u)
-        if samples is None:
-            z = self.reparameterize(mu, log_var, generator)
+        if samples is not None:
+            mu_s = mu.expand(samples, *mu.shape)
+            log_var_s = log_var.expand(samples, *log_var.shape)
         else:
-            z = self.reparameterize(mu.expand(samples, *mu.shape),
-                                    log_var.expand(samples, *log_var.shape), generator)
+            mu_s, log_var_s = mu, log_var
+        if eps is None:
+            z = self.reparameterize(mu_s, log_var_s, generator)
+        else:
+            if eps.shape != mu_s.shape:
+                raise ValueError(f"eps has shape {tuple(eps.shape)}, expected "
+                                 f"{tuple(mu_s.shape)}")
+            z = mu_s + torch.exp(0.5 * log_var_s) * eps
         return VAEOutput(x_hat=self.decode_internal(z), x=u, mu=mu, log_var=log_var, z=z)
 
     def training_samples(self) -> int | None:

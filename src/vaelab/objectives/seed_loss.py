@@ -39,18 +39,22 @@ class LossTerms(NamedTuple):
     neg_elbo: torch.Tensor  # -ELBO of the implied Gaussian decoder, nats per point
 
 
-def implied_decoder_variance(dim: int, kld_weight: float) -> float:
+def implied_decoder_variance(dim: int, kld_weight: float | torch.Tensor) -> float | torch.Tensor:
     """The decoder variance s^2 = D * kld_weight / 2 under which the seed loss is an ELBO."""
     return dim * kld_weight / 2.0
 
 
 def seed_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor,
-              kld_weight: float = 1.0) -> LossTerms:
-    """The seed's ``MSE + kld_weight * KLD`` with its ELBO reading (see the module docstring)."""
+              kld_weight: float | torch.Tensor = 1.0) -> LossTerms:
+    """The seed's ``MSE + kld_weight * KLD`` with its ELBO reading (see the module docstring).
+
+    ``kld_weight`` may be a 0-d tensor (one weight per model under ``torch.func.vmap``)."""
     dim = x.shape[-1]
     reconstruction = torch.mean((x_hat - x) ** 2)
     kld = torch.mean(kl_to_standard_normal(mu, log_var))
     loss = reconstruction + kld_weight * kld
     s2 = implied_decoder_variance(dim, kld_weight)
-    neg_elbo = loss / kld_weight + 0.5 * dim * math.log(2.0 * math.pi * s2)
+    log_2pi_s2 = (torch.log(2.0 * math.pi * s2) if isinstance(s2, torch.Tensor)
+                  else math.log(2.0 * math.pi * s2))
+    neg_elbo = loss / kld_weight + 0.5 * dim * log_2pi_s2
     return LossTerms(loss=loss, reconstruction=reconstruction, kld=kld, neg_elbo=neg_elbo)

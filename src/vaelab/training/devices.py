@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -46,3 +47,17 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
+
+
+def choose_threads() -> int:
+    """Cap torch's CPU threads at the cores this process may run on, and return the count.
+
+    torch starts one thread per physical core of the machine; in a container or under
+    ``taskset`` the process may be allowed fewer, and more threads than cores makes small
+    matrix products slower, not faster. ``OMP_NUM_THREADS``, when set, is left to decide.
+    """
+    if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
+        allowed = len(os.sched_getaffinity(0))
+        if 0 < allowed < torch.get_num_threads():
+            torch.set_num_threads(allowed)
+    return torch.get_num_threads()

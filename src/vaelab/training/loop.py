@@ -9,6 +9,8 @@ training clock passes the limit, and the schedules follow the elapsed fraction o
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,13 +22,14 @@ from tqdm.auto import tqdm
 from vaelab.config import RunConfig
 from vaelab.data import DataSource, FixedSetStream, FreshStream, build_source
 from vaelab.data.files import FileSource, split_points
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, RunError, TrainingDiverged, TrainingInterrupted
 from vaelab.models import BaseVAE, build_model, check_model_name
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
+from vaelab.training.checkpoint import Checkpoint, LoopState, restore_checkpoint, save_checkpoint
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.frames import Frame
-from vaelab.training.optim import build_optimizer
+from vaelab.training.optim import LeanAdam, build_optimizer
 
 #: columns of the metrics file, in order
 METRIC_FIELDS = ("step", "lr", "loss", "reconstruction", "kld", "neg_elbo", "elapsed_s")
@@ -102,11 +105,19 @@ def fit_standardization(model: BaseVAE, points: torch.Tensor) -> None:
 
 def fit(config: RunConfig, *, progress: bool = True,
         on_log: Callable[[dict[str, float]], None] | None = None,
-        source: DataSource | None = None) -> TrainResult:
+        source: DataSource | None = None, checkpoint_path: Path | None = None,
+        resume: Checkpoint | None = None) -> TrainResult:
     """Train a model as ``config`` says; ``on_log`` receives each metrics row as it is made.
 
     ``source``: the data source :func:`prepare` built with ``config`` (then ``config`` must be
     the resolved config it returned); without it, both are made here.
+    ``checkpoint_path``: write a checkpoint there every ``train.checkpoint_every`` steps, at
+    the end, and on SIGINT/SIGTERM (then :class:`TrainingInterrupted` is raised).
+    ``resume``: a checkpoint of this config to continue from; the result is bit for bit the
+    one an uninterrupted run gives (on the CPU, for a run stopped by its step count).
+
+    A NaN or infinite loss or gradient raises :class:`TrainingDiverged` at the next metrics
+    row or checkpoint, naming the step; a checkpoint is never written after it.
     """
     if source is None:
         config, source = prepare(config)
@@ -123,7 +134,15 @@ def fit(config: RunConfig, *, progress: bool = True,
     if dc.standardize:
         fit_standardization(model, fixed if fixed is not None else source.sample(
             STANDARDIZE_POINTS, make_generator(seeds.standardize, device), device))
-    optimizer = build_optimizer(model.parameters(), config.optim, device)
+    optimizer = LeanAdam(build_optimizer(model.parameters(), config.optim, device))
+    generators = {"data": data_gen, "noise": noise_gen}
+    state = LoopState(0, 0.0, torch.zeros(len(LossTerms._fields)), 0, [], [])
+    if resume is not None:
+        if resume.config_json != config.to_json():
+            raise RunError(f"{resume.path} was written for another config than this run's "
+                           "config.json; it cannot be resumed")
+        state = restore_checkpoint(resume, model=model, optimizer=optimizer,
+                                   generators=generators, stream=stream)
 
     frame_every = config.display.frame_every
 
@@ -135,63 +154,164 @@ def fit(config: RunConfig, *, progress: bool = True,
             gen = model.decode(display_z)
         return Frame(step, x.detach().cpu(), z.detach().cpu(), gen.cpu())
 
-    metrics: list[dict[str, float]] = []
-    frames: list[Frame] = []
-    sums = torch.zeros(len(LossTerms._fields), device=device)
-    count = 0
+    metrics: list[dict[str, float]] = state.metrics
+    frames: list[Frame] = state.frames
+    sums = state.sums.to(device=device, dtype=torch.float32)
+    count = state.count
+    step = state.step
+    # whether each loss since the last metrics row was finite, kept on the device so that
+    # the check costs no host synchronisation per step (read at metrics rows and checkpoints)
+    finite = torch.ones(max(tc.log_every, tc.checkpoint_every or 1), dtype=torch.bool,
+                        device=device)
+    params = list(model.parameters())
     samples = model.training_samples()
     max_steps, limit = tc.steps, tc.time_limit
     bar = tqdm(total=max_steps if max_steps is not None else round(limit), disable=not progress,
                unit="step" if max_steps is not None else "s", dynamic_ncols=True,
-               mininterval=0.5, leave=True)
-    model.train()
-    step = 0
-    t0 = time.perf_counter()
-    while True:
-        elapsed = time.perf_counter() - t0
-        prog = schedules.progress(step, max_steps, elapsed, limit)
-        if step == max_steps or (limit is not None and elapsed >= limit):
-            break
-        lr_now = config.optim.lr * schedules.lr_factor(config.optim, step, prog)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_now
-        step += 1
-        x = stream.next()
-        out = model(x, generator=noise_gen, samples=samples)
-        terms = model.loss(out, kld_weight=schedules.kl_weight(config.loss, prog))
-        optimizer.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        optimizer.step()
-        sums += torch.stack([t.detach() for t in terms])
-        count += 1
+               mininterval=0.5, leave=True,
+               initial=step if max_steps is not None else round(state.elapsed_s))
+    last_saved = step if resume is not None else None
 
-        last = step == max_steps or (limit is not None and
-                                     time.perf_counter() - t0 >= limit)
-        if frame_every and (step == 1 or step % frame_every == 0) or last:
-            frames.append(capture(step, x, out.z if samples is None else out.z[0]))
-        if step % tc.log_every == 0 or last:
-            means = (sums / count).tolist()  # the one host synchronisation per interval
-            row = {"step": step, "lr": lr_now, **dict(zip(LossTerms._fields, means, strict=True)),
-                   "elapsed_s": time.perf_counter() - t0}
-            metrics.append(row)
-            if on_log is not None:
-                on_log(row)
-            bar.update((step if max_steps is not None else round(row["elapsed_s"])) - bar.n)
-            bar.set_postfix(lr=f"{lr_now:.2e}", loss=f"{row['loss']:.4f}",
-                            rec=f"{row['reconstruction']:.4f}", kld=f"{row['kld']:.4f}",
-                            refresh=False)
-            sums.zero_()
-            count = 0
-    bar.close()
-    seconds = time.perf_counter() - t0
+    def check_finite() -> None:
+        """Raise TrainingDiverged if a loss since the last check, or a weight, is not finite.
+
+        A non-finite gradient makes Adam's update, and so the weights and the next loss,
+        non-finite: the weights are checked too, so it is caught even on the last step."""
+        flags = finite[:count].tolist()
+        weights_ok = bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all())
+        if all(flags) and weights_ok:
+            finite[:count] = True
+            return
+        first = step - count + 1 + flags.index(False) if not all(flags) else step
+        where = f"at step {first}" if not all(flags) else f"by step {step}"
+        kept = (f"the last good checkpoint (step {last_saved}) is kept in {checkpoint_path}"
+                if checkpoint_path is not None and last_saved is not None
+                else "no checkpoint was written")
+        raise TrainingDiverged(
+            f"training diverged {where}: the loss or its gradient became NaN or infinite. "
+            f"Likely cause: a learning rate too high for this model and data (optim.lr = "
+            f"{config.optim.lr:g}; try a smaller --lr or an --lr-warmup), or data with "
+            f"extreme values; {kept}")
+
+    def save(finished: bool = False) -> None:
+        nonlocal last_saved
+        if checkpoint_path is None:
+            return
+        check_finite()
+        loop_state = LoopState(step, time.perf_counter() - t0, sums, count, metrics, frames,
+                               finished)
+        save_checkpoint(checkpoint_path, config_json=config.to_json(), model=model,
+                        optimizer=optimizer, generators=generators, stream=stream,
+                        loop=loop_state, metric_fields=METRIC_FIELDS)
+        last_saved = step
+
+    model.train()
+    t0 = time.perf_counter() - state.elapsed_s
+    started = step
+    try:
+        with _StopOnSignal(enabled=checkpoint_path is not None) as stop:
+            while True:
+                elapsed = time.perf_counter() - t0
+                prog = schedules.progress(step, max_steps, elapsed, limit)
+                if (state.finished or step == max_steps
+                        or (limit is not None and elapsed >= limit and step > started)):
+                    break  # (normally the `last` step below ends the loop)
+                if stop.signum is not None:
+                    save()
+                    raise TrainingInterrupted(
+                        f"{stop.name} at step {step}: checkpoint saved in {checkpoint_path}; "
+                        f"continue with: vaelab train --resume {checkpoint_path.parent}",
+                        stop.signum)
+                lr_now = config.optim.lr * schedules.lr_factor(config.optim, step, prog)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_now
+                step += 1
+                x = stream.next()
+                out = model(x, generator=noise_gen, samples=samples)
+                terms = model.loss(out, kld_weight=schedules.kl_weight(config.loss, prog))
+                optimizer.zero_grad(set_to_none=True)
+                terms.loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    stacked = torch.stack(terms)
+                    finite[count] = torch.isfinite(stacked[0])
+                    sums += stacked
+                count += 1
+
+                last = step == max_steps or (limit is not None and
+                                             time.perf_counter() - t0 >= limit)
+                if frame_every and (step == 1 or step % frame_every == 0) or last:
+                    frames.append(capture(step, x, out.z if samples is None else out.z[0]))
+                if step % tc.log_every == 0 or last:
+                    check_finite()
+                    means = (sums / count).tolist()  # the one host synchronisation per interval
+                    row = {"step": step, "lr": lr_now,
+                           **dict(zip(LossTerms._fields, means, strict=True)),
+                           "elapsed_s": time.perf_counter() - t0}
+                    metrics.append(row)
+                    if on_log is not None:
+                        on_log(row)
+                    bar.update((step if max_steps is not None else round(row["elapsed_s"]))
+                               - bar.n)
+                    bar.set_postfix(lr=f"{lr_now:.2e}", loss=f"{row['loss']:.4f}",
+                                    rec=f"{row['reconstruction']:.4f}", kld=f"{row['kld']:.4f}",
+                                    refresh=False)
+                    sums.zero_()
+                    count = 0
+                if last:
+                    break
+                if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                    save()
+            seconds = time.perf_counter() - t0
+            save(finished=True)
+    finally:
+        bar.close()
+    check_finite()
     model.eval()
     summary = {
         "steps": step,
         "stopped_by": "steps" if step == max_steps else "time_limit",
         "train_seconds": round(seconds, 3),
-        "steps_per_second": round(step / seconds, 1),
+        "steps_per_second": round(step / seconds, 1) if seconds > 0 else None,
         "device": str(device),
         "final": metrics[-1],
         "torch_version": torch.__version__,
     }
+    if resume is not None:
+        summary["resumed_from_step"] = resume.loop.step
     return TrainResult(config, model, metrics, frames, summary)
+
+
+class _StopOnSignal:
+    """While active, SIGINT and SIGTERM only set ``signum``; the loop saves and stops.
+
+    A second signal while one is pending interrupts at once (KeyboardInterrupt). Signal
+    handlers can be set only in the main thread; elsewhere (or ``enabled=False``) this does
+    nothing and the signals keep their usual effect.
+    """
+
+    NAMES = {signal.SIGINT: "interrupted (SIGINT)", signal.SIGTERM: "terminated (SIGTERM)"}
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self._old: dict[int, object] = {}
+
+    @property
+    def name(self) -> str:
+        return self.NAMES.get(self.signum, "stopped")  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> _StopOnSignal:
+        if self.enabled:
+            for sig in self.NAMES:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]

@@ -22,3 +22,63 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig,
     except (RuntimeError, ValueError, TypeError):  # older torch, or a device without fused
         return torch.optim.Adam(params, lr=cfg.lr, foreach=True)
 
+
+
+class LeanAdam:
+    """A fused :class:`torch.optim.Adam` whose step calls the fused kernel directly.
+
+    The update is Adam's fused kernel with Adam's own state tensors, so it is the same,
+    bit for bit, and ``state_dict`` / ``load_state_dict`` are Adam's. What it skips is the
+    optimiser's per-step Python (grouping tensors by device, hooks, profiler records, lazy
+    state checks), which for the seed's small networks costs as much as the update itself
+    (benchmarks/speed.py). Falls back to ``adam.step()`` for a non-fused Adam.
+    """
+
+    def __init__(self, adam: torch.optim.Adam) -> None:
+        if len(adam.param_groups) != 1:
+            raise ValueError("LeanAdam takes an Adam with one parameter group")
+        self.adam = adam
+        self.param_groups = adam.param_groups
+        group = adam.param_groups[0]
+        self.params: list[torch.nn.Parameter] = list(group["params"])
+        self.direct = (bool(group.get("fused")) and not group["amsgrad"]
+                       and not group["maximize"] and group["weight_decay"] == 0
+                       and hasattr(torch, "_fused_adam_"))
+        if self.direct:
+            for p in self.params:  # Adam's lazy state, made up front
+                if not adam.state[p]:
+                    adam.state[p]["step"] = torch.zeros((), dtype=torch.float32,
+                                                        device=p.device)
+                    adam.state[p]["exp_avg"] = torch.zeros_like(p)
+                    adam.state[p]["exp_avg_sq"] = torch.zeros_like(p)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.direct:
+            states = [self.adam.state[p] for p in self.params]
+            self._steps = [s["step"] for s in states]
+            self._exp_avgs = [s["exp_avg"] for s in states]
+            self._exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+
+    def step(self) -> None:
+        if not self.direct:
+            self.adam.step()
+            return
+        group = self.param_groups[0]
+        beta1, beta2 = group["betas"]
+        torch._foreach_add_(self._steps, 1)
+        torch._fused_adam_(self.params, [p.grad for p in self.params], self._exp_avgs,
+                           self._exp_avg_sqs, [], self._steps, amsgrad=False,
+                           lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0,
+                           eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def state_dict(self) -> dict:
+        return self.adam.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.adam.load_state_dict(state)
+        self._refresh()

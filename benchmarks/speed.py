@@ -1,0 +1,336 @@
+"""Training speed: vaelab against plain PyTorch, the seed's loop and pythae; many models at
+once; and time to quality.
+
+Every number is the training loop alone (after imports and setup), on this machine, measured
+in this process one after another (nothing else should run meanwhile):
+
+* **steps/s and samples/s** of the seed's model and settings (Swiss roll noise 0.3,
+  SimpleVAE 2-128-128-2, MSE + KLD, Adam 2e-2, StepLR(1000, 0.7)) at batch 128, 512 and 4096:
+  - ``vaelab``: :func:`vaelab.training.loop.fit` on the ``seed`` preset (data drawn on the
+    device, fused Adam, one host synchronisation per 100 steps, the divergence guard on);
+  - ``plain PyTorch``: the same network in a textbook loop: a ``DataLoader`` (shuffled) over a
+    ``TensorDataset`` of pre-drawn points, ``torch.optim.Adam`` with its defaults, ``StepLR``,
+    ``loss.item()`` every step;
+  - ``seed loop``: the blog's loop logic (a fresh scikit-learn ``make_swiss_roll`` batch every
+    step, list outputs, a loss dict, three ``.item()`` per step), from seed_walltime.py;
+  - ``pythae``: ``TrainingPipeline`` with a ``VAE`` built on the same encoder and decoder, one
+    epoch over pre-drawn points (only when pythae is installed: ``pip install -e .[bench]``).
+* **many models at once**: aggregate model-steps/s of M = 1, 8, 64 seed-preset models trained
+  by :func:`vaelab.training.group.fit_group` (batched weights), at batch 128 and 512.
+* **threads**: vaelab at batch 512 with 1 thread and with all of them.
+* **torch.compile**: the vaelab step (forward + loss + backward + fused Adam) of the seed model,
+  eager against ``torch.compile`` (inductor), at batch 512.
+* **time to quality**: the ``default`` preset trained with ``--time-limit T`` for several T, then
+  scored by :func:`vaelab.evaluation.evaluate` (10,000 test points): C2ST accuracy (target
+  <= 0.55 within 10 s) and the NLL gap.
+
+Run::
+
+    python benchmarks/speed.py            # print the tables (about 8 minutes on 2 cores)
+    python benchmarks/speed.py --write    # and update BENCHMARKS.md
+    python benchmarks/speed.py --quick    # a smoke run with tiny step counts
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from benchmarks_md import update_section
+from seed_walltime import seed_loop
+
+from vaelab.data.swiss_roll import SwissRoll2D
+from vaelab.evaluation import evaluate
+from vaelab.models import SimpleVAE
+from vaelab.objectives import seed_loss
+from vaelab.resolve import build_config
+from vaelab.runs import Run
+from vaelab.training.devices import make_generator
+from vaelab.training.group import fit_group, seed_group
+from vaelab.training.loop import fit
+
+BATCHES = (128, 512, 4096)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{cpu}, {cores} cores available, {torch.get_num_threads()} torch threads, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def steps_for(batch: int, quick: bool) -> int:
+    """Enough steps for a few seconds of training at each batch size."""
+    if quick:
+        return 60
+    return {128: 4000, 512: 3000, 4096: 400}.get(batch, 1000)
+
+
+# -- the contenders -------------------------------------------------------------------------
+
+def vaelab_rate(batch: int, steps: int, preset: str = "seed") -> float:
+    cfg = build_config(preset, settings={"batch_size": batch, "steps": steps, "device": "cpu",
+                                         "frame_every": 0, "log_every": 100})
+    result = fit(cfg, progress=False)
+    return steps / result.summary["train_seconds"]
+
+
+def plain_rate(batch: int, steps: int) -> float:
+    torch.manual_seed(0)
+    points = SwissRoll2D(noise=0.3).sample(batch * steps, make_generator(0))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(points),
+                                         batch_size=batch, shuffle=True, drop_last=True)
+    model = SimpleVAE()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1000, gamma=0.7)
+    total = 0.0
+    t0 = time.perf_counter()
+    for (x,) in loader:
+        out = model(x)
+        loss = seed_loss(out.x, out.x_hat, out.mu, out.log_var, 1.0).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.item()
+    return steps / (time.perf_counter() - t0)
+
+
+def seed_loop_rate(batch: int, steps: int) -> float:
+    seconds, _ = seed_loop(0, steps, batch)
+    return steps / seconds
+
+
+def pythae_rate(batch: int, steps: int) -> float | None:
+    try:
+        from pythae.models import VAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+        from pythae.pipelines import TrainingPipeline
+        from pythae.trainers import BaseTrainerConfig
+    except ImportError:
+        return None
+    import logging
+
+    logging.getLogger("pythae").setLevel(logging.ERROR)
+    net = SimpleVAE()
+
+    class Encoder(BaseEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder, self.fc_mu, self.fc_var = net.encoder, net.fc_mu, net.fc_var
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            h = self.encoder(x)
+            return ModelOutput(embedding=self.fc_mu(h), log_covariance=self.fc_var(h))
+
+    class Decoder(BaseDecoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.decoder_input, self.decoder = net.decoder_input, net.decoder
+            self.final_layer = net.final_layer
+
+        def forward(self, z):  # noqa: ANN001, ANN202
+            return ModelOutput(
+                reconstruction=self.final_layer(self.decoder(self.decoder_input(z))))
+
+    points = SwissRoll2D(noise=0.3).sample(batch * steps, make_generator(0)).numpy()
+    # pythae prints its configuration and a progress bar: silenced, outside the timing
+    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as sink, \
+            contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        model = VAE(VAEConfig(input_dim=(2,), latent_dim=2, reconstruction_loss="mse"),
+                    encoder=Encoder(), decoder=Decoder())
+        cfg = BaseTrainerConfig(output_dir=tmp, learning_rate=2e-2,
+                                per_device_train_batch_size=batch,
+                                per_device_eval_batch_size=batch, num_epochs=1,
+                                optimizer_cls="Adam", scheduler_cls="StepLR",
+                                scheduler_params={"step_size": 1000, "gamma": 0.7},
+                                no_cuda=True)
+        pipeline = TrainingPipeline(training_config=cfg, model=model)
+        t0 = time.perf_counter()
+        pipeline(train_data=points)
+        return steps / (time.perf_counter() - t0)
+
+
+def group_rate(models: int, batch: int, steps: int) -> float:
+    cfg = build_config("seed", settings={"batch_size": batch, "steps": steps, "device": "cpu",
+                                         "frame_every": 0, "log_every": 100})
+    results = fit_group(seed_group(cfg, models), progress=False)
+    return models * steps / results[0].summary["train_seconds"]
+
+
+def compile_rates(batch: int, steps: int) -> tuple[float, float | None, str]:
+    """(eager steps/s, compiled steps/s or None, a note) for the vaelab seed-model step."""
+    def make_step(compiled: bool):  # noqa: ANN202
+        torch.manual_seed(0)
+        model = SimpleVAE()
+        model.configure_objective("seed_mse", 1.0)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-2, fused=True)
+        gen = make_generator(1)
+        source = SwissRoll2D(noise=0.3)
+
+        def loss_of(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+            return model.loss(model(x, eps=eps)).loss
+
+        fn = torch.compile(loss_of) if compiled else loss_of
+
+        def step() -> None:
+            x = source.sample(batch, gen)
+            eps = torch.randn(batch, 2, generator=gen)
+            loss = fn(x, eps)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+
+    def rate(step) -> float:  # noqa: ANN001
+        for _ in range(20):
+            step()  # warm-up (and compilation)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return steps / (time.perf_counter() - t0)
+
+    eager = rate(make_step(False))
+    try:
+        compiled = rate(make_step(True))
+        note = ""
+    except Exception as exc:  # noqa: BLE001 - report why compile is unavailable here
+        compiled, note = None, f"torch.compile failed here: {type(exc).__name__}"
+    return eager, compiled, note
+
+
+def time_to_quality(limits: list[float], n: int, k: int) -> list[dict]:
+    rows = []
+    for limit in limits:
+        cfg = build_config("default", settings={"time_limit": limit, "device": "cpu",
+                                                "frame_every": 0})
+        result = fit(cfg, progress=False)
+        run = Run(result.config, result.model, result.metrics, result.frames, result.summary)
+        report = evaluate(run, n=n, k=k, seed=0)
+        c2st = report["sample_metrics"]["c2st_accuracy"]
+        rows.append({"limit": limit, "steps": result.summary["steps"],
+                     "c2st": c2st["value"], "c2st_floor": c2st["floor"],
+                     "gap": report["nll_gap"], "gap_se": report["nll_gap_stderr"]})
+        log(f"time limit {limit:g} s: {result.summary['steps']} steps, C2ST "
+            f"{c2st['value']:.3f}, gap {report['nll_gap']:.4f}")
+    return rows
+
+
+# -- the report ----------------------------------------------------------------------------
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny step counts (a smoke run)")
+    ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    ap.add_argument("--limits", default="5,10,20",
+                    help="time limits (s) for time to quality (default 5,10,20)")
+    args = ap.parse_args()
+    quick = args.quick
+    threads = torch.get_num_threads()
+
+    rates: dict[str, dict[int, float | None]] = {}
+    for batch in BATCHES:
+        steps = steps_for(batch, quick)
+        for name, fn in (("vaelab", vaelab_rate), ("plain PyTorch", plain_rate),
+                         ("seed loop", seed_loop_rate), ("pythae", pythae_rate)):
+            value = fn(batch, steps if name != "seed loop" or batch < 4096 else steps // 2)
+            rates.setdefault(name, {})[batch] = value
+            log(f"batch {batch}: {name} "
+                + (f"{value:.0f} steps/s" if value is not None else "not installed"))
+
+    group: dict[tuple[int, int], float] = {}
+    for batch in (128, 512):
+        for models in (1, 8, 64):
+            steps = 40 if quick else max(3000 // models, 60)
+            group[(models, batch)] = group_rate(models, batch, steps)
+            log(f"group: M = {models}, batch {batch}: {group[(models, batch)]:.0f} "
+                "model-steps/s")
+
+    torch.set_num_threads(1)
+    one_thread = vaelab_rate(512, steps_for(512, quick))
+    torch.set_num_threads(threads)
+    log(f"threads: 1 -> {one_thread:.0f} steps/s")
+    eager, compiled, compile_note = compile_rates(512, 300 if quick else 2000)
+    log(f"compile: eager {eager:.0f}, compiled {compiled} steps/s {compile_note}")
+
+    limits = [float(v) for v in args.limits.split(",")]
+    if quick:
+        limits = [1.0]
+    quality = time_to_quality(limits, n=2000 if quick else 10_000, k=50 if quick else 1000)
+
+    lines = [f"Machine: {machine()}.", "",
+             "Training loop only (no imports, setup or saving), the seed's model and settings; "
+             "steps/s (samples/s = steps/s x batch), and vaelab's speed-up over each.", "",
+             "| loop | " + " | ".join(f"batch {b}" for b in BATCHES) + " |",
+             "|---" * (len(BATCHES) + 1) + "|"]
+    for name, row in rates.items():
+        cells = []
+        for b in BATCHES:
+            v = row[b]
+            if v is None:
+                cells.append("not installed")
+            elif name == "vaelab":
+                cells.append(f"{v:.0f} steps/s ({v * b / 1e3:.0f}k samples/s)")
+            else:
+                cells.append(f"{v:.0f} (vaelab {rates['vaelab'][b] / v:.1f}x)")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Threads (vaelab, batch 512): 1 thread {one_thread:.0f} steps/s, "
+              f"{threads} threads {rates['vaelab'][512]:.0f} steps/s "
+              f"({rates['vaelab'][512] / one_thread:.2f}x). vaelab keeps torch's default, "
+              "one thread per core.", ""]
+    if compiled is not None:
+        verdict = ("helps" if compiled > 1.05 * eager else
+                   "does not help" if compiled < 0.95 * eager else "makes no difference")
+        lines += [f"`torch.compile` of the step (batch 512): eager {eager:.0f} steps/s, "
+                  f"compiled {compiled:.0f} steps/s ({compiled / eager:.2f}x): it {verdict} "
+                  "here, so vaelab trains eagerly on the CPU.", ""]
+    else:
+        lines += [f"`torch.compile`: {compile_note}; eager {eager:.0f} steps/s.", ""]
+    lines += ["Many models at once (seed preset, batched weights): aggregate model-steps/s, and "
+              "the time of one group step relative to one single-model step.", "",
+              "| batch | M = 1 | M = 8 | M = 64 |", "|---|---|---|---|"]
+    for batch in (128, 512):
+        one = group[(1, batch)]
+        cells = [f"{group[(1, batch)]:.0f}"]
+        for models in (8, 64):
+            agg = group[(models, batch)]
+            cells.append(f"{agg:.0f} ({agg / one:.1f}x throughput; a step costs "
+                         f"{models * one / agg:.1f}x one model's)")
+        lines.append(f"| {batch} | " + " | ".join(cells) + " |")
+    lines += ["", "Time to quality: the `default` preset trained with `--time-limit T` on the "
+              "Swiss roll (seed 0), scored on 10,000 fresh test points "
+              "(target: C2ST accuracy <= 0.55 within 10 s).", "",
+              "| time limit | steps | C2ST accuracy (floor) | NLL gap (nats) |",
+              "|---|---|---|---|"]
+    for r in quality:
+        lines.append(f"| {r['limit']:g} s | {r['steps']} | {r['c2st']:.3f} "
+                     f"({r['c2st_floor']:.3f}) | {r['gap']:.3f} ± {r['gap_se']:.3f} |")
+    body = "\n".join(lines)
+    print(body)
+    if args.write and not quick:
+        update_section("speed", "Training speed", "python benchmarks/speed.py --write", body)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

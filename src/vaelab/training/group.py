@@ -1,0 +1,324 @@
+"""Many models of the same shapes trained at once, with batched weights.
+
+M configs that differ only in their seed, learning rate or KL weight (:data:`VARYING`) are
+trained in one loop: their weights are stacked along a leading model axis
+(``torch.func.stack_module_state``), one ``torch.func.vmap`` of the model's own forward and loss
+runs all M (every Linear becomes one batched matrix product), one backward gives every model
+its own gradient (the models share nothing, so the gradient of the summed loss is each model's
+own), and :class:`StackedAdam` updates them with one learning rate per model.
+
+Randomness. Model m's initial weights (and the standardisation of an infinite source) come from
+its own seed, exactly as in a single run. Training batches and reparameterisation noise for the
+whole group are drawn in one call per step from the streams of the *first* config's seed
+(model m takes rows m*B..(m+1)*B), or, for a fixed training set, from each model's own set and
+permutation. So a model trained in a group is the same training process as a single run with
+its seed, reproducible by the group's seeds, but not a bit-copy of that single run (its batches
+differ, and batched kernels round differently).
+
+Not supported for groups (refused): checkpoints and ``--resume``, and ``train.time_limit``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from vaelab.config import RunConfig
+from vaelab.data import DataSource, FixedSetStream
+from vaelab.errors import ConfigError, TrainingDiverged
+from vaelab.models import BaseVAE
+from vaelab.objectives import LossTerms
+from vaelab.training import schedules
+from vaelab.training.devices import derive_seeds, make_generator, resolve_device
+from vaelab.training.frames import Frame
+from vaelab.training.loop import (
+    STANDARDIZE_POINTS,
+    TrainResult,
+    fit_standardization,
+    init_model,
+    prepare,
+    training_points,
+)
+
+#: the settings that may differ between the models of a group (dotted config paths)
+VARYING = ("train.seed", "optim.lr", "loss.kld_weight")
+
+
+def check_group(configs: list[RunConfig]) -> None:
+    """Refuse a group whose configs differ in anything but :data:`VARYING`."""
+    if not configs:
+        raise ConfigError("a group needs at least one config")
+    first = _without_varying(configs[0])
+    for i, cfg in enumerate(configs[1:], start=1):
+        other = _without_varying(cfg)
+        if other != first:
+            key = _first_difference(first, other)
+            raise ConfigError(f"the models of a group may differ only in "
+                              f"{', '.join(VARYING)}; config {i} differs in {key}")
+    if configs[0].train.time_limit is not None:
+        raise ConfigError("train.time_limit is not supported when training several models "
+                          "at once; give train.steps")
+
+
+def _without_varying(cfg: RunConfig) -> dict[str, Any]:
+    d = cfg.to_dict()
+    for path in VARYING:
+        section, key = path.split(".")
+        d[section].pop(key)
+    d.pop("preset", None)
+    return d
+
+
+def _first_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:
+    for key in a:
+        if a[key] != b.get(key):
+            if isinstance(a[key], dict) and isinstance(b.get(key), dict):
+                return _first_difference(a[key], b[key], f"{prefix}{key}.")
+            return f"{prefix}{key}"
+    return prefix.rstrip(".") or "?"
+
+
+class StackedAdam:
+    """Adam for parameters stacked along a leading model axis, one learning rate per model.
+
+    The update is torch.optim.Adam's (betas 0.9, 0.999; eps 1e-8; no weight decay), applied
+    to all parameters with a handful of ``torch._foreach`` kernels per step.
+    """
+
+    def __init__(self, params: list[torch.Tensor], lrs: torch.Tensor,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = params
+        self.lrs = lrs
+        self.betas, self.eps = betas, eps
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.steps = 0
+        self._shapes = [(p.shape[0],) + (1,) * (p.ndim - 1) for p in params]
+
+    @torch.no_grad()
+    def step(self, factor: float = 1.0) -> None:
+        """One update with learning rates ``lrs * factor`` (``lrs``: one per model, ``[M]``)."""
+        b1, b2 = self.betas
+        self.steps += 1
+        grads = [p.grad for p in self.params]
+        torch._foreach_lerp_(self.exp_avg, grads, 1.0 - b1)
+        torch._foreach_mul_(self.exp_avg_sq, b2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1.0 - b2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, math.sqrt(1.0 - b2 ** self.steps))
+        torch._foreach_add_(denom, self.eps)
+        update = torch._foreach_div(self.exp_avg, denom)
+        step_size = self.lrs * (factor / (1.0 - b1 ** self.steps))
+        torch._foreach_mul_(update, [step_size.view(shape) for shape in self._shapes])
+        torch._foreach_sub_(self.params, update)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+class _SharedRateAdam:
+    """torch's fused Adam over the stacked parameters, for groups whose models share one
+    learning rate (then Adam, being elementwise, is each model's own Adam): one kernel per
+    step instead of StackedAdam's handful."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, device: torch.device) -> None:
+        from vaelab.config import OptimConfig
+        from vaelab.training.optim import LeanAdam, build_optimizer
+
+        self.params, self.lr = params, lr
+        self.adam = LeanAdam(build_optimizer(params, OptimConfig(lr=lr), device))
+
+    def step(self, factor: float = 1.0) -> None:
+        for group in self.adam.param_groups:
+            group["lr"] = self.lr * factor
+        self.adam.step()
+
+    def zero_grad(self) -> None:
+        self.adam.zero_grad(set_to_none=True)
+
+
+class _LossOf(nn.Module):
+    """forward(x, eps, kld_weight) -> (the loss terms stacked, z): what vmap maps over."""
+
+    def __init__(self, model: BaseVAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor,
+                kld_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(x, eps=eps, samples=self.model.training_samples())
+        return torch.stack(tuple(self.model.loss(out, kld_weight=kld_weight))), out.z
+
+
+def fit_group(configs: list[RunConfig], *, progress: bool = True,
+              source: DataSource | None = None) -> list[TrainResult]:
+    """Train every config of ``configs`` at once (see the module docstring); one
+    :class:`TrainResult` per config, in order, each as a single run would give it."""
+    if source is None:  # else: configs are resolved already, and source is their data
+        resolved = [prepare(cfg) for cfg in configs]
+        configs, source = [r for r, _ in resolved], resolved[0][1]
+    check_group(configs)
+    assert source is not None
+    first = configs[0]
+    tc = first.train
+    device = resolve_device(tc.device)
+    m_count = len(configs)
+    seeds = [derive_seeds(c.train.seed) for c in configs]
+
+    models = [init_model(c, s.init).to(device) for c, s in zip(configs, seeds, strict=True)]
+    # a fixed training set (n_train, or a file's split) is each model's own, as is its
+    # permutation stream; a fresh source is drawn for all models at once
+    gens = [make_generator(s.data, device) for s in seeds]
+    fixed = [training_points(c, source, g, device)
+             for c, g in zip(configs, gens, strict=True)]
+    if first.data.standardize:
+        for model, points, s in zip(models, fixed, seeds, strict=True):
+            fit_standardization(model, points if points is not None else source.sample(
+                STANDARDIZE_POINTS, make_generator(s.standardize, device), device))
+    data_gen = make_generator(seeds[0].data, device)
+    noise_gen = make_generator(seeds[0].noise, device)
+    streams = None
+    if fixed[0] is not None:
+        streams = [FixedSetStream(p, tc.batch_size, g) for p, g in zip(fixed, gens, strict=True)]
+
+    template = copy.deepcopy(models[0])
+    step_module = _LossOf(template)
+    params, buffers = stack_module_state(models)
+    params = {f"model.{k}": v for k, v in params.items()}
+    buffers = {f"model.{k}": v for k, v in buffers.items()}
+    param_list = list(params.values())
+    lrs = [c.optim.lr for c in configs]
+    optimizer: StackedAdam | _SharedRateAdam = (
+        _SharedRateAdam(param_list, lrs[0], device) if len(set(lrs)) == 1
+        else StackedAdam(param_list, torch.tensor(lrs, device=device)))
+
+    def losses(p: dict, b: dict, x: torch.Tensor, eps: torch.Tensor,
+               w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return functional_call(step_module, (p, b), (x, eps, w))
+
+    batched = vmap(losses)
+    warm = any(c.loss.kl_warmup > 0 for c in configs)
+    kl_now = torch.tensor([c.loss.kld_weight for c in configs], device=device)
+    samples = template.training_samples()
+    batch = streams[0].batch_size if streams is not None else tc.batch_size
+    eps_shape = ((m_count,) + ((samples,) if samples is not None else ())
+                 + (batch, template.latent_dim))
+    dim = source.dim
+
+    def sync_models() -> None:
+        with torch.no_grad():
+            for i, model in enumerate(models):
+                for name, t in model.named_parameters():
+                    t.copy_(params[f"model.{name}"][i])
+                for name, t in model.named_buffers():
+                    t.copy_(buffers[f"model.{name}"][i])
+
+    def capture(i: int, step: int, x: torch.Tensor, z: torch.Tensor) -> Frame:
+        model = models[i]
+        with torch.no_grad():
+            display_z = model.sample_prior(configs[i].display.points,
+                                           make_generator(seeds[i].display, device), device)
+            gen = model.decode(display_z)
+        return Frame(step, x.detach().cpu(), z.detach().cpu(), gen.cpu())
+
+    n_terms = len(LossTerms._fields)
+    sums = torch.zeros(m_count, n_terms, device=device)
+    count = 0
+    bad_step = torch.zeros(m_count, dtype=torch.long, device=device)
+    metrics: list[list[dict[str, float]]] = [[] for _ in configs]
+    frames: list[list[Frame]] = [[] for _ in configs]
+    frame_every = first.display.frame_every
+    max_steps = tc.steps
+    assert max_steps is not None
+
+    def check_finite() -> None:
+        bad = bad_step.tolist()
+        if any(bad):
+            i = next(j for j, b in enumerate(bad) if b)
+            raise TrainingDiverged(
+                f"model {i} (seed {configs[i].train.seed}, lr {configs[i].optim.lr:g}) "
+                f"diverged at step {bad[i]}: its loss or gradient became NaN or infinite. "
+                f"Likely cause: a learning rate too high for this model and data")
+
+    bar = tqdm(total=max_steps, disable=not progress, unit="step", dynamic_ncols=True,
+               mininterval=0.5)
+    for model in models:
+        model.train()
+    t0 = time.perf_counter()
+    try:
+        for step in range(1, max_steps + 1):
+            prog = schedules.progress(step - 1, max_steps, 0.0, None)
+            factor = schedules.lr_factor(first.optim, step - 1, prog)
+            if warm:
+                kl_now = torch.tensor([schedules.kl_weight(c.loss, prog) for c in configs],
+                                      device=device)
+            if streams is None:
+                x = source.sample(m_count * tc.batch_size, data_gen, device).view(
+                    m_count, tc.batch_size, dim)
+            else:
+                x = torch.stack([s.next() for s in streams])
+            eps = torch.randn(eps_shape, generator=noise_gen, device=device)
+            terms, z = batched(params, buffers, x, eps, kl_now)
+            optimizer.zero_grad()
+            terms[:, 0].sum().backward()
+            with torch.no_grad():  # a non-finite gradient makes the next loss non-finite
+                finite = torch.isfinite(terms[:, 0])
+                bad_step = torch.where(finite | (bad_step > 0), bad_step, step)
+            optimizer.step(factor)
+            sums += terms.detach()
+            count += 1
+
+            last = step == max_steps
+            if frame_every and (step == 1 or step % frame_every == 0) or last:
+                sync_models()
+                zz = z if samples is None else z[:, 0]
+                for i in range(m_count):
+                    frames[i].append(capture(i, step, x[i], zz[i]))
+            if step % tc.log_every == 0 or last:
+                check_finite()
+                means = (sums / count).tolist()
+                elapsed = time.perf_counter() - t0
+                for i in range(m_count):
+                    metrics[i].append({"step": step, "lr": lrs[i] * factor,
+                                       **dict(zip(LossTerms._fields, means[i], strict=True)),
+                                       "elapsed_s": elapsed})
+                bar.update(step - bar.n)
+                sums.zero_()
+                count = 0
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    sync_models()
+    results = []
+    for i, (cfg, model) in enumerate(zip(configs, models, strict=True)):
+        model.eval()
+        summary = {
+            "steps": max_steps,
+            "stopped_by": "steps",
+            "train_seconds": round(seconds, 3),
+            "steps_per_second": round(max_steps / seconds, 1),
+            "device": str(device),
+            "final": metrics[i][-1],
+            "torch_version": torch.__version__,
+            "group": {"models": m_count, "index": i,
+                      "model_steps_per_second": round(m_count * max_steps / seconds, 1)},
+        }
+        results.append(TrainResult(cfg, model, metrics[i], frames[i], summary))
+    return results
+
+
+def seed_group(config: RunConfig, count: int) -> list[RunConfig]:
+    """``count`` copies of ``config`` with seeds ``seed, seed + 1, ...``."""
+    if count < 1:
+        raise ConfigError(f"the number of seeds must be >= 1, got {count}")
+    return [dataclasses.replace(config, train=dataclasses.replace(
+        config.train, seed=config.train.seed + i)) for i in range(count)]

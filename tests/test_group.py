@@ -1,0 +1,148 @@
+"""Many models at once: the batched step computes each model's own loss and gradient, the
+stacked Adam is torch's Adam, and a group writes ordinary, loadable runs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+import vaelab
+from vaelab.errors import ConfigError, RunError
+from vaelab.resolve import build_config
+from vaelab.runs import load_run
+from vaelab.training.group import StackedAdam, _LossOf, check_group, seed_group
+from vaelab.training.loop import init_model, prepare
+
+SMALL = {"steps": 150, "batch_size": 64, "log_every": 50, "frame_every": 75,
+         "display_points": 50, "device": "cpu"}
+
+
+@pytest.mark.parametrize("preset", ["seed", "default"])
+def test_the_batched_step_gives_each_model_its_own_loss_and_gradient(preset):
+    torch.manual_seed(0)
+    configs = [prepare(build_config(preset, settings={**SMALL, "seed": s}))[0] for s in (0, 5)]
+    models = [init_model(c, 100 + i) for i, c in enumerate(configs)]
+    if configs[0].data.standardize:
+        for m in models:
+            m.set_standardization(torch.tensor([1.0, -2.0]), torch.tensor([6.0, 7.0]))
+    samples = models[0].training_samples()
+    x = torch.randn(2, 32, 2) * 5
+    eps = torch.randn((2,) + ((samples,) if samples else ()) + (32, 2))
+    w = torch.tensor([1.0, 0.5])
+
+    step = _LossOf(copy.deepcopy(models[0]))
+    params, buffers = stack_module_state(models)
+    params = {f"model.{k}": v for k, v in params.items()}
+    buffers = {f"model.{k}": v for k, v in buffers.items()}
+    terms, _ = vmap(lambda p, b, xx, ee, ww: functional_call(step, (p, b), (xx, ee, ww)))(
+        params, buffers, x, eps, w)
+    terms[:, 0].sum().backward()
+
+    for i, model in enumerate(models):
+        out = model(x[i], eps=eps[i], samples=samples)
+        own = torch.stack(tuple(model.loss(out, kld_weight=float(w[i]))))
+        torch.testing.assert_close(terms[i].detach(), own.detach(), rtol=1e-5, atol=1e-5)
+        own[0].backward()
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(params[f"model.{name}"].grad[i], p.grad,
+                                       rtol=1e-4, atol=1e-6)
+
+
+def test_stacked_adam_is_torch_adam_with_one_learning_rate_per_model():
+    torch.manual_seed(1)
+    shapes = [(3, 4), (4,)]
+    lrs = [1e-2, 3e-3]
+    singles = [[torch.randn(s, requires_grad=True) for s in shapes] for _ in lrs]
+    stacked = [torch.stack([singles[m][j].detach() for m in range(2)]).requires_grad_()
+               for j in range(len(shapes))]
+    adams = [torch.optim.Adam(p, lr=lr, foreach=False) for p, lr in zip(singles, lrs,
+                                                                         strict=True)]
+    ours = StackedAdam(stacked, torch.tensor(lrs))
+    for _ in range(5):
+        grads = [[torch.randn(s) for s in shapes] for _ in lrs]
+        for m, adam in enumerate(adams):
+            for p, g in zip(singles[m], grads[m], strict=True):
+                p.grad = g.clone()
+            adam.step()
+        for j, p in enumerate(stacked):
+            p.grad = torch.stack([grads[m][j] for m in range(2)])
+        ours.step()
+    for j in range(len(shapes)):
+        for m in range(2):
+            torch.testing.assert_close(stacked[j][m].detach(), singles[m][j].detach(),
+                                       rtol=1e-6, atol=1e-7)
+
+
+def test_a_group_writes_loadable_runs_that_learn(tmp_path):
+    torch.set_num_threads(1)
+    runs = vaelab.train_many(seeds=3, preset="seed", out=tmp_path / "g", progress=False,
+                             figures=False, **SMALL)
+    assert [r.path.name for r in runs] == ["seed-0", "seed-1", "seed-2"]
+    for run in runs:
+        loaded = load_run(run.path)
+        assert loaded.config.train.seed == run.config.train.seed
+        assert loaded.summary["group"]["models"] == 3
+        assert [m["step"] for m in loaded.metrics] == [50, 100, 150]
+        assert [f.step for f in loaded.frames] == [1, 75, 150]
+        assert loaded.metrics[-1]["loss"] < 0.7 * loaded.metrics[0]["loss"]
+        assert torch.equal(loaded.sample(20, seed=1), run.sample(20, seed=1))
+    w = [r.model.fc_mu.weight for r in runs]
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+
+
+def test_a_group_model_trains_like_a_single_run_of_its_seed():
+    torch.set_num_threads(1)
+    settings = {**SMALL, "steps": 400}
+    single = vaelab.train(preset="seed", progress=False, figures=False, **settings)
+    group = vaelab.train_many(seeds=2, preset="seed", progress=False, figures=False,
+                              **settings)
+    # same initial weights (the model's own seed), different batches: close, not equal
+    a, b = single.metrics[-1]["neg_elbo"], group[0].metrics[-1]["neg_elbo"]
+    assert abs(a - b) < 0.15 * abs(a)
+
+
+def test_hyper_parameter_groups_and_fixed_training_sets():
+    torch.set_num_threads(1)
+    base = build_config("seed", settings={**SMALL, "n_train": 300})
+    configs = [base.replace({"optim.lr": lr, "loss.kld_weight": w})
+               for lr, w in ((1e-2, 1.0), (3e-3, 2.0))]
+    runs = vaelab.train_many(configs, progress=False, figures=False)
+    assert [r.config.optim.lr for r in runs] == [1e-2, 3e-3]
+    assert runs[0].metrics[0]["lr"] == pytest.approx(1e-2)
+    assert runs[1].metrics[0]["lr"] == pytest.approx(3e-3)
+    assert all(r.metrics[-1]["loss"] < r.metrics[0]["loss"] for r in runs)
+
+
+def test_groups_must_share_their_shapes():
+    a = build_config("seed", settings=SMALL)
+    with pytest.raises(ConfigError, match="hidden_dims"):
+        check_group([a, a.replace({"model.hidden_dims": [64, 64]})])
+    with pytest.raises(ConfigError, match="time_limit"):
+        check_group([a.replace({"train.time_limit": 5.0})])
+    with pytest.raises(ConfigError):
+        seed_group(a, 0)
+
+
+def test_a_group_refuses_occupied_directories_before_writing(tmp_path):
+    (tmp_path / "g" / "seed-1").mkdir(parents=True)
+    (tmp_path / "g" / "seed-1" / "keep.txt").write_text("mine")
+    with pytest.raises(RunError, match="not empty"):
+        vaelab.train_many(seeds=2, preset="seed", out=tmp_path / "g", progress=False, **SMALL)
+    assert not (tmp_path / "g" / "seed-0").exists()
+    assert (tmp_path / "g" / "seed-1" / "keep.txt").read_text() == "mine"
+
+
+def test_seeds_through_the_cli(tmp_path, capsys):
+    from vaelab.cli.main import main
+
+    assert main(["train", "--preset", "seed", "--seeds", "2", "--steps", "60",
+                 "--batch-size", "32", "--frame-every", "0", "--device", "cpu", "--quiet",
+                 "--no-figures", "--out", str(tmp_path / "g")]) == 0
+    out = capsys.readouterr().out
+    assert "trained 2 models x 60 steps" in out
+    assert load_run(tmp_path / "g" / "seed-1").config.train.seed == 1
+    assert main(["train", "--resume", str(tmp_path / "g" / "seed-1"), "--seeds", "2"]) == 2
+    assert "--seeds" in capsys.readouterr().err
