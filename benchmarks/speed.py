@@ -242,8 +242,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny step counts (a smoke run)")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
-    ap.add_argument("--limits", default="5,10,20",
-                    help="time limits (s) for time to quality (default 5,10,20)")
+    ap.add_argument("--limits", default="5,10,20,55",
+                    help="time limits (s) for time to quality (default 5,10,20,55)")
     args = ap.parse_args()
     quick = args.quick
     threads = torch.get_num_threads()
