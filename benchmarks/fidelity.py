@@ -18,6 +18,7 @@ Run::
 
     python benchmarks/fidelity.py                              # print the tables
     python benchmarks/fidelity.py --write --json fidelity.json # and update BENCHMARKS.md
+    python benchmarks/fidelity.py --from-json fidelity.json --write  # tables again, no training
     python benchmarks/fidelity.py --presets seed --datasets swiss_roll,moons --seeds 1 \
         --steps 300 --n 2000 --k 50                            # a smoke run
 """
@@ -183,7 +184,7 @@ def data_table(data: str, records: list[dict], methods: list[str]) -> str:
         for m in TABLE_METRICS:
             fmt = ".3f" if m in ("c2st_accuracy", "precision", "recall") else ".2e"
             cells.append(f"{statistics.mean(r['metrics'][m]['value'] for r in rows):{fmt}}")
-        cells.append(f"{statistics.mean(r['seconds'] for r in rows):.1f}")
+        cells.append(f"{statistics.median(r['seconds'] for r in rows):.1f}")
         cells.append(_selected(rows))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     # the floors depend only on the test set, its reference and the seed: one set per seed
@@ -199,11 +200,11 @@ def data_table(data: str, records: list[dict], methods: list[str]) -> str:
 
 
 def build_body(records: list[dict], datasets: list[str], methods: list[str],
-               args: argparse.Namespace) -> str:
+               args: argparse.Namespace, machine_text: str | None = None) -> str:
     """Machine and settings, then one table per data set."""
     steps = f"{args.steps} steps each" if args.steps is not None else "each at its own steps"
     head = [
-        f"Machine: {machine()}.",
+        f"Machine: {machine_text or machine()}.",
         "",
         f"Presets {', '.join(f'`{p}`' for p in args.presets)} ({steps}); {args.seeds} seed(s); "
         f"per seed {args.n} fresh test points (the evaluation stream, never training data). "
@@ -211,7 +212,8 @@ def build_body(records: list[dict], datasets: list[str], methods: list[str],
         f"estimate of KL(p || model): for the presets q is IWAE with K = {args.k} (a lower "
         "bound on log q, so the gap is biased upward by the bound's slack), for the baselines "
         "it is exact. Shown as mean ± sd over seeds; the sample metrics (generated vs test "
-        "points, n = test points) and the times are means over seeds. C2ST 0.5, MMD² and "
+        "points, n = test points) are means over seeds, the times medians over seeds (robust "
+        "to a seed timed while the machine was busy). C2ST 0.5, MMD² and "
         "energy 0, and precision and recall at their floors are ideal.",
     ]
     if args.baselines:
@@ -243,6 +245,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="training points drawn for the baselines (default 20000)")
     ap.add_argument("--json", type=Path, default=None, help="write the raw results here")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    ap.add_argument("--from-json", type=Path, default=None, metavar="JSON",
+                    help="rebuild the tables from a --json file of an earlier run (no training)")
     args = ap.parse_args(argv)
     args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -278,8 +282,28 @@ def command_line(args: argparse.Namespace) -> str:
     return " ".join([*parts, "--write"])
 
 
+def from_json(path: Path, write: bool) -> None:
+    """Rebuild the tables of an earlier run from its --json file."""
+    try:
+        payload = json.loads(path.read_text())
+        settings, records = payload["settings"], payload["results"]
+    except (OSError, ValueError, KeyError) as exc:
+        sys.exit(f"fidelity.py: error: {path} is not a fidelity --json file: {exc}")
+    args = argparse.Namespace(**{k: settings[k] for k in (
+        "presets", "datasets", "seeds", "n", "k", "steps", "baselines", "train_points")})
+    methods = args.presets + (list(BASELINE_LABELS) if args.baselines else [])
+    body = build_body(records, args.datasets, methods, args, payload.get("machine"))
+    print(body)
+    if write:
+        update_section("fidelity", "Fidelity: presets and classical baselines on the toy sets",
+                       payload.get("command", command_line(args)), body)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.from_json is not None:
+        from_json(args.from_json, args.write)
+        return
     try:
         check_args(args)
     except ConfigError as exc:

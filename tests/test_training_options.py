@@ -268,3 +268,18 @@ def test_the_lean_adam_step_is_torch_adam_bit_for_bit(preset, monkeypatch):
     reference = vaelab.train(preset=preset, progress=False, **settings)
     for name, value in reference.model.state_dict().items():
         assert torch.equal(value, lean.model.state_dict()[name]), name
+
+
+@pytest.mark.slow
+def test_compiled_training_follows_eager_training():
+    """--compile on (inductor on the CPU; CUDA graphs on a GPU) computes the same step."""
+    torch.set_num_threads(1)
+    settings = {"steps": 60, "batch_size": 64, "frame_every": 0, "device": "cpu",
+                "kl_warmup": 0.5, "log_every": 20}
+    eager = vaelab.train(preset="default", progress=False, compile="off", **settings)
+    compiled = vaelab.train(preset="default", progress=False, compile="on", **settings)
+    for a, b in zip(eager.metrics, compiled.metrics, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+    for name, value in eager.model.state_dict().items():
+        torch.testing.assert_close(compiled.model.state_dict()[name], value,
+                                   rtol=1e-2, atol=1e-3)

@@ -31,6 +31,8 @@ DATA_BACKENDS = ("torch", "sklearn")
 LOSSES = ("seed_mse", "gaussian", "iwae")
 ACTIVATIONS = ("leaky_relu", "relu", "silu", "gelu", "elu", "tanh", "softplus")
 PRIORS = ("standard", "mixture", "flow")
+#: train.compile: torch.compile the forward and loss (``auto``: on CUDA only, see speed.py)
+COMPILE_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -137,6 +139,10 @@ class TrainConfig:
 
     ``checkpoint_every``: steps between the checkpoints a run directory keeps for
     ``vaelab train --resume`` (0: only at the end and on SIGINT/SIGTERM).
+
+    ``compile``: run the forward pass and loss under ``torch.compile`` (on CUDA in
+    ``reduce-overhead`` mode, which captures them in CUDA graphs). ``auto`` compiles on CUDA
+    only: on the CPU, benchmarks/speed.py measured it slower than eager for these networks.
     """
 
     steps: int | None = 10_000
@@ -146,6 +152,7 @@ class TrainConfig:
     log_every: int = 100
     time_limit: float | None = None
     checkpoint_every: int = 1000
+    compile: str = "auto"
 
 
 @dataclass
@@ -255,6 +262,7 @@ class RunConfig:
         _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1")
         _check(t.seed >= 0, "train.seed", t.seed, "must be >= 0")
         _check(t.log_every >= 1, "train.log_every", t.log_every, "must be >= 1")
+        _choice("train.compile", t.compile, COMPILE_MODES)
         _check(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every,
                "must be >= 0 (0: a checkpoint only at the end or on an interrupt)")
         dev = t.device

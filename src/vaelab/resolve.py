@@ -41,6 +41,7 @@ SHORT_KEYS = {
     "device": "train.device",
     "log_every": "train.log_every",
     "checkpoint_every": "train.checkpoint_every",
+    "compile": "train.compile",
     "frame_every": "display.frame_every",
     "display_points": "display.points",
 }

@@ -165,6 +165,10 @@ def fit(config: RunConfig, *, progress: bool = True,
                         device=device)
     params = list(model.parameters())
     samples = model.training_samples()
+    compiled = tc.compile == "on" or (tc.compile == "auto" and device.type == "cuda")
+    loss_fn = _loss_function(model, samples, compiled, device)
+    batch = stream.batch_size if isinstance(stream, FixedSetStream) else tc.batch_size
+    eps_shape = ((samples,) if samples is not None else ()) + (batch, model.latent_dim)
     max_steps, limit = tc.steps, tc.time_limit
     bar = tqdm(total=max_steps if max_steps is not None else round(limit), disable=not progress,
                unit="step" if max_steps is not None else "s", dynamic_ncols=True,
@@ -227,8 +231,9 @@ def fit(config: RunConfig, *, progress: bool = True,
                     group["lr"] = lr_now
                 step += 1
                 x = stream.next()
-                out = model(x, generator=noise_gen, samples=samples)
-                terms = model.loss(out, kld_weight=schedules.kl_weight(config.loss, prog))
+                # the reparameterisation noise, drawn here as the model would draw it
+                eps = torch.randn(eps_shape, generator=noise_gen, device=device)
+                terms, z = loss_fn(x, eps, schedules.kl_weight(config.loss, prog))
                 optimizer.zero_grad(set_to_none=True)
                 terms.loss.backward()
                 optimizer.step()
@@ -241,7 +246,7 @@ def fit(config: RunConfig, *, progress: bool = True,
                 last = step == max_steps or (limit is not None and
                                              time.perf_counter() - t0 >= limit)
                 if frame_every and (step == 1 or step % frame_every == 0) or last:
-                    frames.append(capture(step, x, out.z if samples is None else out.z[0]))
+                    frames.append(capture(step, x, z if samples is None else z[0]))
                 if step % tc.log_every == 0 or last:
                     check_finite()
                     means = (sums / count).tolist()  # the one host synchronisation per interval
@@ -280,6 +285,35 @@ def fit(config: RunConfig, *, progress: bool = True,
     if resume is not None:
         summary["resumed_from_step"] = resume.loop.step
     return TrainResult(config, model, metrics, frames, summary)
+
+
+def _loss_function(model: BaseVAE, samples: int | None, compiled: bool,
+                   device: torch.device) -> Callable[..., tuple[LossTerms, torch.Tensor]]:
+    """(x, eps, kl_weight) -> (loss terms, z): the model's forward pass and loss.
+
+    Eager, it is the model's own code, bit for bit what ``model(x, generator)`` computes
+    when ``eps`` is the draw that generator would make. Compiled, the KL weight enters as a
+    tensor (a Python float would be baked in and recompiled at every new value), and on CUDA
+    ``mode="reduce-overhead"`` replays the captured kernels as CUDA graphs.
+    """
+    def eager(x: torch.Tensor, eps: torch.Tensor,
+              kl_weight: float | torch.Tensor) -> tuple[LossTerms, torch.Tensor]:
+        out = model(x, eps=eps, samples=samples)
+        return model.loss(out, kld_weight=kl_weight), out.z
+
+    if not compiled:
+        return eager
+    mode = "reduce-overhead" if device.type == "cuda" else "default"
+    fn = torch.compile(eager, mode=mode, dynamic=False)
+    weight = torch.zeros((), device=device)
+
+    def call(x: torch.Tensor, eps: torch.Tensor,
+             kl_weight: float) -> tuple[LossTerms, torch.Tensor]:
+        weight.fill_(kl_weight)
+        terms, z = fn(x, eps, weight)
+        return LossTerms(*terms), z
+
+    return call
 
 
 class _StopOnSignal:
