@@ -180,7 +180,7 @@ def data_table(data: str, records: list[dict], methods: list[str]) -> str:
         if not rows:
             continue
         label = BASELINE_LABELS.get(method, f"`{method}`")
-        cells = [_mean_sd([r["nll_gap"] for r in rows], ".3f")]
+        cells = [_mean_sd([r["nll_gap"] for r in rows], ".4f")]
         for m in TABLE_METRICS:
             fmt = ".3f" if m in ("c2st_accuracy", "precision", "recall") else ".2e"
             cells.append(f"{statistics.mean(r['metrics'][m]['value'] for r in rows):{fmt}}")
