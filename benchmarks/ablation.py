@@ -18,8 +18,7 @@ import statistics
 import sys
 from typing import Any
 
-from benchmarks_md import update_section
-from fidelity import machine
+from benchmarks_md import machine, update_section
 
 from vaelab.evaluation import evaluate
 from vaelab.resolve import build_config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 from pathlib import Path
 
@@ -20,3 +22,20 @@ def update_section(key: str, title: str, command: str, body: str) -> None:
     else:
         text += f"\n## {title}\n\n`{command}`\n\n{block}\n"
     PATH.write_text(text)
+
+
+def machine() -> str:
+    """CPU model, cores this process may use, torch threads, Python and torch versions."""
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{cpu}, {cores} cores available, {torch.get_num_threads()} torch threads, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -35,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from benchmarks_md import update_section
+from benchmarks_md import machine, update_section
 
 from vaelab.baselines import Baseline, fit_gmm, fit_kde
 from vaelab.data.toys import TOY_SOURCES
@@ -64,20 +62,6 @@ def default_datasets() -> list[str]:
     names = [n for n, cls in TOY_SOURCES.items() if getattr(cls, "has_density", False)]
     rolls = [n for n in ("swiss_roll", "swiss_roll_3d") if n in names]
     return rolls + sorted(n for n in names if n not in rolls)
-
-
-def machine() -> str:
-    """CPU model, torch threads, Python and torch versions."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {torch.get_num_threads()} torch threads, Python "
-            f"{platform.python_version()}, torch {torch.__version__}")
 
 
 def log(message: str) -> None:

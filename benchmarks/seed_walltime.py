@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from benchmarks_md import update_section
+from benchmarks_md import machine, update_section
 from scipy.spatial import cKDTree
 from sklearn.datasets import make_swiss_roll
 
@@ -106,19 +105,6 @@ def vaelab_cli(seed: int, steps: int, workdir: Path) -> tuple[float, float, np.n
 
     loop = json.loads((run / "summary.json").read_text())["train_seconds"]
     return wall, loop, np.load(run / "points.npy")
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {torch.get_num_threads()} torch threads, Python "
-            f"{platform.python_version()}, torch {torch.__version__}")
 
 
 def main() -> None:

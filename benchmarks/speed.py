@@ -36,15 +36,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from benchmarks_md import update_section
+from benchmarks_md import machine, update_section
 from seed_walltime import seed_loop
 
 from vaelab.data.swiss_roll import SwissRoll2D
@@ -62,20 +60,6 @@ BATCHES = (128, 512, 4096)
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{cpu}, {cores} cores available, {torch.get_num_threads()} torch threads, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def steps_for(batch: int, quick: bool) -> int:

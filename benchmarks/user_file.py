@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmarks_md import update_section
-from fidelity import machine
+from benchmarks_md import machine, update_section
 
 from vaelab.data.swiss_roll import SwissRoll2D
 from vaelab.estimators import log_density

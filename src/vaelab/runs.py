@@ -105,18 +105,24 @@ class Run:
         return render_run(self, Path(out_dir))
 
 
+def check_run_dir(path: Path, force: bool) -> None:
+    """Refuse an output path that is a file, or a non-empty directory unless ``force``."""
+    if path.exists() and not path.is_dir():
+        raise RunError(f"output path {path} exists and is not a directory")
+    if force or not (path.is_dir() and any(path.iterdir())):
+        return
+    if (path / CHECKPOINT_FILE).is_file() and not (path / MODEL_FILE).is_file():
+        raise RunError(f"output directory {path} holds an interrupted run: continue it with "
+                       f"--resume {path}, or pass --force to replace it")
+    raise RunError(f"output directory {path} is not empty (it may hold a run); "
+                   "choose another --out or pass --force to replace it")
+
+
 def prepare_run_dir(path: str | Path, force: bool) -> Path:
     """Create ``path``; refuse a non-empty one unless ``force`` (then its run files go)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RunError(f"output path {path} exists and is not a directory")
+    check_run_dir(path, force)
     if path.is_dir() and any(path.iterdir()):
-        if not force and (path / CHECKPOINT_FILE).is_file() and not (path / MODEL_FILE).is_file():
-            raise RunError(f"output directory {path} holds an interrupted run: continue it with "
-                           f"--resume {path}, or pass --force to replace it")
-        if not force:
-            raise RunError(f"output directory {path} is not empty (it may hold a run); "
-                           "choose another --out or pass --force to replace it")
         for name in RUN_FILES:
             (path / name).unlink(missing_ok=True)
     try:
@@ -183,11 +189,7 @@ def resume_run(path: str | Path, *, progress: bool = True, figures: bool = True)
     from vaelab.training.loop import prepare
 
     path = Path(path)
-    if not path.is_dir():
-        raise RunError(f"run directory not found: {path}")
-    config = _read_config(path / CONFIG_FILE)
-    if config.model.in_channels is None:
-        raise RunError(f"{path / CONFIG_FILE}: model.in_channels is missing")
+    config = _read_run_config(path)
     ckpt = None
     if (path / CHECKPOINT_FILE).is_file():
         from vaelab.training.loop import METRIC_FIELDS as fields
@@ -246,10 +248,8 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
         names = ([f"seed-{s}" for s in seeds] if len(set(seeds)) == len(seeds)
                  else [f"model-{i}" for i in range(len(resolved))])
         paths = [Path(out) / name for name in names]
-        for path in paths:
-            if path.is_dir() and any(path.iterdir()) and not force:
-                raise RunError(f"output directory {path} is not empty (it may hold a run); "
-                               "choose another --out or pass --force to replace it")
+        for path in paths:  # all checked before any is written
+            check_run_dir(path, force)
         for path, cfg in zip(paths, resolved, strict=True):
             prepare_run_dir(path, force)
             atomic_write_text(path / CONFIG_FILE, cfg.to_json())
@@ -279,11 +279,7 @@ def load_run(path: str | Path, *, frames: bool = True) -> Run:
     :class:`~vaelab.errors.RunError` naming the file, raised before any weight is copied in.
     """
     path = Path(path)
-    if not path.is_dir():
-        raise RunError(f"run directory not found: {path}")
-    config = _read_config(path / CONFIG_FILE)
-    if config.model.in_channels is None:
-        raise RunError(f"{path / CONFIG_FILE}: model.in_channels is missing")
+    config = _read_run_config(path)
     with torch.random.fork_rng(devices=[]):  # its initial weights are overwritten: no RNG use
         model = build_model(config)
     state = _read_weights(path / MODEL_FILE)
@@ -312,6 +308,16 @@ def load_run(path: str | Path, *, frames: bool = True) -> Run:
         except (json.JSONDecodeError, UnicodeDecodeError):
             summary = {}
     return Run(config, model, metrics, frame_list, summary, path)
+
+
+def _read_run_config(path: Path) -> RunConfig:
+    """The resolved config of the run directory ``path`` (a RunError if there is none)."""
+    if not path.is_dir():
+        raise RunError(f"run directory not found: {path}")
+    config = _read_config(path / CONFIG_FILE)
+    if config.model.in_channels is None:
+        raise RunError(f"{path / CONFIG_FILE}: model.in_channels is missing")
+    return config
 
 
 def _read_config(path: Path) -> RunConfig:
