@@ -62,25 +62,42 @@ def _chunk_sizes(n: int, k: int, max_elements: int) -> tuple[int, int]:
     return n_chunk, k_chunk
 
 
+def _encoded_chunks(model: BaseVAE, x: torch.Tensor, k: int, max_elements: int,
+                    generator: torch.Generator | None
+                    ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor,
+                                        Iterator[tuple[torch.Tensor, torch.Tensor]]]]:
+    """Per chunk of points: (start, stop, points, mu, log_var, their k posterior draws)."""
+    n_chunk, k_chunk = _chunk_sizes(x.shape[0], k, max_elements)
+    for a, b in _spans(x.shape[0], n_chunk):
+        xb = x[a:b]
+        mu, log_var = model.encode(xb)
+        draws = _posterior_draws(mu, torch.exp(0.5 * log_var), k, k_chunk, generator)
+        yield a, b, xb, mu, log_var, draws
+
+
+def _log_q_const(log_var: torch.Tensor) -> torch.Tensor:
+    """log q(z|x) up to its eps term, shared by all the draws of a point (nats, summed)."""
+    return (-0.5 * log_var - 0.5 * LOG_2PI).sum(-1)
+
+
+def _log_q(log_q_const: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """log q(z|x) at z = mu + std * eps."""
+    return log_q_const - 0.5 * (eps**2).sum(-1)
+
+
 @torch.no_grad()
 def iwae(model: BaseVAE, x: torch.Tensor, k: int = 1000, *,
          generator: torch.Generator | None = None,
          max_elements: int = DEFAULT_MAX_ELEMENTS) -> torch.Tensor:
     """The importance-weighted estimate of log p(x) with ``k`` samples from q(z|x)."""
     x = _prepare(model, x)
-    n = x.shape[0]
-    out = torch.empty(n, dtype=torch.float64)
-    n_chunk, k_chunk = _chunk_sizes(n, k, max_elements)
-    for a, b in _spans(n, n_chunk):
-        xb = x[a:b]
-        mu, log_var = model.encode(xb)
-        std = torch.exp(0.5 * log_var)
-        # log q(z|x) up to the eps term, shared by all samples of a point
-        log_q_const = (-0.5 * log_var - 0.5 * LOG_2PI).sum(-1)
+    out = torch.empty(x.shape[0], dtype=torch.float64)
+    for a, b, xb, _mu, log_var, draws in _encoded_chunks(model, x, k, max_elements, generator):
+        log_q_const = _log_q_const(log_var)
         total = torch.full((b - a,), -math.inf, dtype=torch.float64, device=x.device)
-        for eps, z in _posterior_draws(mu, std, k, k_chunk, generator):
+        for eps, z in draws:
             log_w = (model.log_likelihood(xb, z) + model.log_prior(z)
-                     - (log_q_const - 0.5 * (eps**2).sum(-1)))
+                     - _log_q(log_q_const, eps))
             total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
         out[a:b] = (total - math.log(k)).cpu()
     return out
@@ -92,20 +109,15 @@ def elbo(model: BaseVAE, x: torch.Tensor, k: int = 1, *,
          max_elements: int = DEFAULT_MAX_ELEMENTS) -> torch.Tensor:
     """ELBO per point: the mean of ``k`` samples of log p(x|z), z ~ q(z|x), minus the exact KL."""
     x = _prepare(model, x)
-    n = x.shape[0]
-    out = torch.empty(n, dtype=torch.float64)
-    n_chunk, k_chunk = _chunk_sizes(n, k, max_elements)
-    for a, b in _spans(n, n_chunk):
-        xb = x[a:b]
-        mu, log_var = model.encode(xb)
-        std = torch.exp(0.5 * log_var)
-        exact_kl = model.prior.is_standard
-        log_q_const = (-0.5 * log_var - 0.5 * LOG_2PI).sum(-1)
+    out = torch.empty(x.shape[0], dtype=torch.float64)
+    exact_kl = model.prior.is_standard
+    for a, b, xb, mu, log_var, draws in _encoded_chunks(model, x, k, max_elements, generator):
+        log_q_const = _log_q_const(log_var)
         total = torch.zeros(b - a, dtype=torch.float64, device=x.device)
-        for eps, z in _posterior_draws(mu, std, k, k_chunk, generator):
+        for eps, z in draws:
             term = model.log_likelihood(xb, z)
             if not exact_kl:  # the sampled KL: log p(z) - log q(z|x)
-                term = term + model.log_prior(z) - (log_q_const - 0.5 * (eps**2).sum(-1))
+                term = term + model.log_prior(z) - _log_q(log_q_const, eps)
             total += term.double().sum(0)
         kl = kl_to_standard_normal(mu, log_var).double() if exact_kl else 0.0
         out[a:b] = (total / k - kl).cpu()

@@ -134,7 +134,7 @@ class _SharedRateAdam:
         from vaelab.config import OptimConfig
         from vaelab.training.optim import LeanAdam, build_optimizer
 
-        self.params, self.lr = params, lr
+        self.lr = lr
         self.adam = LeanAdam(build_optimizer(params, OptimConfig(lr=lr), device))
 
     def step(self, factor: float = 1.0) -> None:

@@ -161,8 +161,7 @@ def fit(config: RunConfig, *, progress: bool = True,
     step = state.step
     # whether each loss since the last metrics row was finite, kept on the device so that
     # the check costs no host synchronisation per step (read at metrics rows and checkpoints)
-    finite = torch.ones(max(tc.log_every, tc.checkpoint_every or 1), dtype=torch.bool,
-                        device=device)
+    finite = torch.ones(tc.log_every, dtype=torch.bool, device=device)
     params = list(model.parameters())
     samples = model.training_samples()
     compiled = tc.compile == "on" or (tc.compile == "auto" and device.type == "cuda")
