@@ -83,7 +83,8 @@ def save_checkpoint(path: Path, *, config_json: str, model: torch.nn.Module,
             if key in entry:
                 value = entry[key]
                 value = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
-                tensors[f"optim/{i}/{key}"] = value.detach().cpu().contiguous()
+                # a copy: LeanAdam's step counts are views of one shared tensor
+                tensors[f"optim/{i}/{key}"] = value.detach().cpu().clone()
     for name, gen in generators.items():
         tensors[f"rng/{name}"] = gen.get_state().contiguous()
     perm = getattr(stream, "_perm", None)

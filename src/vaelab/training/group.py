@@ -5,7 +5,9 @@ trained in one loop: their weights are stacked along a leading model axis
 (``torch.func.stack_module_state``), one ``torch.func.vmap`` of the model's own forward and loss
 runs all M (every Linear becomes one batched matrix product), one backward gives every model
 its own gradient (the models share nothing, so the gradient of the summed loss is each model's
-own), and :class:`StackedAdam` updates them with one learning rate per model.
+own), and :class:`StackedAdam` updates them with one learning rate per model. Where explicit
+gradients apply (``train.gradients``, :mod:`vaelab.training.explicit`), they replace vmap and
+backward: the same batched products, with no autograd graph.
 
 Randomness. Model m's initial weights (and the standardisation of an infinite source) come from
 its own seed, exactly as in a single run. Training batches and reparameterisation noise for the
@@ -38,6 +40,7 @@ from vaelab.models import BaseVAE
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
+from vaelab.training.explicit import ExplicitStep, unsupported_reason
 from vaelab.training.frames import Frame
 from vaelab.training.loop import (
     STANDARDIZE_POINTS,
@@ -46,6 +49,7 @@ from vaelab.training.loop import (
     init_model,
     prepare,
     training_points,
+    uses_explicit,
 )
 
 #: the settings that may differ between the models of a group (dotted config paths)
@@ -66,6 +70,10 @@ def check_group(configs: list[RunConfig]) -> None:
     if configs[0].train.time_limit is not None:
         raise ConfigError("train.time_limit is not supported when training several models "
                           "at once; give train.steps")
+    reason = unsupported_reason(configs[0], group=True)
+    if configs[0].train.gradients == "explicit" and reason is not None:
+        raise ConfigError(f"train.gradients = 'explicit' cannot train this group: {reason}; "
+                          "use auto or autograd")
 
 
 def _without_varying(cfg: RunConfig) -> dict[str, Any]:
@@ -206,6 +214,13 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
         return functional_call(step_module, (p, b), (x, eps, w))
 
     batched = vmap(losses)
+    explicit = None
+    if uses_explicit(first, device, group=True):  # the same gradients, with no autograd graph
+        std = template.standardized
+        explicit = ExplicitStep(template,
+                                {k.removeprefix("model."): v for k, v in params.items()},
+                                buffers["model.data_shift"] if std else None,
+                                buffers["model.data_scale"] if std else None)
     warm = any(c.loss.kl_warmup > 0 for c in configs)
     kl_now = torch.tensor([c.loss.kld_weight for c in configs], device=device)
     samples = template.training_samples()
@@ -267,9 +282,12 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             else:
                 x = torch.stack([s.next() for s in streams])
             eps = torch.randn(eps_shape, generator=noise_gen, device=device)
-            terms, z = batched(params, buffers, x, eps, kl_now)
-            optimizer.zero_grad()
-            terms[:, 0].sum().backward()
+            if explicit is not None:  # loss terms [M, 4], and the gradients in .grad
+                terms, z = explicit(x, eps, kl_now)
+            else:
+                terms, z = batched(params, buffers, x, eps, kl_now)
+                optimizer.zero_grad()
+                terms[:, 0].sum().backward()
             with torch.no_grad():  # a non-finite gradient makes the next loss non-finite
                 finite = torch.isfinite(terms[:, 0])
                 bad_step = torch.where(finite | (bad_step > 0), bad_step, step)
@@ -307,6 +325,7 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             "train_seconds": round(seconds, 3),
             "steps_per_second": round(max_steps / seconds, 1),
             "device": str(device),
+            "gradients": "explicit" if explicit is not None else "autograd",
             "final": metrics[i][-1],
             "torch_version": torch.__version__,
             "group": {"models": m_count, "index": i,

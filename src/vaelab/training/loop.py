@@ -1,7 +1,8 @@
 """The training loop: lean, seeded, and silent on the host except every ``log_every`` steps.
 
 Per step: set the learning rate and KL weight from the schedules, draw a batch on the device,
-forward, loss, backward, fused Adam. Loss terms are summed on the device and read back (one
+forward, loss, backward (or the explicit gradients of :mod:`vaelab.training.explicit`), fused
+Adam. Loss terms are summed on the device and read back (one
 synchronisation) only at logging steps. With ``train.time_limit`` the loop also stops when the
 training clock passes the limit, and the schedules follow the elapsed fraction of it.
 """
@@ -28,6 +29,7 @@ from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.checkpoint import Checkpoint, LoopState, restore_checkpoint, save_checkpoint
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
+from vaelab.training.explicit import ExplicitStep, closed_form, unsupported_reason
 from vaelab.training.frames import Frame
 from vaelab.training.optim import LeanAdam, build_optimizer
 
@@ -74,7 +76,31 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     model_cfg = dataclasses.replace(config.model, in_channels=source.dim)
     resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg)
     check_model_name(resolved.model.name)
+    reason = unsupported_reason(resolved)
+    if resolved.train.gradients == "explicit" and reason is not None:
+        raise ConfigError(f"train.gradients = 'explicit' cannot train this model: {reason}; "
+                          "use auto or autograd")
     return resolved, source
+
+
+def uses_compile(config: RunConfig, device: torch.device) -> bool:
+    """Whether the step runs under torch.compile (``auto``: on CUDA, not with explicit
+    gradients asked for)."""
+    tc = config.train
+    return tc.compile == "on" or (tc.compile == "auto" and device.type == "cuda"
+                                  and tc.gradients != "explicit")
+
+
+def uses_explicit(config: RunConfig, device: torch.device, group: bool = False) -> bool:
+    """Whether the step's gradients are the explicit ones. ``auto`` takes them for the
+    seed's loss in closed form (1.3x faster on the CPU, benchmarks/speed.py) when nothing is
+    compiled; for other losses they gain little (about 5%), so autograd stays their default."""
+    tc = config.train
+    if tc.gradients == "autograd" or unsupported_reason(config, group) is not None:
+        return False
+    if tc.gradients == "explicit":
+        return True
+    return closed_form(config) and not uses_compile(config, device)
 
 
 def init_model(config: RunConfig, seed: int) -> BaseVAE:
@@ -164,8 +190,8 @@ def fit(config: RunConfig, *, progress: bool = True,
     finite = torch.ones(tc.log_every, dtype=torch.bool, device=device)
     params = list(model.parameters())
     samples = model.training_samples()
-    compiled = tc.compile == "on" or (tc.compile == "auto" and device.type == "cuda")
-    loss_fn = _loss_function(model, samples, compiled, device)
+    explicit = ExplicitStep.for_model(model) if uses_explicit(config, device) else None
+    loss_fn = _loss_function(model, samples, uses_compile(config, device), device)
     batch = stream.batch_size if isinstance(stream, FixedSetStream) else tc.batch_size
     eps_shape = ((samples,) if samples is not None else ()) + (batch, model.latent_dim)
     max_steps, limit = tc.steps, tc.time_limit
@@ -232,12 +258,16 @@ def fit(config: RunConfig, *, progress: bool = True,
                 x = stream.next()
                 # the reparameterisation noise, drawn here as the model would draw it
                 eps = torch.randn(eps_shape, generator=noise_gen, device=device)
-                terms, z = loss_fn(x, eps, schedules.kl_weight(config.loss, prog))
-                optimizer.zero_grad(set_to_none=True)
-                terms.loss.backward()
+                kl_weight = schedules.kl_weight(config.loss, prog)
+                if explicit is not None:  # loss terms, and the gradients in .grad
+                    stacked, z = explicit(x, eps, kl_weight)
+                else:
+                    terms, z = loss_fn(x, eps, kl_weight)
+                    optimizer.zero_grad(set_to_none=True)
+                    terms.loss.backward()
+                    stacked = torch.stack(terms).detach()
                 optimizer.step()
                 with torch.no_grad():
-                    stacked = torch.stack(terms)
                     finite[count] = torch.isfinite(stacked[0])
                     sums += stacked
                 count += 1
@@ -278,6 +308,7 @@ def fit(config: RunConfig, *, progress: bool = True,
         "train_seconds": round(seconds, 3),
         "steps_per_second": round(step / seconds, 1) if seconds > 0 else None,
         "device": str(device),
+        "gradients": "explicit" if explicit is not None else "autograd",
         "final": metrics[-1],
         "torch_version": torch.__version__,
     }

@@ -56,6 +56,12 @@ class LeanAdam:
     def _refresh(self) -> None:
         if self.direct:
             states = [self.adam.state[p] for p in self.params]
+            # every parameter's step count lives in one tensor (each state's "step" is a view
+            # of it), so a step is one increment, not one small kernel per parameter
+            self._step_all = torch.stack([s["step"].reshape(()).to(torch.float32)
+                                          for s in states])
+            for i, s in enumerate(states):
+                s["step"] = self._step_all[i]
             self._steps = [s["step"] for s in states]
             self._exp_avgs = [s["exp_avg"] for s in states]
             self._exp_avg_sqs = [s["exp_avg_sq"] for s in states]
@@ -66,7 +72,7 @@ class LeanAdam:
             return
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
-        torch._foreach_add_(self._steps, 1)
+        self._step_all.add_(1)
         torch._fused_adam_(self.params, [p.grad for p in self.params], self._exp_avgs,
                            self._exp_avg_sqs, [], self._steps, amsgrad=False,
                            lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0,

@@ -1,0 +1,333 @@
+"""The training step of a SimpleVAE with its network gradients written out by hand.
+
+A step of the seed's model family (:class:`~vaelab.models.SimpleVAE`, LeakyReLU or ReLU) is a
+fixed chain of matrix products; autograd records and replays about a hundred small operations
+around them, which on a CPU costs more than the products themselves (benchmarks/speed.py).
+Here the encoder and decoder run forward and backward with no autograd graph, each product in
+the operand layout the BLAS handles fastest (a layer with 2 inputs or outputs is a "skinny"
+product, slow in the textbook layout). The loss is then taken one of two ways:
+
+* the seed's ``seed_mse`` with the N(0, I) prior: in closed form, below, with its gradients;
+  this also runs on stacked weights (a leading model axis, :mod:`vaelab.training.group`), where
+  each model gets its own loss and gradient;
+* any other objective, prior or likelihood (the default preset's IWAE, mixture prior and
+  learned sigma): by the model's own :meth:`~vaelab.models.BaseVAE.loss` under autograd, on
+  the small tensors only (x_hat, mu, log_var, z as leaves), whose gradients then enter the
+  network backward passes: d loss / dz gains the decoder's part, and z = mu + s * eps carries
+  it to mu and log_var as autograd would.
+
+The closed-form loss, per model, on a batch of N standardised points u of dimension D (nats
+per point; the convention of :func:`vaelab.objectives.seed_loss`)::
+
+    h = encoder(u); mu = fc_mu(h); lv = fc_var(h); s = exp(lv / 2); z = mu + s * eps
+    u_hat = decoder(z)
+    reconstruction = mean over N*D of (u_hat - u)^2
+    kld = mean over N of sum over latent dims of 0.5 (mu^2 + s^2 - 1 - lv)
+    loss = reconstruction + w * kld
+    neg_elbo = loss / w + (D / 2) log(2 pi D w / 2) - log|du/dx|   (the implied Gaussian decoder)
+
+Gradients (the chain rule, layer by layer; ``g`` is d loss / d(layer output))::
+
+    d loss / d u_hat = 2 (u_hat - u) / (N D)
+    d loss / d mu    = g_z + w mu / N
+    d loss / d lv    = g_z (z - mu) / 2 + w (s^2 - 1) / (2 N)
+    Linear y = x W^T + b:   dW = g^T x,  db = sum over rows of g,  dx = g W
+    LeakyReLU y = max(a, slope a):  da = g where y > 0, slope g elsewhere
+
+tests/test_explicit.py checks them against autograd in float64 for several shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from vaelab.config import RunConfig
+from vaelab.models import BaseVAE, SimpleVAE
+from vaelab.models.base import VAEOutput
+from vaelab.objectives.seed_loss import implied_decoder_variance
+
+#: a layer with at most this many inputs or outputs is computed in the skinny layout
+SKINNY = 8
+#: gradients entering the network backward passes are set to 0 below this size. IWAE's
+#: softmax weights reach 1e-42, and products of such values with the weights are subnormal
+#: floats, on which the BLAS runs about 100x slower (measured: a 512x128x128 product takes
+#: 4.6 ms instead of 50 us). 1e-20 keeps products through many layers normal, and is 12 orders
+#: below Adam's eps (1e-8), so no update changes measurably.
+FLUSH_BELOW = 1e-20
+
+
+def unsupported_reason(config: RunConfig, group: bool = False) -> str | None:
+    """Why explicit gradients cannot train ``config`` (None: they can); ``group``: as one
+    model of a group (stacked weights), where only the closed-form seed loss is covered."""
+    m = config.model
+    if m.name != "simple":
+        return f"model.name is {m.name!r} (explicit gradients cover 'simple')"
+    if m.activation not in ("leaky_relu", "relu"):
+        return f"model.activation is {m.activation!r} (explicit gradients cover leaky_relu, relu)"
+    if group and not closed_form(config):
+        return ("a group of models is covered only with loss.name 'seed_mse' and the standard "
+                "prior")
+    return None
+
+
+def closed_form(config: RunConfig) -> bool:
+    """Whether the loss is the seed's, taken in closed form (else through autograd)."""
+    return config.loss.name == "seed_mse" and config.model.prior == "standard"
+
+
+class Layers(NamedTuple):
+    """Parameter-name prefixes of a SimpleVAE, in the order the data flows."""
+
+    encoder: tuple[str, ...]  # Linear + activation each
+    decoder_input: str  # Linear, no activation
+    decoder: tuple[str, ...]  # Linear + activation each
+    final: str  # Linear, no activation
+
+    @classmethod
+    def of(cls, model: SimpleVAE) -> Layers:
+        return cls(tuple(f"encoder.{i}.0" for i in range(len(model.encoder))), "decoder_input",
+                   tuple(f"decoder.{i}.0" for i in range(len(model.decoder))), "final_layer.0")
+
+
+def negative_slope(model: SimpleVAE) -> float:
+    """The activation's slope for x < 0: LeakyReLU's, or 0 for ReLU."""
+    act = model.encoder[0][1]
+    if isinstance(act, nn.LeakyReLU):
+        return float(act.negative_slope)
+    if isinstance(act, nn.ReLU):
+        return 0.0
+    raise ValueError(f"explicit gradients cover LeakyReLU and ReLU, not {type(act).__name__}")
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.mm(a, b) if a.ndim == 2 else torch.bmm(a, b)
+
+
+def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """h W^T + b for h ``[(M,) N, in]``, W ``[(M,) out, in]``, b ``[(M,) out]``."""
+    if w.shape[-2] <= SKINNY:  # few outputs: (W h^T)^T is the fast layout
+        return _mm(w, h.mT).mT + b.unsqueeze(-2)
+    if w.shape[-1] <= SKINNY:  # few inputs: the product, then the bias in place
+        return _mm(h, w.mT).add_(b.unsqueeze(-2))
+    if h.ndim == 2:
+        return torch.addmm(b, h, w.t())
+    return torch.baddbmm(b.unsqueeze(-2), h, w.mT)
+
+
+def _linear_grads(g: torch.Tensor, h: torch.Tensor, w: torch.Tensor,
+                  need_input: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(dW, db, dh) of y = h W^T + b given g = d loss / dy."""
+    if w.shape[-1] <= SKINNY:  # few inputs: (h^T g)^T is the fast layout
+        dw = _mm(h.mT, g).mT.contiguous()
+    else:
+        dw = _mm(g.mT, h)
+    return dw, g.sum(-2), _mm(g, w) if need_input else None
+
+
+class ExplicitStep:
+    """Loss terms and gradients of a SimpleVAE's training loss, for one model or a stack.
+
+    ``params``: name -> tensor, as ``model.named_parameters()`` gives them, or stacked along a
+    leading model axis (``torch.func.stack_module_state``; closed-form seed loss only).
+    Calling it with a batch ``x`` (``[N, D]``, or ``[M, N, D]`` stacked), the noise ``eps``
+    (``[N, d]``, ``[S, N, d]`` for S draws per point, or ``[M, N, d]``) and the KL weight (a
+    float, or ``[M]``) stores every gradient in ``param.grad`` and returns the loss terms
+    (``[4]`` / ``[M, 4]``, in :class:`~vaelab.objectives.LossTerms` order) and z.
+
+    ``model``: for a loss other than the closed-form seed loss, the model whose
+    :meth:`~vaelab.models.BaseVAE.loss` (and prior and likelihood parameters) to use.
+    """
+
+    def __init__(self, template: SimpleVAE, params: Mapping[str, torch.Tensor],
+                 shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+                 model: BaseVAE | None = None) -> None:
+        self.layers = Layers.of(template)
+        self.slope = negative_slope(template)
+        self.p = dict(params)
+        self.shift, self.scale = shift, scale  # standardisation ([D] or [M, D]), or None
+        # the Jacobian term of neg_elbo: -log|du/dx| = sum(log scale), per model
+        self.log_scale_sum = scale.log().sum(-1) if scale is not None else None
+        self.model = model
+        net = set(self.p)
+        # what the autograd part of the loss owns: prior and likelihood parameters
+        self.others = ([t for name, t in model.named_parameters() if name not in net]
+                       if model is not None else [])
+
+    @classmethod
+    def for_model(cls, model: BaseVAE) -> ExplicitStep:
+        if not isinstance(model, SimpleVAE):
+            raise ValueError(f"explicit gradients cover SimpleVAE, not {type(model).__name__}")
+        std = model.standardized
+        lay = Layers.of(model)
+        net = {f"{prefix}.{kind}": getattr(model.get_submodule(prefix), kind)
+               for prefix in (*lay.encoder, "fc_mu", "fc_var", lay.decoder_input, *lay.decoder,
+                              lay.final)
+               for kind in ("weight", "bias")}
+        seed_form = (model.objective == "seed_mse" and model.prior.is_standard)
+        return cls(model, net, model.data_shift if std else None,
+                   model.data_scale if std else None, None if seed_form else model)
+
+    def _w(self, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.p[f"{prefix}.weight"], self.p[f"{prefix}.bias"]
+
+    # -- the networks, forward and backward ----------------------------------------------------
+    def _encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list, list]:
+        """(mu, log_var, layer inputs, layer outputs) of the encoder and its two heads."""
+        ins, outs = [], []
+        h = u
+        for name in self.layers.encoder:
+            ins.append(h)
+            h = torch.nn.functional.leaky_relu_(_linear(h, *self._w(name)), self.slope)
+            outs.append(h)
+        heads = _linear(h, *self._heads())
+        latent = heads.shape[-1] // 2
+        return heads[..., :latent], heads[..., latent:], ins, outs
+
+    def _heads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        (w_mu, b_mu), (w_var, b_var) = self._w("fc_mu"), self._w("fc_var")
+        return torch.cat((w_mu, w_var), dim=-2), torch.cat((b_mu, b_var), dim=-1)
+
+    def _decode(self, z: torch.Tensor) -> tuple[torch.Tensor, list, list]:
+        """(u_hat, layer inputs, activated layer outputs) of the decoder."""
+        ins = [z]
+        c = _linear(z, *self._w(self.layers.decoder_input))
+        outs = []
+        for name in self.layers.decoder:
+            ins.append(c)
+            c = torch.nn.functional.leaky_relu_(_linear(c, *self._w(name)), self.slope)
+            outs.append(c)
+        ins.append(c)
+        return _linear(c, *self._w(self.layers.final)), ins, outs
+
+    def _decoder_backward(self, g: torch.Tensor, ins: list, outs: list,
+                          grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Store the decoder's gradients from g = d loss / d u_hat; return d loss / dz."""
+        lay = self.layers
+        dw, db, g = _linear_grads(g, ins[-1], self._w(lay.final)[0], True)
+        grads[f"{lay.final}.weight"], grads[f"{lay.final}.bias"] = dw, db
+        for i in reversed(range(len(lay.decoder))):
+            name = lay.decoder[i]
+            g = torch.ops.aten.leaky_relu_backward(g, outs[i], self.slope, True)
+            dw, db, g = _linear_grads(g, ins[i + 1], self._w(name)[0], True)
+            grads[f"{name}.weight"], grads[f"{name}.bias"] = dw, db
+        dw, db, g_z = _linear_grads(g, ins[0], self._w(lay.decoder_input)[0], True)
+        grads[f"{lay.decoder_input}.weight"], grads[f"{lay.decoder_input}.bias"] = dw, db
+        return g_z
+
+    def _encoder_backward(self, g_mu: torch.Tensor, g_lv: torch.Tensor, ins: list, outs: list,
+                          grads: dict[str, torch.Tensor]) -> None:
+        """Store the heads' and encoder's gradients from d loss / d mu and d loss / d log_var."""
+        latent = g_mu.shape[-1]
+        dw, db, g = _linear_grads(torch.cat((g_mu, g_lv), dim=-1), outs[-1], self._heads()[0],
+                                  True)
+        grads["fc_mu.weight"] = dw[..., :latent, :].contiguous()
+        grads["fc_var.weight"] = dw[..., latent:, :].contiguous()
+        grads["fc_mu.bias"] = db[..., :latent].contiguous()
+        grads["fc_var.bias"] = db[..., latent:].contiguous()
+        for i in reversed(range(len(self.layers.encoder))):
+            name = self.layers.encoder[i]
+            g = torch.ops.aten.leaky_relu_backward(g, outs[i], self.slope, True)
+            dw, db, g = _linear_grads(g, ins[i], self._w(name)[0], i > 0)
+            grads[f"{name}.weight"], grads[f"{name}.bias"] = dw, db
+
+    # -- the step ------------------------------------------------------------------------------
+    def __call__(self, x: torch.Tensor, eps: torch.Tensor,
+                 kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.model is not None:
+            return self._autograd_loss_step(x, eps, kl_weight)
+        return self._seed_step(x, eps, kl_weight)
+
+    @torch.no_grad()
+    def _seed_step(self, x: torch.Tensor, eps: torch.Tensor,
+                   kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = x
+        if self.shift is not None:
+            u = (x - self.shift.unsqueeze(-2)) / self.scale.unsqueeze(-2)
+        n, dim = u.shape[-2], u.shape[-1]
+        w = kl_weight
+        w_b = w.view(-1, 1, 1) if isinstance(w, torch.Tensor) and w.ndim == 1 else w
+
+        mu, log_var, enc_in, enc_out = self._encode(u)
+        std = torch.exp(0.5 * log_var)
+        z = torch.addcmul(mu, std, eps)
+        u_hat, dec_in, dec_out = self._decode(z)
+
+        # loss terms (module docstring)
+        diff = u_hat - u
+        reconstruction = diff.square().mean((-2, -1))
+        var = std.square()
+        kld = (0.5 * (mu.square() + var - 1.0 - log_var).sum(-1)).mean(-1)
+        loss = reconstruction + w * kld
+        s2 = implied_decoder_variance(dim, w)
+        log_2pi_s2 = (torch.log(2.0 * math.pi * s2) if isinstance(s2, torch.Tensor)
+                      else math.log(2.0 * math.pi * s2))
+        neg_elbo = loss / w + 0.5 * dim * log_2pi_s2
+        if self.log_scale_sum is not None:
+            neg_elbo = neg_elbo + self.log_scale_sum
+        terms = torch.stack((loss, reconstruction, kld, neg_elbo), dim=-1)
+
+        grads: dict[str, torch.Tensor] = {}
+        g_u_hat = diff.mul_(2.0 / (n * dim))  # diff is not needed any more
+        g_z = self._decoder_backward(g_u_hat, dec_in, dec_out, grads)
+        # through z = mu + std * eps and the closed-form KL (module docstring)
+        kl_scale = w_b * (1.0 / n) if isinstance(w_b, torch.Tensor) else w_b / n
+        g_mu = torch.add(g_z, mu * kl_scale)
+        g_lv = g_z.mul_(z - mu).add_((var - 1.0) * kl_scale).mul_(0.5)
+        self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
+        for name, t in self.p.items():
+            t.grad = grads[name]
+        return terms, z
+
+    def _autograd_loss_step(self, x: torch.Tensor, eps: torch.Tensor,
+                            kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        model = self.model
+        assert model is not None
+        with torch.no_grad():
+            u = model.standardize(x)
+            mu, log_var, enc_in, enc_out = self._encode(u)
+            mu, log_var = mu.contiguous(), log_var.contiguous()
+            std = torch.exp(0.5 * log_var)
+            z = torch.addcmul(mu, std, eps)  # eps: [N, d] or [S, N, d]
+            u_hat, dec_in, dec_out = self._decode(z.reshape(-1, z.shape[-1]))
+            u_hat = u_hat.reshape(*z.shape[:-1], u_hat.shape[-1])
+        leaves = [t.detach().requires_grad_() for t in (u_hat, mu, log_var, z)]
+        out = VAEOutput(x_hat=leaves[0], x=u, mu=leaves[1], log_var=leaves[2], z=leaves[3])
+        terms = model.loss(out, kld_weight=kl_weight)
+        found = torch.autograd.grad(terms.loss, leaves + self.others, allow_unused=True)
+        with torch.no_grad():
+            # IWAE's softmax weights reach 1e-42: see FLUSH_BELOW
+            g_u_hat, g_mu, g_lv, g_z = (_flush_tiny(g) for g in found[:4])
+            for t, g in zip(self.others, found[4:], strict=True):
+                t.grad = _zeros_if_none(g, t)
+            grads: dict[str, torch.Tensor] = {}
+            g_z = _zeros_if_none(g_z, z).add_(self._decoder_backward(
+                g_u_hat.reshape(-1, g_u_hat.shape[-1]), dec_in, dec_out, grads).view(z.shape))
+            # z = mu + std * eps: d z / d mu = 1, d z / d log_var = (z - mu) / 2
+            g_mu = _zeros_if_none(g_mu, mu).add_(_sum_draws(g_z, mu))
+            g_lv = _zeros_if_none(g_lv, log_var).add_(_sum_draws(g_z * (z - mu), mu), alpha=0.5)
+            self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
+            for name, t in self.p.items():
+                t.grad = grads[name]
+            stacked = torch.stack(tuple(terms)).detach()
+        return stacked, z
+
+
+def _flush_tiny(g: torch.Tensor | None) -> torch.Tensor | None:
+    """``g`` with its entries below :data:`FLUSH_BELOW` in size set to 0 (in place)."""
+    if g is None:
+        return None
+    return g.masked_fill_(g.abs() < FLUSH_BELOW, 0.0)
+
+
+def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if g is None else g
+
+
+def _sum_draws(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Sum a ``[S, N, d]`` gradient over its draws to the ``[N, d]`` shape of ``like``."""
+    return g.sum(0) if g.ndim > like.ndim else g

@@ -1,0 +1,160 @@
+"""Explicit gradients (vaelab.training.explicit): the same loss and gradients as autograd."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import stack_module_state
+
+import vaelab
+from vaelab.cli.main import main
+from vaelab.errors import ConfigError
+from vaelab.models import build_model
+from vaelab.resolve import build_config
+from vaelab.training.explicit import FLUSH_BELOW, ExplicitStep, _flush_tiny
+from vaelab.training.group import fit_group, seed_group
+from vaelab.training.loop import resolve_config, uses_explicit
+
+CPU = torch.device("cpu")
+CASES = [
+    ("seed", {}),
+    ("seed", {"hidden_dims": [64, 32, 16], "activation": "relu", "kld_weight": 0.3,
+              "latent_dim": 3}),
+    ("default", {}),  # IWAE k = 4, mixture prior, learned sigma
+    ("default", {"loss": "gaussian", "iwae_k": 1, "kld_weight": 0.5}),
+    ("default", {"prior": "standard", "loss": "gaussian", "iwae_k": 1}),
+    ("default", {"prior": "flow", "decoder_hidden_dims": [32, 64]}),
+]
+
+
+def _model(preset: str, settings: dict, standardize: bool = True):
+    torch.manual_seed(0)
+    cfg = resolve_config(build_config(preset, settings=settings))
+    model = build_model(cfg).double()
+    if standardize:
+        model.set_standardization(torch.tensor([1.0, -2.0], dtype=torch.float64),
+                                  torch.tensor([3.0, 0.5], dtype=torch.float64))
+    return cfg, model
+
+
+@pytest.mark.parametrize(("preset", "settings"), CASES)
+def test_explicit_gradients_are_autograds(preset, settings):
+    cfg, model = _model(preset, settings)
+    samples = model.training_samples()
+    x = torch.randn(64, 2, dtype=torch.float64) * 5
+    eps = torch.randn(*((samples,) if samples else ()), 64, cfg.model.latent_dim,
+                      dtype=torch.float64)
+    out = model(x, eps=eps, samples=samples)
+    terms = model.loss(out, kld_weight=cfg.loss.kld_weight)
+    reference = torch.autograd.grad(terms.loss, list(model.parameters()))
+
+    got, z = ExplicitStep.for_model(model)(x, eps, cfg.loss.kld_weight)
+    torch.testing.assert_close(got, torch.stack(tuple(terms)).detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(z, out.z.detach(), rtol=1e-12, atol=1e-12)
+    for (name, p), g in zip(model.named_parameters(), reference, strict=True):
+        assert p.grad is not None and p.grad.is_contiguous(), name  # fused Adam needs this
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_stacked_explicit_gradients_are_each_models_own():
+    """A group's step: model m's loss and gradient depend on model m alone, with its own KL
+    weight and standardisation."""
+    torch.manual_seed(1)
+    cfg = resolve_config(build_config("seed", settings={"hidden_dims": [32, 16]}))
+    models = [build_model(cfg).double() for _ in range(3)]
+    for i, m in enumerate(models):
+        m.set_standardization(torch.tensor([float(i), 1.0], dtype=torch.float64),
+                              torch.tensor([2.0 + i, 0.5], dtype=torch.float64))
+    weights = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
+    x = torch.randn(3, 40, 2, dtype=torch.float64) * 4
+    eps = torch.randn(3, 40, 2, dtype=torch.float64)
+    params, buffers = stack_module_state(models)
+    step = ExplicitStep(models[0], params, buffers["data_shift"], buffers["data_scale"])
+    terms, _ = step(x, eps, weights)
+    for i, m in enumerate(models):
+        own = m.loss(m(x[i], eps=eps[i]), kld_weight=float(weights[i]))
+        torch.testing.assert_close(terms[i], torch.stack(tuple(own)).detach())
+        grads = torch.autograd.grad(own.loss, list(m.parameters()))
+        for (name, _), g in zip(m.named_parameters(), grads, strict=True):
+            torch.testing.assert_close(params[name].grad[i], g, rtol=1e-10, atol=1e-12,
+                                       msg=name)
+
+
+def test_tiny_gradients_are_flushed_and_the_rest_kept():
+    g = torch.tensor([1e-42, -1e-30, FLUSH_BELOW * 2, -0.5, 0.0, 3.0])
+    assert _flush_tiny(g.clone()).tolist() == [0.0, 0.0, pytest.approx(2e-20), -0.5, 0.0, 3.0]
+    assert _flush_tiny(None) is None
+
+
+def test_auto_takes_explicit_gradients_for_the_seed_loss_only():
+    seed = resolve_config(build_config("seed"))
+    default = resolve_config(build_config("default"))
+    assert uses_explicit(seed, CPU) and uses_explicit(seed, CPU, group=True)
+    assert not uses_explicit(default, CPU)  # autograd stays the default preset's path
+    explicit = resolve_config(build_config("default", settings={"gradients": "explicit"}))
+    assert uses_explicit(explicit, CPU) and not uses_explicit(explicit, CPU, group=True)
+    off = resolve_config(build_config("seed", settings={"gradients": "autograd"}))
+    assert not uses_explicit(off, CPU)
+    compiled = resolve_config(build_config("seed", settings={"compile": "on"}))
+    assert not uses_explicit(compiled, CPU)
+    silu = resolve_config(build_config("seed", settings={"activation": "silu"}))
+    assert not uses_explicit(silu, CPU)
+
+
+def test_impossible_gradient_settings_are_refused_by_name():
+    with pytest.raises(ConfigError, match="train.gradients"):
+        build_config("seed", settings={"gradients": "manual"}).validate()
+    with pytest.raises(ConfigError, match="train.gradients.*compile"):
+        build_config("seed", settings={"gradients": "explicit", "compile": "on"}).validate()
+    with pytest.raises(ConfigError, match="activation is 'silu'"):
+        resolve_config(build_config("seed", settings={"gradients": "explicit",
+                                                      "activation": "silu"}))
+    group = seed_group(build_config("default", settings={"gradients": "explicit",
+                                                         "steps": 5, "device": "cpu"}), 2)
+    with pytest.raises(ConfigError, match="group"):
+        fit_group(group, progress=False)
+
+
+@pytest.mark.parametrize("preset", ["seed", "default"])
+def test_explicit_and_autograd_training_agree(preset):
+    """Same start, same batches: the two paths stay together (up to float rounding, which
+    grows over training, so only the first steps are compared closely). Adam's first steps
+    move a weight whose gradient is ~0 by about +-lr whatever its size, so rounding can flip
+    such a weight's step: the weights are compared against how far training moved them."""
+    torch.set_num_threads(1)
+    settings = {"steps": 30, "batch_size": 64, "log_every": 10, "frame_every": 0,
+                "device": "cpu"}
+    runs = {g: vaelab.train(preset=preset, progress=False, gradients=g, **settings)
+            for g in ("explicit", "autograd")}
+    start = vaelab.train(preset=preset, progress=False, **{**settings, "steps": 1})
+    assert runs["explicit"].summary["gradients"] == "explicit"
+    assert runs["autograd"].summary["gradients"] == "autograd"
+    for a, b in zip(runs["explicit"].metrics, runs["autograd"].metrics, strict=True):
+        for key in ("loss", "reconstruction", "kld", "neg_elbo"):
+            assert a[key] == pytest.approx(b[key], rel=1e-3), (a["step"], key)
+    for name, value in runs["autograd"].model.state_dict().items():
+        moved = (value - start.model.state_dict()[name]).abs().max()
+        apart = (runs["explicit"].model.state_dict()[name] - value).abs().max()
+        assert apart <= 0.05 * moved, (name, float(apart), float(moved))
+
+
+def test_explicit_training_is_reproducible():
+    torch.set_num_threads(1)
+    settings = {"steps": 40, "batch_size": 64, "frame_every": 0, "device": "cpu"}
+    a = vaelab.train(preset="seed", progress=False, **settings)
+    b = vaelab.train(preset="seed", progress=False, **settings)
+    assert a.summary["gradients"] == "explicit"
+    for name, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[name]), name
+
+
+def test_the_gradients_flag_reaches_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "seed", "--steps", "20", "--batch-size", "32",
+                 "--frame-every", "0", "--device", "cpu", "--gradients", "autograd",
+                 "--out", str(out), "--quiet", "--no-figures"]) == 0
+    assert '"gradients": "autograd"' in (out / "config.json").read_text()
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--gradients", "by-hand", "--out", str(tmp_path / "x")])
+    assert stop.value.code == 2
+    assert "--gradients" in capsys.readouterr().err
