@@ -75,7 +75,8 @@ def _metrics(sample_metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def run_preset(data: str, preset: str, seed: int, args: argparse.Namespace) -> tuple[Run, dict]:
     """Train one preset on one data set and evaluate it: (the run, its record)."""
-    cfg = build_config(preset, None, {"data": data, "seed": seed, "steps": args.steps})
+    cfg = build_config(preset, None, {"data": data, "seed": seed, "steps": args.steps,
+                                      "gradients": args.gradients})
     run = train_run(cfg, None, force=False, progress=False, figures=False)
     t0 = time.perf_counter()
     report = evaluate(run, n=args.n, k=args.k, seed=seed)
@@ -219,6 +220,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--datasets", default=",".join(default_datasets()),
                     help="comma-separated built-in data sets (default: all with a density)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    ap.add_argument("--gradients", choices=["auto", "explicit", "autograd"], default="auto",
+                    help="train.gradients of every preset run (the committed results predate "
+                    "explicit gradients: autograd retraces them bit for bit)")
     ap.add_argument("--n", type=int, default=10_000, help="test points per seed")
     ap.add_argument("--k", type=int, default=1000, help="IWAE samples per test point")
     ap.add_argument("--steps", type=int, default=None,

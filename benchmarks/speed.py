@@ -7,7 +7,10 @@ in this process one after another (nothing else should run meanwhile):
 * **steps/s and samples/s** of the seed's model and settings (Swiss roll noise 0.3,
   SimpleVAE 2-128-128-2, MSE + KLD, Adam 2e-2, StepLR(1000, 0.7)) at batch 128, 512 and 4096:
   - ``vaelab``: :func:`vaelab.training.loop.fit` on the ``seed`` preset (data drawn on the
-    device, fused Adam, one host synchronisation per 100 steps, the divergence guard on);
+    device, explicit gradients, fused Adam, one host synchronisation per 100 steps, the
+    divergence guard on);
+  - ``vaelab, autograd``: the same with ``--gradients autograd`` (backpropagation through
+    the model's own forward and loss);
   - ``plain PyTorch``: the same network in a textbook loop: a ``DataLoader`` (shuffled) over a
     ``TensorDataset`` of pre-drawn points, ``torch.optim.Adam`` with its defaults, ``StepLR``,
     ``loss.item()`` every step;
@@ -71,9 +74,10 @@ def steps_for(batch: int, quick: bool) -> int:
 
 # -- the contenders -------------------------------------------------------------------------
 
-def vaelab_rate(batch: int, steps: int, preset: str = "seed") -> float:
+def vaelab_rate(batch: int, steps: int, preset: str = "seed", gradients: str = "auto") -> float:
     cfg = build_config(preset, settings={"batch_size": batch, "steps": steps, "device": "cpu",
-                                         "frame_every": 0, "log_every": 100})
+                                         "frame_every": 0, "log_every": 100,
+                                         "gradients": gradients})
     result = fit(cfg, progress=False)
     return steps / result.summary["train_seconds"]
 
@@ -235,8 +239,12 @@ def main() -> None:
     rates: dict[str, dict[int, float | None]] = {}
     for batch in BATCHES:
         steps = steps_for(batch, quick)
-        for name, fn in (("vaelab", vaelab_rate), ("plain PyTorch", plain_rate),
-                         ("seed loop", seed_loop_rate), ("pythae", pythae_rate)):
+        def autograd_rate(b: int, n: int) -> float:
+            return vaelab_rate(b, n, gradients="autograd")
+
+        for name, fn in (("vaelab", vaelab_rate), ("vaelab, autograd", autograd_rate),
+                         ("plain PyTorch", plain_rate), ("seed loop", seed_loop_rate),
+                         ("pythae", pythae_rate)):
             value = fn(batch, steps if name != "seed loop" or batch < 4096 else steps // 2)
             rates.setdefault(name, {})[batch] = value
             log(f"batch {batch}: {name} "
@@ -264,7 +272,9 @@ def main() -> None:
 
     lines = [f"Machine: {machine()}.", "",
              "Training loop only (no imports, setup or saving), the seed's model and settings; "
-             "steps/s (samples/s = steps/s x batch), and vaelab's speed-up over each.", "",
+             "steps/s (samples/s = steps/s x batch), and vaelab's speed-up over each. `vaelab` "
+             "computes the gradients explicitly (`--gradients auto`, which for the seed's loss "
+             "means explicit); `vaelab, autograd` backpropagates (`--gradients autograd`).", "",
              "| loop | " + " | ".join(f"batch {b}" for b in BATCHES) + " |",
              "|---" * (len(BATCHES) + 1) + "|"]
     for name, row in rates.items():
@@ -290,7 +300,8 @@ def main() -> None:
                   "here, so vaelab trains eagerly on the CPU.", ""]
     else:
         lines += [f"`torch.compile`: {compile_note}; eager {eager:.0f} steps/s.", ""]
-    lines += ["Many models at once (seed preset, batched weights): aggregate model-steps/s; "
+    lines += ["Many models at once (seed preset, batched weights, explicit gradients): "
+              "aggregate model-steps/s; "
               "in brackets, the time of one group step against one step of the single-model "
               "loop above (`vaelab`, same batch): the target is <= 3x for M = 8.", "",
               "| batch | single-model loop | M = 1 (group code) | M = 8 | M = 64 |",
