@@ -177,20 +177,20 @@ class ExplicitStep:
 
     # -- the networks, forward and backward ----------------------------------------------------
     def _encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list, list]:
-        """(mu, log_var, layer inputs, layer outputs) of the encoder and its two heads."""
+        """(mu, log_var, layer inputs, layer outputs) of the encoder and its two heads, which
+        run as one layer; the last "input" is the heads' joined weight, for the backward."""
         ins, outs = [], []
         h = u
         for name in self.layers.encoder:
             ins.append(h)
             h = torch.nn.functional.leaky_relu_(_linear(h, *self._w(name)), self.slope)
             outs.append(h)
-        heads = _linear(h, *self._heads())
-        latent = heads.shape[-1] // 2
-        return heads[..., :latent], heads[..., latent:], ins, outs
-
-    def _heads(self) -> tuple[torch.Tensor, torch.Tensor]:
         (w_mu, b_mu), (w_var, b_var) = self._w("fc_mu"), self._w("fc_var")
-        return torch.cat((w_mu, w_var), dim=-2), torch.cat((b_mu, b_var), dim=-1)
+        w_heads = torch.cat((w_mu, w_var), dim=-2)
+        heads = _linear(h, w_heads, torch.cat((b_mu, b_var), dim=-1))
+        ins.append(w_heads)
+        latent = w_mu.shape[-2]
+        return heads[..., :latent], heads[..., latent:], ins, outs
 
     def _decode(self, z: torch.Tensor) -> tuple[torch.Tensor, list, list]:
         """(u_hat, layer inputs, activated layer outputs) of the decoder."""
@@ -223,8 +223,7 @@ class ExplicitStep:
                           grads: dict[str, torch.Tensor]) -> None:
         """Store the heads' and encoder's gradients from d loss / d mu and d loss / d log_var."""
         latent = g_mu.shape[-1]
-        dw, db, g = _linear_grads(torch.cat((g_mu, g_lv), dim=-1), outs[-1], self._heads()[0],
-                                  True)
+        dw, db, g = _linear_grads(torch.cat((g_mu, g_lv), dim=-1), outs[-1], ins[-1], True)
         grads["fc_mu.weight"] = dw[..., :latent, :].contiguous()
         grads["fc_var.weight"] = dw[..., latent:, :].contiguous()
         grads["fc_mu.bias"] = db[..., :latent].contiguous()
