@@ -20,7 +20,9 @@ CASES = [
     ("seed", {}),
     ("seed", {"hidden_dims": [64, 32, 16], "activation": "relu", "kld_weight": 0.3,
               "latent_dim": 3}),
-    ("default", {}),  # IWAE k = 4, mixture prior, learned sigma
+    ("default", {}),  # IWAE k = 4, mixture prior, learned sigma: closed form
+    ("default", {"prior": "standard", "iwae_k": 2, "kld_weight": 0.7}),  # closed form
+    ("default", {"iwae_k": 1, "loss.learn_decoder_std": False, "loss.decoder_std": 0.3}),
     ("default", {"loss": "gaussian", "iwae_k": 1, "kld_weight": 0.5}),
     ("default", {"prior": "standard", "loss": "gaussian", "iwae_k": 1}),
     ("default", {"prior": "flow", "decoder_hidden_dims": [32, 64]}),
@@ -40,6 +42,8 @@ def _model(preset: str, settings: dict, standardize: bool = True):
 @pytest.mark.parametrize(("preset", "settings"), CASES)
 def test_explicit_gradients_are_autograds(preset, settings):
     cfg, model = _model(preset, settings)
+    step = ExplicitStep.for_model(model)
+    assert step.iwae == (cfg.loss.name == "iwae" and cfg.model.prior != "flow")
     samples = model.training_samples()
     x = torch.randn(64, 2, dtype=torch.float64) * 5
     eps = torch.randn(*((samples,) if samples else ()), 64, cfg.model.latent_dim,
@@ -48,7 +52,7 @@ def test_explicit_gradients_are_autograds(preset, settings):
     terms = model.loss(out, kld_weight=cfg.loss.kld_weight)
     reference = torch.autograd.grad(terms.loss, list(model.parameters()))
 
-    got, z = ExplicitStep.for_model(model)(x, eps, cfg.loss.kld_weight)
+    got, z = step(x, eps, cfg.loss.kld_weight)
     torch.testing.assert_close(got, torch.stack(tuple(terms)).detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(z, out.z.detach(), rtol=1e-12, atol=1e-12)
     for (name, p), g in zip(model.named_parameters(), reference, strict=True):
@@ -86,12 +90,15 @@ def test_tiny_gradients_are_flushed_and_the_rest_kept():
     assert _flush_tiny(None) is None
 
 
-def test_auto_takes_explicit_gradients_for_the_seed_loss_only():
+def test_auto_takes_explicit_gradients_where_the_loss_is_in_closed_form():
     seed = resolve_config(build_config("seed"))
     default = resolve_config(build_config("default"))
     assert uses_explicit(seed, CPU) and uses_explicit(seed, CPU, group=True)
-    assert not uses_explicit(default, CPU)  # autograd stays the default preset's path
-    explicit = resolve_config(build_config("default", settings={"gradients": "explicit"}))
+    assert uses_explicit(default, CPU) and not uses_explicit(default, CPU, group=True)
+    flow = resolve_config(build_config("default", settings={"prior": "flow"}))
+    assert not uses_explicit(flow, CPU)  # its loss would go through autograd: little gain
+    explicit = resolve_config(build_config("default", settings={"gradients": "explicit",
+                                                                "prior": "flow"}))
     assert uses_explicit(explicit, CPU) and not uses_explicit(explicit, CPU, group=True)
     off = resolve_config(build_config("seed", settings={"gradients": "autograd"}))
     assert not uses_explicit(off, CPU)

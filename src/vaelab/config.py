@@ -147,10 +147,12 @@ class TrainConfig:
     only: on the CPU, benchmarks/speed.py measured it slower than eager for these networks.
 
     ``gradients``: ``explicit`` runs the networks of a ``simple`` model (LeakyReLU or ReLU)
-    forward and backward by hand, with no autograd graph, and takes the seed's loss in closed
-    form (any other loss through autograd on its small inputs; :mod:`vaelab.training.explicit`);
-    ``autograd`` backpropagates through everything. ``auto``: explicit for the seed's loss with
-    the standard prior (about 1.3x faster on the CPU), when nothing is compiled; else autograd.
+    forward and backward by hand, with no autograd graph, and takes the seed's loss and the
+    IWAE bound with the standard or mixture prior in closed form (any other loss through
+    autograd on its small inputs; :mod:`vaelab.training.explicit`); ``autograd``
+    backpropagates through everything. ``auto``: explicit where the loss is in closed form
+    and nothing is compiled (the seed and default presets: 1.2-1.4x and about 1.15x faster on
+    the CPU); else autograd.
     Both give the same gradients up to float rounding, so the two runs are not bit-identical.
     """
 

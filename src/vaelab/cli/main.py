@@ -162,9 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the forward pass and loss (auto: on CUDA only, where "
                    "it captures CUDA graphs; measured slower on the CPU)")
     g.add_argument("--gradients", choices=["auto", "explicit", "autograd"],
-                   help="explicit: a simple model's networks run forward and backward by hand, "
-                   "no autograd graph; autograd: backpropagation; auto: explicit for the seed's "
-                   "loss (1.3x faster on the CPU), else autograd")
+                   help="explicit: a simple model's networks (and the seed and IWAE losses) "
+                   "forward and backward by hand, no autograd graph; autograd: "
+                   "backpropagation; auto: explicit where the loss is in closed form, else "
+                   "autograd")
     g.add_argument("--log-every", type=positive_int, help="steps per metrics row")
     g.add_argument("--checkpoint-every", type=nonnegative_int, metavar="N",
                    help="steps between checkpoints for --resume (default 1000; 0: only at "

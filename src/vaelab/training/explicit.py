@@ -10,13 +10,15 @@ product, slow in the textbook layout). The loss is then taken one of two ways:
 * the seed's ``seed_mse`` with the N(0, I) prior: in closed form, below, with its gradients;
   this also runs on stacked weights (a leading model axis, :mod:`vaelab.training.group`), where
   each model gets its own loss and gradient;
-* any other objective, prior or likelihood (the default preset's IWAE, mixture prior and
-  learned sigma): by the model's own :meth:`~vaelab.models.BaseVAE.loss` under autograd, on
-  the small tensors only (x_hat, mu, log_var, z as leaves), whose gradients then enter the
-  network backward passes: d loss / dz gains the decoder's part, and z = mu + s * eps carries
-  it to mu and log_var as autograd would.
+* the IWAE bound (any k, fixed or learned sigma) with the N(0, I) or the mixture prior, as the
+  default preset trains: in closed form too (:meth:`ExplicitStep._iwae_step`);
+* any other objective or prior (``gaussian``, the flow prior): by the model's own
+  :meth:`~vaelab.models.BaseVAE.loss` under autograd, on the small tensors only (x_hat, mu,
+  log_var, z as leaves), whose gradients then enter the network backward passes: d loss / dz
+  gains the decoder's part, and z = mu + s * eps carries it to mu and log_var as autograd
+  would.
 
-The closed-form loss, per model, on a batch of N standardised points u of dimension D (nats
+The closed-form seed loss, per model, on a batch of N standardised points u of dimension D (nats
 per point; the convention of :func:`vaelab.objectives.seed_loss`)::
 
     h = encoder(u); mu = fc_mu(h); lv = fc_var(h); s = exp(lv / 2); z = mu + s * eps
@@ -49,6 +51,7 @@ from torch import nn
 from vaelab.config import RunConfig
 from vaelab.models import BaseVAE, SimpleVAE
 from vaelab.models.base import VAEOutput
+from vaelab.models.priors import MixturePrior, StandardNormalPrior
 from vaelab.objectives.seed_loss import implied_decoder_variance
 
 #: a layer with at most this many inputs or outputs is computed in the skinny layout
@@ -59,6 +62,7 @@ SKINNY = 8
 #: 4.6 ms instead of 50 us). 1e-20 keeps products through many layers normal, and is 12 orders
 #: below Adam's eps (1e-8), so no update changes measurably.
 FLUSH_BELOW = 1e-20
+LOG_2PI = math.log(2.0 * math.pi)
 
 
 def unsupported_reason(config: RunConfig, group: bool = False) -> str | None:
@@ -78,6 +82,12 @@ def unsupported_reason(config: RunConfig, group: bool = False) -> str | None:
 def closed_form(config: RunConfig) -> bool:
     """Whether the loss is the seed's, taken in closed form (else through autograd)."""
     return config.loss.name == "seed_mse" and config.model.prior == "standard"
+
+
+def iwae_closed_form(config: RunConfig) -> bool:
+    """Whether the loss is the IWAE bound with the standard or mixture prior, which is also
+    taken in closed form."""
+    return config.loss.name == "iwae" and config.model.prior in ("standard", "mixture")
 
 
 class Layers(NamedTuple):
@@ -157,6 +167,9 @@ class ExplicitStep:
         # what the autograd part of the loss owns: prior and likelihood parameters
         self.others = ([t for name, t in model.named_parameters() if name not in net]
                        if model is not None else [])
+        # the IWAE bound with the standard or mixture prior is also taken in closed form
+        self.iwae = (model is not None and model.objective == "iwae"
+                     and isinstance(model.prior, StandardNormalPrior | MixturePrior))
 
     @classmethod
     def for_model(cls, model: BaseVAE) -> ExplicitStep:
@@ -237,9 +250,11 @@ class ExplicitStep:
     # -- the step ------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, eps: torch.Tensor,
                  kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.model is not None:
-            return self._autograd_loss_step(x, eps, kl_weight)
-        return self._seed_step(x, eps, kl_weight)
+        if self.model is None:
+            return self._seed_step(x, eps, kl_weight)
+        if self.iwae:
+            return self._iwae_step(x, eps, float(kl_weight))
+        return self._autograd_loss_step(x, eps, kl_weight)
 
     @torch.no_grad()
     def _seed_step(self, x: torch.Tensor, eps: torch.Tensor,
@@ -280,6 +295,68 @@ class ExplicitStep:
         self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
         for name, t in self.p.items():
             t.grad = grads[name]
+        return terms, z
+
+    @torch.no_grad()
+    def _iwae_step(self, x: torch.Tensor, eps: torch.Tensor,
+                   b: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The IWAE bound of :func:`vaelab.objectives.iwae_loss`, in closed form.
+
+        Per point n and draw s (nats; r = (u - u_hat) / sigma, b = the KL weight)::
+
+            log_lik = sum_d (-r^2 / 2 - log sigma - log(2 pi) / 2) + log|du/dx|
+            log_q   = log N(z; mu, diag exp(lv)),   log_p = log p(z) (standard or mixture)
+            log_w   = log_lik - b (log_q - log_p),  alpha = softmax over s of log_w
+            loss    = -mean over n of (logsumexp over s of log_w - log S)
+
+        so d loss / d log_w = -alpha / N, and each term's partial derivatives follow.
+        """
+        model = self.model
+        assert model is not None
+        u = model.standardize(x)
+        mu, log_var, enc_in, enc_out = self._encode(u)
+        std = torch.exp(0.5 * log_var)
+        z = torch.addcmul(mu, std, eps)  # [S, N, d]
+        draws, n, latent = z.shape
+        u_hat, dec_in, dec_out = self._decode(z.reshape(-1, latent))
+        u_hat = u_hat.view(draws, n, -1)
+
+        sigma = model.obs_std()
+        r = (u - u_hat) / sigma  # [S, N, D]
+        log_lik = ((-0.5 * r.square() - torch.log(sigma) - 0.5 * LOG_2PI).sum(-1)
+                   + model.log_jacobian())
+        diff = z - mu
+        inv_var = torch.exp(-log_var)
+        t = diff * inv_var  # (z - mu) / var
+        log_q = (-0.5 * (diff * t + log_var + LOG_2PI)).sum(-1)
+        log_p, dlogp_dz, prior_parts = _prior_terms(model.prior, z)
+        log_ratio = log_q - log_p
+        log_w = log_lik - b * log_ratio
+        lse = torch.logsumexp(log_w, dim=0)
+        reconstruction = -log_lik.mean()
+        kld = log_ratio.mean()
+        terms = torch.stack((-(lse - math.log(draws)).mean(), reconstruction, kld,
+                             reconstruction + kld))
+
+        alpha = torch.exp(log_w - lse) * (1.0 / n)  # -d loss / d log_w, [S, N]
+        a_ratio = (b * alpha).unsqueeze(-1)  # d loss / d log_q = -d loss / d log_p
+        a_lik = alpha.unsqueeze(-1)  # -d loss / d log_lik
+        g_u_hat = _flush_tiny(-a_lik * r / sigma)
+        if model.learn_std:  # sigma = min + softplus(raw)
+            g_sigma = -(a_lik * (r.square() - 1.0)).sum((0, 1)) / sigma
+            model.obs_std_raw.grad = g_sigma * torch.sigmoid(model.obs_std_raw)
+        for param, part in zip(model.prior.parameters(), prior_parts, strict=True):
+            param.grad = part(-a_ratio.squeeze(-1))
+        g_z = _flush_tiny(-a_ratio * (t + dlogp_dz))  # the log_q and log_p partials in z
+        grads: dict[str, torch.Tensor] = {}
+        g_z.add_(self._decoder_backward(g_u_hat.reshape(-1, g_u_hat.shape[-1]), dec_in,
+                                        dec_out, grads).view(z.shape))
+        # z = mu + std * eps: d z / d mu = 1, d z / d log_var = (z - mu) / 2
+        g_mu = (a_ratio * t).sum(0).add_(g_z.sum(0))
+        g_lv = (a_ratio * (0.5 * diff * t - 0.5)).sum(0).add_((g_z * diff).sum(0), alpha=0.5)
+        self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
+        for name, p in self.p.items():
+            p.grad = grads[name]
         return terms, z
 
     def _autograd_loss_step(self, x: torch.Tensor, eps: torch.Tensor,
@@ -330,3 +407,32 @@ def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 def _sum_draws(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Sum a ``[S, N, d]`` gradient over its draws to the ``[N, d]`` shape of ``like``."""
     return g.sum(0) if g.ndim > like.ndim else g
+
+
+def _prior_terms(prior: StandardNormalPrior | MixturePrior, z: torch.Tensor) -> tuple:
+    """(log p(z) ``[S, N]``, d log p / dz ``[S, N, d]``, one function per prior parameter,
+    in ``prior.parameters()`` order, mapping c = d loss / d log p ``[S, N]`` to that
+    parameter's gradient)."""
+    if isinstance(prior, StandardNormalPrior):  # log N(z; 0, I)
+        return (-0.5 * (z.square() + LOG_2PI)).sum(-1), -z, ()
+    # mixture: log p = logsumexp_c (log pi_c + log N(z; m_c, diag s_c^2)), gamma = posterior
+    inv_s = torch.exp(-prior.log_stds)  # [C, d]
+    scaled = (z.unsqueeze(-2) - prior.means) * inv_s  # (z - m_c) / s_c, [S, N, C, d]
+    log_pi = torch.log_softmax(prior.logits, -1)
+    joint = (-0.5 * (scaled.square() + LOG_2PI)).sum(-1) - prior.log_stds.sum(-1) + log_pi
+    log_p = torch.logsumexp(joint, dim=-1)
+    gamma = torch.exp(joint - log_p.unsqueeze(-1))  # [S, N, C]
+    over_s = scaled * inv_s  # (z - m_c) / s_c^2
+    dlogp_dz = -(gamma.unsqueeze(-1) * over_s).sum(-2)
+    pi = torch.exp(log_pi)
+
+    def weighted(c: torch.Tensor) -> torch.Tensor:
+        return (c.unsqueeze(-1) * gamma).unsqueeze(-1)  # [S, N, C, 1]
+
+    parts = {  # d log p / d means = gamma over_s; / d log_stds = gamma (scaled^2 - 1);
+        # / d logits = gamma - pi
+        "means": lambda c: (weighted(c) * over_s).sum((0, 1)),
+        "log_stds": lambda c: (weighted(c) * (scaled.square() - 1.0)).sum((0, 1)),
+        "logits": lambda c: (c.unsqueeze(-1) * gamma).sum((0, 1)) - c.sum() * pi,
+    }
+    return log_p, dlogp_dz, tuple(parts[name] for name, _ in prior.named_parameters())
