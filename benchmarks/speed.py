@@ -273,8 +273,8 @@ def main() -> None:
     lines = [f"Machine: {machine()}.", "",
              "Training loop only (no imports, setup or saving), the seed's model and settings; "
              "steps/s (samples/s = steps/s x batch), and vaelab's speed-up over each. `vaelab` "
-             "computes the gradients explicitly (`--gradients auto`, which for the seed's loss "
-             "means explicit); `vaelab, autograd` backpropagates (`--gradients autograd`).", "",
+             "computes the gradients explicitly (`--gradients auto`, which means explicit for "
+             "both presets); `vaelab, autograd` backpropagates (`--gradients autograd`).", "",
              "| loop | " + " | ".join(f"batch {b}" for b in BATCHES) + " |",
              "|---" * (len(BATCHES) + 1) + "|"]
     for name, row in rates.items():
