@@ -297,6 +297,17 @@ class ExplicitStep:
             t.grad = grads[name]
         return terms, z
 
+    def _draws_pass(self, x: torch.Tensor, eps: torch.Tensor) -> tuple:
+        """Standardise, encode, draw z = mu + std * eps (eps ``[N, d]`` or ``[S, N, d]``) and
+        decode every draw: (u, mu, log_var, z, u_hat, encoder caches, decoder caches)."""
+        assert self.model is not None
+        u = self.model.standardize(x)
+        mu, log_var, enc_in, enc_out = self._encode(u)
+        z = torch.addcmul(mu, torch.exp(0.5 * log_var), eps)
+        u_hat, dec_in, dec_out = self._decode(z.reshape(-1, z.shape[-1]))
+        return (u, mu, log_var, z, u_hat.reshape(*z.shape[:-1], u_hat.shape[-1]),
+                (enc_in, enc_out), (dec_in, dec_out))
+
     @torch.no_grad()
     def _iwae_step(self, x: torch.Tensor, eps: torch.Tensor,
                    b: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -313,13 +324,8 @@ class ExplicitStep:
         """
         model = self.model
         assert model is not None
-        u = model.standardize(x)
-        mu, log_var, enc_in, enc_out = self._encode(u)
-        std = torch.exp(0.5 * log_var)
-        z = torch.addcmul(mu, std, eps)  # [S, N, d]
-        draws, n, latent = z.shape
-        u_hat, dec_in, dec_out = self._decode(z.reshape(-1, latent))
-        u_hat = u_hat.view(draws, n, -1)
+        u, mu, log_var, z, u_hat, (enc_in, enc_out), (dec_in, dec_out) = self._draws_pass(x, eps)
+        draws, n, _ = z.shape
 
         sigma = model.obs_std()
         r = (u - u_hat) / sigma  # [S, N, D]
@@ -364,13 +370,8 @@ class ExplicitStep:
         model = self.model
         assert model is not None
         with torch.no_grad():
-            u = model.standardize(x)
-            mu, log_var, enc_in, enc_out = self._encode(u)
-            mu, log_var = mu.contiguous(), log_var.contiguous()
-            std = torch.exp(0.5 * log_var)
-            z = torch.addcmul(mu, std, eps)  # eps: [N, d] or [S, N, d]
-            u_hat, dec_in, dec_out = self._decode(z.reshape(-1, z.shape[-1]))
-            u_hat = u_hat.reshape(*z.shape[:-1], u_hat.shape[-1])
+            u, mu, log_var, z, u_hat, (enc_in, enc_out), (dec_in, dec_out) = (
+                self._draws_pass(x, eps))
         leaves = [t.detach().requires_grad_() for t in (u_hat, mu, log_var, z)]
         out = VAEOutput(x_hat=leaves[0], x=u, mu=leaves[1], log_var=leaves[2], z=leaves[3])
         terms = model.loss(out, kld_weight=kl_weight)
