@@ -20,6 +20,7 @@ in this process one after another (nothing else should run meanwhile):
     epoch over pre-drawn points (only when pythae is installed: ``pip install -e .[bench]``).
 * **many models at once**: aggregate model-steps/s of M = 1, 8, 64 seed-preset models trained
   by :func:`vaelab.training.group.fit_group` (batched weights), at batch 128 and 512.
+* **the default preset**: its steps/s with explicit gradients and with autograd.
 * **threads**: vaelab at batch 512 with 1 thread and with all of them.
 * **torch.compile**: the vaelab step (forward + loss + backward + fused Adam) of the seed model,
   eager against ``torch.compile`` (inductor), at batch 512.
@@ -258,6 +259,13 @@ def main() -> None:
             log(f"group: M = {models}, batch {batch}: {group[(models, batch)]:.0f} "
                 "model-steps/s")
 
+    # the default preset (batch 128, IWAE k = 4, mixture prior), explicit against autograd
+    default_steps = 60 if quick else 6000
+    preset_rates = {g: vaelab_rate(128, default_steps, "default", g)
+                    for g in ("auto", "autograd")}
+    log(f"default preset: explicit {preset_rates['auto']:.0f}, "
+        f"autograd {preset_rates['autograd']:.0f} steps/s")
+
     torch.set_num_threads(1)
     one_thread = vaelab_rate(512, steps_for(512, quick))
     torch.set_num_threads(threads)
@@ -288,7 +296,11 @@ def main() -> None:
             else:
                 cells.append(f"{v:.0f} (vaelab {rates['vaelab'][b] / v:.1f}x)")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"Threads (vaelab, batch 512): 1 thread {one_thread:.0f} steps/s, "
+    lines += ["", f"The default preset (batch 128, IWAE k = 4, mixture prior, learned sigma; "
+              f"{default_steps} steps of its schedule): {preset_rates['auto']:.0f} steps/s "
+              f"with explicit gradients (`--gradients auto`), {preset_rates['autograd']:.0f} "
+              f"with autograd ({preset_rates['auto'] / preset_rates['autograd']:.2f}x).",
+              "", f"Threads (vaelab, batch 512): 1 thread {one_thread:.0f} steps/s, "
               f"{threads} threads {rates['vaelab'][512]:.0f} steps/s "
               f"({rates['vaelab'][512] / one_thread:.2f}x). vaelab keeps torch's default, "
               "one thread per core.", ""]
