@@ -238,11 +238,11 @@ def main() -> None:
     threads = torch.get_num_threads()
 
     rates: dict[str, dict[int, float | None]] = {}
+    def autograd_rate(batch: int, steps: int) -> float:
+        return vaelab_rate(batch, steps, gradients="autograd")
+
     for batch in BATCHES:
         steps = steps_for(batch, quick)
-        def autograd_rate(b: int, n: int) -> float:
-            return vaelab_rate(b, n, gradients="autograd")
-
         for name, fn in (("vaelab", vaelab_rate), ("vaelab, autograd", autograd_rate),
                          ("plain PyTorch", plain_rate), ("seed loop", seed_loop_rate),
                          ("pythae", pythae_rate)):

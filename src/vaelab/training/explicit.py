@@ -52,6 +52,7 @@ from vaelab.config import RunConfig
 from vaelab.models import BaseVAE, SimpleVAE
 from vaelab.models.base import VAEOutput
 from vaelab.models.priors import MixturePrior, StandardNormalPrior
+from vaelab.objectives.iwae import LOG_2PI
 from vaelab.objectives.seed_loss import implied_decoder_variance
 
 #: a layer with at most this many inputs or outputs is computed in the skinny layout
@@ -62,7 +63,6 @@ SKINNY = 8
 #: 4.6 ms instead of 50 us). 1e-20 keeps products through many layers normal, and is 12 orders
 #: below Adam's eps (1e-8), so no update changes measurably.
 FLUSH_BELOW = 1e-20
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 def unsupported_reason(config: RunConfig, group: bool = False) -> str | None:
@@ -308,6 +308,19 @@ class ExplicitStep:
         return (u, mu, log_var, z, u_hat.reshape(*z.shape[:-1], u_hat.shape[-1]),
                 (enc_in, enc_out), (dec_in, dec_out))
 
+    def _through_z(self, g_z: torch.Tensor, diff: torch.Tensor, g_mu: torch.Tensor,
+                   g_lv: torch.Tensor, enc_in: list, enc_out: list,
+                   grads: dict[str, torch.Tensor]) -> None:
+        """Carry d loss / dz (``[S, N, d]`` or ``[N, d]``) through z = mu + std * eps onto the
+        direct d loss / d mu and d loss / d log_var (``[N, d]``, added to in place):
+        d z / d mu = 1, d z / d log_var = (z - mu) / 2 = ``diff`` / 2; then run the encoder
+        backward and store every network gradient in ``.grad``."""
+        g_mu.add_(_sum_draws(g_z, g_mu))
+        g_lv.add_(_sum_draws(g_z * diff, g_lv), alpha=0.5)
+        self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
+        for name, t in self.p.items():
+            t.grad = grads[name]
+
     @torch.no_grad()
     def _iwae_step(self, x: torch.Tensor, eps: torch.Tensor,
                    b: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -357,12 +370,8 @@ class ExplicitStep:
         grads: dict[str, torch.Tensor] = {}
         g_z.add_(self._decoder_backward(g_u_hat.reshape(-1, g_u_hat.shape[-1]), dec_in,
                                         dec_out, grads).view(z.shape))
-        # z = mu + std * eps: d z / d mu = 1, d z / d log_var = (z - mu) / 2
-        g_mu = (a_ratio * t).sum(0).add_(g_z.sum(0))
-        g_lv = (a_ratio * (0.5 * diff * t - 0.5)).sum(0).add_((g_z * diff).sum(0), alpha=0.5)
-        self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
-        for name, p in self.p.items():
-            p.grad = grads[name]
+        self._through_z(g_z, diff, (a_ratio * t).sum(0),
+                        (a_ratio * (0.5 * diff * t - 0.5)).sum(0), enc_in, enc_out, grads)
         return terms, z
 
     def _autograd_loss_step(self, x: torch.Tensor, eps: torch.Tensor,
@@ -384,12 +393,8 @@ class ExplicitStep:
             grads: dict[str, torch.Tensor] = {}
             g_z = _zeros_if_none(g_z, z).add_(self._decoder_backward(
                 g_u_hat.reshape(-1, g_u_hat.shape[-1]), dec_in, dec_out, grads).view(z.shape))
-            # z = mu + std * eps: d z / d mu = 1, d z / d log_var = (z - mu) / 2
-            g_mu = _zeros_if_none(g_mu, mu).add_(_sum_draws(g_z, mu))
-            g_lv = _zeros_if_none(g_lv, log_var).add_(_sum_draws(g_z * (z - mu), mu), alpha=0.5)
-            self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
-            for name, t in self.p.items():
-                t.grad = grads[name]
+            self._through_z(g_z, z - mu, _zeros_if_none(g_mu, mu),
+                            _zeros_if_none(g_lv, log_var), enc_in, enc_out, grads)
             stacked = torch.stack(tuple(terms)).detach()
         return stacked, z
 
