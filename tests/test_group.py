@@ -13,7 +13,14 @@ import vaelab
 from vaelab.errors import ConfigError, RunError
 from vaelab.resolve import build_config
 from vaelab.runs import load_run
-from vaelab.training.group import StackedAdam, _LossOf, check_group, seed_group
+from vaelab.training.group import (
+    StackedAdam,
+    _LossOf,
+    check_group,
+    group_labels,
+    seed_group,
+    sweep_group,
+)
 from vaelab.training.loop import init_model, prepare
 
 SMALL = {"steps": 150, "batch_size": 64, "log_every": 50, "frame_every": 75,
@@ -120,8 +127,6 @@ def test_groups_must_share_their_shapes():
     a = build_config("seed", settings=SMALL)
     with pytest.raises(ConfigError, match="hidden_dims"):
         check_group([a, a.replace({"model.hidden_dims": [64, 64]})])
-    with pytest.raises(ConfigError, match="time_limit"):
-        check_group([a.replace({"train.time_limit": 5.0})])
     with pytest.raises(ConfigError):
         seed_group(a, 0)
 
@@ -146,3 +151,82 @@ def test_seeds_through_the_cli(tmp_path, capsys):
     assert load_run(tmp_path / "g" / "seed-1").config.train.seed == 1
     assert main(["train", "--resume", str(tmp_path / "g" / "seed-1"), "--seeds", "2"]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_a_sweep_is_every_combination_first_key_slowest():
+    base = build_config("seed", settings={**SMALL, "seed": 7})
+    group = sweep_group(base, {"lr": [1e-3, 1e-2], "loss.kld_weight": [0.5, 1.0]}, seeds=2)
+    got = [(c.optim.lr, c.loss.kld_weight, c.train.seed) for c in group]
+    assert got == [(lr, w, s) for lr in (1e-3, 1e-2) for w in (0.5, 1.0) for s in (7, 8)]
+    assert group_labels(group)[:3] == ["lr-0.001_kld_weight-0.5_seed-7",
+                                       "lr-0.001_kld_weight-0.5_seed-8",
+                                       "lr-0.001_kld_weight-1_seed-7"]
+    assert group_labels(seed_group(base, 3)) == ["seed-7", "seed-8", "seed-9"]
+    assert group_labels([base, base]) == ["model-0", "model-1"]
+    check_group(group)  # a sweep is a valid group
+
+
+@pytest.mark.parametrize("sweep, seeds, message", [
+    ({"batch_size": [32, 64]}, None, "cannot sweep 'batch_size'"),
+    ({"lr": [1e-3], "optim.lr": [1e-2]}, None, "swept twice"),
+    ({"lr": []}, None, "needs a list of values"),
+    ({"lr": "0.01"}, None, "needs a list of values"),
+    ({"seed": [1, 2]}, 2, "not both"),
+    ({"lr": [0.0]}, None, "optim.lr"),
+    ({"seed": [1.5]}, None, "train.seed"),
+])
+def test_bad_sweeps_are_refused_by_name(sweep, seeds, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep_group(build_config("seed", settings=SMALL), sweep, seeds)
+
+
+def test_a_sweep_through_the_api_and_the_cli(tmp_path, capsys):
+    from vaelab.cli.main import main
+
+    torch.set_num_threads(1)
+    runs = vaelab.train_many(sweep={"kld_weight": [0.5, 2.0]}, preset="seed", progress=False,
+                             figures=False, **SMALL)
+    assert [r.config.loss.kld_weight for r in runs] == [0.5, 2.0]
+    # the KL weight reaches each model: the weaker one keeps the larger KL term
+    assert runs[0].metrics[-1]["kld"] > runs[1].metrics[-1]["kld"]
+
+    assert main(["train", "--preset", "seed", "--sweep", "lr=0.01,0.003", "--seeds", "2",
+                 "--steps", "60", "--batch-size", "32", "--frame-every", "0", "--device",
+                 "cpu", "--quiet", "--no-figures", "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "trained 4 models x 60 steps" in out
+    names = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert names == ["lr-0.003_seed-0", "lr-0.003_seed-1", "lr-0.01_seed-0", "lr-0.01_seed-1"]
+    loaded = load_run(tmp_path / "s" / "lr-0.003_seed-1")
+    assert (loaded.config.optim.lr, loaded.config.train.seed) == (0.003, 1)
+    assert loaded.metrics[0]["lr"] == pytest.approx(0.003)
+    for argv, message in [
+        (["--sweep", "lr=0.01,x"], "'x' is not a number"),
+        (["--sweep", "steps=10,20"], "cannot sweep 'steps'"),
+        (["--sweep", "lr=0.01", "--sweep", "lr=0.02"], "given twice"),
+        (["--resume", str(tmp_path / "s" / "lr-0.01_seed-0"), "--sweep", "lr=0.1"],
+         "drop --sweep"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            raise SystemExit(main(["train", *argv]))
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_time_limit_stops_the_whole_group():
+    torch.set_num_threads(1)
+    runs = vaelab.train_many(seeds=2, preset="seed", progress=False, figures=False,
+                             **{**SMALL, "steps": None, "time_limit": 1.0,
+                                "scheduler": "cosine"})
+    steps = runs[0].summary["steps"]
+    assert all(r.summary["stopped_by"] == "time_limit" for r in runs)
+    assert all(r.summary["steps"] == steps for r in runs) and steps > 1
+    assert 1.0 <= runs[0].summary["train_seconds"] < 3.0
+    # the cosine decay ran on the clock: the last step's lr is near its end, 0
+    assert runs[0].metrics[-1]["step"] == steps
+    assert runs[0].metrics[-1]["lr"] < 0.05 * runs[0].config.optim.lr
+    capped = vaelab.train_many(seeds=2, preset="seed", progress=False, figures=False,
+                               **{**SMALL, "steps": 40, "time_limit": 60.0})
+    assert [r.summary["stopped_by"] for r in capped] == ["steps", "steps"]
+    assert capped[0].summary["steps"] == 40

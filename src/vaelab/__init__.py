@@ -8,6 +8,7 @@ Python API (the CLI does the same)::
     run = vaelab.load("runs/seed")                         # safetensors + JSON, no pickle
     run = vaelab.resume("runs/seed")                       # continue an interrupted run
     runs = vaelab.train_many(seeds=8, steps=2000)            # 8 models at once, batched
+    runs = vaelab.train_many(sweep={"lr": [1e-3, 1e-2]}, seeds=2)  # 2 lrs x 2 seeds
     run.model.sample(5)                                     # the nn.Module itself
 """
 
@@ -36,24 +37,28 @@ def train(config: str | Path | dict | RunConfig | None = None, *, preset: str | 
 
 
 def train_many(configs: list[str | Path | dict | RunConfig] | None = None, *,
-               seeds: int | None = None, preset: str | None = None,
-               out: str | Path | None = None, force: bool = False, progress: bool = True,
-               figures: bool = True, **settings: Any) -> list[Run]:
+               seeds: int | None = None, sweep: dict[str, list[float]] | None = None,
+               preset: str | None = None, out: str | Path | None = None, force: bool = False,
+               progress: bool = True, figures: bool = True, **settings: Any) -> list[Run]:
     """Train several models of the same shapes at once, with batched weights.
 
-    Either ``seeds=N`` (one config from ``preset``/``settings``, seeds seed..seed+N-1) or
-    ``configs``: a list that differs only in ``train.seed``, ``optim.lr`` and
-    ``loss.kld_weight`` (each item resolved like :func:`train`'s ``config``, then
-    ``settings`` applied). Returns one :class:`Run` per model; with ``out`` each is written
-    to ``out/seed-S`` (or ``out/model-i``)."""
-    from vaelab.training.group import seed_group
+    Either one config from ``preset``/``settings`` with ``seeds=N`` (seeds seed..seed+N-1)
+    and/or ``sweep`` (every combination of its values, e.g. ``{"lr": [1e-3, 1e-2]}``; keys
+    ``lr``, ``kld_weight``, ``seed``), or ``configs``: a list that differs only in
+    ``train.seed``, ``optim.lr`` and ``loss.kld_weight`` (each item resolved like
+    :func:`train`'s ``config``, then ``settings`` applied). Returns one :class:`Run` per
+    model; with ``out`` each is written to ``out/NAME``, named by the settings that differ
+    (``seed-3``, ``lr-0.01_seed-0``)."""
+    from vaelab.training.group import seed_group, sweep_group
 
-    if (configs is None) == (seeds is None):
-        raise ConfigError("give either configs or seeds")
-    if seeds is not None:
-        group = seed_group(build_config(preset, None, settings), seeds)
+    if (configs is None) == (seeds is None and sweep is None):
+        raise ConfigError("give either configs, or seeds and/or sweep")
+    if configs is not None:
+        group = [build_config(preset, c, settings) for c in configs]
+    elif sweep is not None:
+        group = sweep_group(build_config(preset, None, settings), sweep, seeds)
     else:
-        group = [build_config(preset, c, settings) for c in configs]  # type: ignore[union-attr]
+        group = seed_group(build_config(preset, None, settings), seeds)  # type: ignore[arg-type]
     return train_group(group, out, force=force, progress=progress, figures=figures)
 
 

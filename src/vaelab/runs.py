@@ -229,11 +229,12 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
                 figures: bool = True) -> list[Run]:
     """Train several models of the same shapes at once (:mod:`vaelab.training.group`).
 
-    With ``out``, model i is written as an ordinary run directory ``out/seed-S`` (its seed)
-    when the seeds all differ, else ``out/model-i``; each loads with :func:`load_run`.
-    Every directory is checked before anything is written.
+    With ``out``, each model is written as an ordinary run directory named by the settings
+    that differ between the models (``out/seed-S``, ``out/lr-0.01_seed-S``; see
+    :func:`~vaelab.training.group.group_labels`); each loads with :func:`load_run`. Every
+    directory is checked before anything is written.
     """
-    from vaelab.training.group import check_group, fit_group
+    from vaelab.training.group import check_group, fit_group, group_labels
     from vaelab.training.loop import prepare
 
     resolved, source = [], None
@@ -244,10 +245,7 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
     check_group(resolved)
     paths: list[Path] = []
     if out is not None:
-        seeds = [c.train.seed for c in resolved]
-        names = ([f"seed-{s}" for s in seeds] if len(set(seeds)) == len(seeds)
-                 else [f"model-{i}" for i in range(len(resolved))])
-        paths = [Path(out) / name for name in names]
+        paths = [Path(out) / name for name in group_labels(resolved)]
         for path in paths:  # all checked before any is written
             check_run_dir(path, force)
         for path, cfg in zip(paths, resolved, strict=True):

@@ -95,6 +95,22 @@ def key_value(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def sweep_values(text: str) -> tuple[str, list[float]]:
+    """``KEY=V1,V2,...`` for --sweep: a key and its numbers (checked as config values later)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or not raw.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=V1,V2,..., e.g. lr=0.001,0.01")
+    values: list[float] = []
+    for item in raw.split(","):
+        try:
+            number = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: {item.strip()!r} is not a number") from None
+        values.append(int(number) if key.strip() == "seed" and number.is_integer() else number)
+    return key.strip(), values
+
+
 # -- the parser ----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=positive_int, metavar="N",
                    help="train N models at once (seeds SEED..SEED+N-1, batched weights) into "
                    "OUT/seed-S each")
+    t.add_argument("--sweep", type=sweep_values, action="append", default=[],
+                   metavar="KEY=V1,V2,...",
+                   help="train one model per value at once (batched weights); KEY is lr, "
+                   "kld_weight or seed; repeat it for every combination, add --seeds N for N "
+                   "seeds each; into OUT/KEY-V_..._seed-S")
     g = t.add_argument_group("settings (override the preset and --config)")
     g.add_argument("--data", help=f"data source: {', '.join(source_names())}")
     g.add_argument("--noise", type=nonnegative_float, help="data noise (seed: 0.3)")
@@ -270,14 +291,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         given = [f"--{k.replace('_', '-')}" for k, v in settings.items() if v is not None]
         given += [f"--{k}" for k in ("preset", "config", "out", "force")
                   if getattr(args, k) not in (None, False)]
-        if args.seeds is not None:
-            given.append("--seeds")
+        given += [flag for flag in ("--seeds", "--sweep")
+                  if getattr(args, flag[2:]) not in (None, [])]
         if given:
             raise VaelabError(f"--resume continues a run with its saved config; drop "
                               f"{', '.join(given)}")
         run = resume_run(args.resume, progress=not args.quiet, figures=not args.no_figures)
-    elif args.seeds is not None:
-        return _train_seeds(args, build_config(args.preset, args.config, settings))
+    elif args.seeds is not None or args.sweep:
+        return _train_group(args, build_config(args.preset, args.config, settings))
     else:
         config = build_config(args.preset, args.config, settings)
         out = args.out or Path("runs") / (config.preset or "custom")
@@ -294,19 +315,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_seeds(args: argparse.Namespace, config: Any) -> int:
+def _train_group(args: argparse.Namespace, config: Any) -> int:
     from vaelab.runs import train_group
-    from vaelab.training.group import seed_group
+    from vaelab.training.group import group_labels, seed_group, sweep_group
 
-    out = args.out or Path("runs") / f"{config.preset or 'custom'}-seeds"
-    runs = train_group(seed_group(config, args.seeds), out, force=args.force,
-                       progress=not args.quiet, figures=not args.no_figures)
+    if args.sweep:
+        sweep: dict[str, list[float]] = {}
+        for key, values in args.sweep:
+            if key in sweep:
+                raise VaelabError(f"--sweep {key} is given twice; list all its values in one")
+            sweep[key] = values
+        group = sweep_group(config, sweep, args.seeds)
+        kind = "sweep"
+    else:
+        group, kind = seed_group(config, args.seeds), "seeds"
+    out = args.out or Path("runs") / f"{config.preset or 'custom'}-{kind}"
+    runs = train_group(group, out, force=args.force, progress=not args.quiet,
+                       figures=not args.no_figures)
     s = runs[0].summary
     print(f"trained {len(runs)} models x {s['steps']} steps in {s['train_seconds']:.1f} s "
           f"({s['group']['model_steps_per_second']:.0f} model-steps/s, {s['device']})")
-    for run in runs:
+    for label, run in zip(group_labels([r.config for r in runs]), runs, strict=True):
         f = run.summary["final"]
-        print(f"  seed {run.config.train.seed}: final loss {f['loss']:.4f}, "
+        print(f"  {label}: final loss {f['loss']:.4f}, "
               f"-ELBO {f['neg_elbo']:.3f} nats/point -> {run.path}")
     return 0
 

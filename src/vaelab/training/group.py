@@ -17,15 +17,18 @@ permutation. So a model trained in a group is the same training process as a sin
 its seed, reproducible by the group's seeds, but not a bit-copy of that single run (its batches
 differ, and batched kernels round differently).
 
-Not supported for groups (refused): checkpoints and ``--resume``, and ``train.time_limit``.
+``train.time_limit`` stops the whole group at once, as it stops a single run. Not supported
+for groups (refused): checkpoints and ``--resume``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -54,6 +57,8 @@ from vaelab.training.loop import (
 
 #: the settings that may differ between the models of a group (dotted config paths)
 VARYING = ("train.seed", "optim.lr", "loss.kld_weight")
+#: their short names, as ``--sweep`` and :func:`sweep_group` take them
+SWEEP_KEYS = {"lr": "optim.lr", "kld_weight": "loss.kld_weight", "seed": "train.seed"}
 
 
 def check_group(configs: list[RunConfig]) -> None:
@@ -67,9 +72,6 @@ def check_group(configs: list[RunConfig]) -> None:
             key = _first_difference(first, other)
             raise ConfigError(f"the models of a group may differ only in "
                               f"{', '.join(VARYING)}; config {i} differs in {key}")
-    if configs[0].train.time_limit is not None:
-        raise ConfigError("train.time_limit is not supported when training several models "
-                          "at once; give train.steps")
     reason = unsupported_reason(configs[0], group=True)
     if configs[0].train.gradients == "explicit" and reason is not None:
         raise ConfigError(f"train.gradients = 'explicit' cannot train this group: {reason}; "
@@ -252,8 +254,7 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
     metrics: list[list[dict[str, float]]] = [[] for _ in configs]
     frames: list[list[Frame]] = [[] for _ in configs]
     frame_every = first.display.frame_every
-    max_steps = tc.steps
-    assert max_steps is not None
+    max_steps, limit = tc.steps, tc.time_limit
 
     def check_finite() -> None:
         bad = bad_step.tolist()
@@ -264,14 +265,20 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
                 f"diverged at step {bad[i]}: its loss or gradient became NaN or infinite. "
                 f"Likely cause: a learning rate too high for this model and data")
 
-    bar = tqdm(total=max_steps, disable=not progress, unit="step", dynamic_ncols=True,
-               mininterval=0.5)
+    bar = tqdm(total=max_steps if max_steps is not None else round(limit or 0),
+               disable=not progress, unit="step" if max_steps is not None else "s",
+               dynamic_ncols=True, mininterval=0.5)
     for model in models:
         model.train()
     t0 = time.perf_counter()
+    step = 0
     try:
-        for step in range(1, max_steps + 1):
-            prog = schedules.progress(step - 1, max_steps, 0.0, None)
+        # as in the single-model loop: the step that reaches max_steps, or that ends after the
+        # time limit is spent, is the last (logged, framed); the schedules follow the larger
+        # of the step and the time fractions
+        while True:
+            prog = schedules.progress(step, max_steps, time.perf_counter() - t0, limit)
+            step += 1
             factor = schedules.lr_factor(first.optim, step - 1, prog)
             if warm:
                 kl_now = torch.tensor([schedules.kl_weight(c.loss, prog) for c in configs],
@@ -295,7 +302,8 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             sums += terms.detach()
             count += 1
 
-            last = step == max_steps
+            last = step == max_steps or (limit is not None and
+                                         time.perf_counter() - t0 >= limit)
             if frame_every and (step == 1 or step % frame_every == 0) or last:
                 sync_models()
                 zz = z if samples is None else z[:, 0]
@@ -309,9 +317,11 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
                     metrics[i].append({"step": step, "lr": lrs[i] * factor,
                                        **dict(zip(LossTerms._fields, means[i], strict=True)),
                                        "elapsed_s": elapsed})
-                bar.update(step - bar.n)
+                bar.update((step if max_steps is not None else round(elapsed)) - bar.n)
                 sums.zero_()
                 count = 0
+            if last:
+                break
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -320,16 +330,16 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
     for i, (cfg, model) in enumerate(zip(configs, models, strict=True)):
         model.eval()
         summary = {
-            "steps": max_steps,
-            "stopped_by": "steps",
+            "steps": step,
+            "stopped_by": "steps" if step == max_steps else "time_limit",
             "train_seconds": round(seconds, 3),
-            "steps_per_second": round(max_steps / seconds, 1),
+            "steps_per_second": round(step / seconds, 1),
             "device": str(device),
             "gradients": "explicit" if explicit is not None else "autograd",
             "final": metrics[i][-1],
             "torch_version": torch.__version__,
             "group": {"models": m_count, "index": i,
-                      "model_steps_per_second": round(m_count * max_steps / seconds, 1)},
+                      "model_steps_per_second": round(m_count * step / seconds, 1)},
         }
         results.append(TrainResult(cfg, model, metrics[i], frames[i], summary))
     return results
@@ -341,3 +351,54 @@ def seed_group(config: RunConfig, count: int) -> list[RunConfig]:
         raise ConfigError(f"the number of seeds must be >= 1, got {count}")
     return [dataclasses.replace(config, train=dataclasses.replace(
         config.train, seed=config.train.seed + i)) for i in range(count)]
+
+
+def sweep_group(config: RunConfig, sweep: Mapping[str, Sequence[float]],
+                seeds: int | None = None) -> list[RunConfig]:
+    """Every combination of ``sweep``'s values over ``config``, the first key varying slowest.
+
+    ``sweep`` maps a short name of :data:`SWEEP_KEYS` (or its dotted path) to the values to
+    try, e.g. ``{"lr": [1e-3, 1e-2], "kld_weight": [0.5, 1.0]}``: four models. With ``seeds``,
+    each combination is trained with seeds ``seed ... seed + seeds - 1`` (then ``seed`` may
+    not be swept too). Every value is validated as a config field; a bad key or value is a
+    ConfigError naming it.
+    """
+    paths: list[tuple[str, str]] = []
+    for key, values in sweep.items():
+        path = SWEEP_KEYS.get(key, key)
+        if path not in VARYING:
+            raise ConfigError(f"cannot sweep {key!r}: the models of a group may differ only in "
+                              f"{', '.join(SWEEP_KEYS)}")
+        if path in (p for _, p in paths):
+            raise ConfigError(f"{key!r} is swept twice")
+        if isinstance(values, str | bytes) or not values:
+            raise ConfigError(f"the sweep of {key!r} needs a list of values, got {values!r}")
+        paths.append((key, path))
+    if seeds is not None and "train.seed" in (p for _, p in paths):
+        raise ConfigError("give the seeds either as a count of seeds or as swept values, "
+                          "not both")
+    configs = []
+    for combo in itertools.product(*(sweep[key] for key, _ in paths)):
+        cfg = config.replace({path: value for (_, path), value in zip(paths, combo,
+                                                                        strict=True)})
+        configs += seed_group(cfg, seeds) if seeds is not None else [cfg]
+    return configs
+
+
+def group_labels(configs: list[RunConfig]) -> list[str]:
+    """A name for each model of a group, from the settings that differ between its models
+    (``seed-3``, ``lr-0.01_seed-0``): the directory each is written to. ``model-i`` when two
+    models share every setting."""
+    varying = [(name, path) for name, path in SWEEP_KEYS.items()
+               if len({_get(c, path) for c in configs}) > 1]
+    varying.sort(key=lambda item: item[0] == "seed")  # the seed last
+    labels = ["_".join(f"{name}-{_get(c, path):g}" for name, path in varying)
+              for c in configs]
+    if not varying or len(set(labels)) < len(labels):
+        return [f"model-{i}" for i in range(len(configs))]
+    return labels
+
+
+def _get(config: RunConfig, path: str) -> Any:
+    section, key = path.split(".")
+    return getattr(getattr(config, section), key)
