@@ -19,7 +19,8 @@ in this process one after another (nothing else should run meanwhile):
   - ``pythae``: ``TrainingPipeline`` with a ``VAE`` built on the same encoder and decoder, one
     epoch over pre-drawn points (only when pythae is installed: ``pip install -e .[bench]``).
 * **many models at once**: aggregate model-steps/s of M = 1, 8, 64 seed-preset models trained
-  by :func:`vaelab.training.group.fit_group` (batched weights), at batch 128 and 512.
+  by :func:`vaelab.training.group.fit_group` (batched weights), at batch 128 and 512; and
+  the cost of a step of 8 models against one model's, from interleaved pairs of runs.
 * **the default preset**: its steps/s with explicit gradients and with autograd.
 * **threads**: vaelab at batch 512 with 1 thread and with all of them.
 * **torch.compile**: the vaelab step (forward + loss + backward + fused Adam) of the seed model,
@@ -30,7 +31,7 @@ in this process one after another (nothing else should run meanwhile):
 
 Run::
 
-    python benchmarks/speed.py            # print the tables (about 8 minutes on 2 cores)
+    python benchmarks/speed.py            # print the tables (about 10 minutes on 2 cores)
     python benchmarks/speed.py --write    # and update BENCHMARKS.md
     python benchmarks/speed.py --quick    # a smoke run with tiny step counts
 """
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -167,6 +169,19 @@ def group_rate(models: int, batch: int, steps: int) -> float:
     return models * steps / results[0].summary["train_seconds"]
 
 
+def group_cost(models: int, batch: int, repeats: int, quick: bool) -> list[float]:
+    """The time of one step of ``models`` models at once against one single-model step, from
+    ``repeats`` interleaved pairs (single loop, then group): each pair is measured within a few
+    seconds, so a drift of this machine's speed moves both sides alike."""
+    single_steps = 60 if quick else steps_for(batch, quick)
+    group_steps = 40 if quick else max(12_000 // models, 60)
+    ratios = []
+    for _ in range(repeats):
+        single = vaelab_rate(batch, single_steps)
+        ratios.append(models * single / group_rate(models, batch, group_steps))
+    return ratios
+
+
 def compile_rates(batch: int, steps: int) -> tuple[float, float | None, str]:
     """(eager steps/s, compiled steps/s or None, a note) for the vaelab seed-model step."""
     def make_step(compiled: bool):  # noqa: ANN202
@@ -259,6 +274,11 @@ def main() -> None:
             log(f"group: M = {models}, batch {batch}: {group[(models, batch)]:.0f} "
                 "model-steps/s")
 
+    repeats = 1 if quick else 5
+    costs = {batch: group_cost(8, batch, repeats, quick) for batch in (128, 512)}
+    for batch, ratios in costs.items():
+        log(f"group cost, M = 8, batch {batch}: " + ", ".join(f"{r:.2f}x" for r in ratios))
+
     # the default preset (batch 128, IWAE k = 4, mixture prior), explicit against autograd
     default_steps = 60 if quick else 6000
     preset_rates = {g: vaelab_rate(128, default_steps, "default", g)
@@ -326,6 +346,11 @@ def main() -> None:
             agg = group[(models, batch)]
             cells.append(f"{agg:.0f} (a step costs {models * single / agg:.1f}x one model's)")
         lines.append(f"| {batch} | " + " | ".join(cells) + " |")
+    lines += ["", f"The same cost from {repeats} interleaved pairs (a single-model run of "
+              "the seed preset, then a group of 8, each a few seconds, so that a drift of the "
+              "machine's speed moves both alike): a step of 8 models costs "
+              + "; ".join(f"**{statistics.median(r):.2f}x** one model's at batch {b} (median; "
+                          f"{min(r):.2f}-{max(r):.2f}x)" for b, r in costs.items()) + "."]
     lines += ["", "Time to quality: the `default` preset trained with `--time-limit T` on the "
               "Swiss roll (seed 0), scored on 10,000 fresh test points "
               "(target: C2ST accuracy <= 0.55 within 10 s).", "",
