@@ -107,7 +107,8 @@ def sweep_values(text: str) -> tuple[str, list[float]]:
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{text!r}: {item.strip()!r} is not a number") from None
-        values.append(int(number) if key.strip() == "seed" and number.is_integer() else number)
+        is_seed = key.strip() in ("seed", "train.seed")
+        values.append(int(number) if is_seed and number.is_integer() else number)
     return key.strip(), values
 
 
