@@ -204,6 +204,8 @@ def test_a_sweep_through_the_api_and_the_cli(tmp_path, capsys):
         (["--sweep", "lr=0.01,x"], "'x' is not a number"),
         (["--sweep", "steps=10,20"], "cannot sweep 'steps'"),
         (["--sweep", "lr=0.01", "--sweep", "lr=0.02"], "given twice"),
+        (["--sweep", "lr=0.01,0.02", "--lr", "0.5"], "--sweep lr and --lr both set optim.lr"),
+        (["--sweep", "seed=1,2", "--set", "train.seed=3"], "and --set train.seed both set"),
         (["--resume", str(tmp_path / "s" / "lr-0.01_seed-0"), "--sweep", "lr=0.1"],
          "drop --sweep"),
     ]:

@@ -299,7 +299,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                               f"{', '.join(given)}")
         run = resume_run(args.resume, progress=not args.quiet, figures=not args.no_figures)
     elif args.seeds is not None or args.sweep:
-        return _train_group(args, build_config(args.preset, args.config, settings))
+        return _train_group(args, build_config(args.preset, args.config, settings), settings)
     else:
         config = build_config(args.preset, args.config, settings)
         out = args.out or Path("runs") / (config.preset or "custom")
@@ -316,15 +316,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_group(args: argparse.Namespace, config: Any) -> int:
+def _train_group(args: argparse.Namespace, config: Any, settings: dict[str, Any]) -> int:
+    from vaelab.resolve import SHORT_KEYS
     from vaelab.runs import train_group
-    from vaelab.training.group import group_labels, seed_group, sweep_group
+    from vaelab.training.group import SWEEP_KEYS, group_labels, seed_group, sweep_group
 
     if args.sweep:
         sweep: dict[str, list[float]] = {}
         for key, values in args.sweep:
             if key in sweep:
                 raise VaelabError(f"--sweep {key} is given twice; list all its values in one")
+            # a flag that sets the swept field too would be silently overridden: refuse it
+            path = SWEEP_KEYS.get(key, key)
+            for name, value in settings.items():
+                if value is not None and SHORT_KEYS.get(name, name) == path:
+                    flag = f"--set {name}" if "." in name else f"--{name.replace('_', '-')}"
+                    raise VaelabError(f"--sweep {key} and {flag} both set {path}; drop one")
             sweep[key] = values
         group = sweep_group(config, sweep, args.seeds)
         kind = "sweep"
