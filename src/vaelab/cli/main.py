@@ -319,7 +319,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_group(args: argparse.Namespace, config: Any, settings: dict[str, Any]) -> int:
     from vaelab.resolve import SHORT_KEYS
     from vaelab.runs import train_group
-    from vaelab.training.group import SWEEP_KEYS, group_labels, seed_group, sweep_group
+    from vaelab.training.group import SWEEP_KEYS, seed_group, sweep_group
 
     if args.sweep:
         sweep: dict[str, list[float]] = {}
@@ -343,9 +343,9 @@ def _train_group(args: argparse.Namespace, config: Any, settings: dict[str, Any]
     s = runs[0].summary
     print(f"trained {len(runs)} models x {s['steps']} steps in {s['train_seconds']:.1f} s "
           f"({s['group']['model_steps_per_second']:.0f} model-steps/s, {s['device']})")
-    for label, run in zip(group_labels([r.config for r in runs]), runs, strict=True):
+    for run in runs:  # each directory is named by the settings that differ
         f = run.summary["final"]
-        print(f"  {label}: final loss {f['loss']:.4f}, "
+        print(f"  {run.path.name}: final loss {f['loss']:.4f}, "
               f"-ELBO {f['neg_elbo']:.3f} nats/point -> {run.path}")
     return 0
 

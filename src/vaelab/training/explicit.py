@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from vaelab.config import RunConfig
+from vaelab.errors import ConfigError
 from vaelab.models import BaseVAE, SimpleVAE
 from vaelab.models.base import VAEOutput
 from vaelab.models.priors import MixturePrior, StandardNormalPrior
@@ -77,6 +78,16 @@ def unsupported_reason(config: RunConfig, group: bool = False) -> str | None:
         return ("a group of models is covered only with loss.name 'seed_mse' and the standard "
                 "prior")
     return None
+
+
+def check_explicit(config: RunConfig, group: bool = False) -> None:
+    """Refuse ``train.gradients = 'explicit'`` (a ConfigError naming why) for a model, or a
+    group's models (``group``), that explicit gradients cannot train."""
+    reason = unsupported_reason(config, group)
+    if config.train.gradients == "explicit" and reason is not None:
+        what = "group" if group else "model"
+        raise ConfigError(f"train.gradients = 'explicit' cannot train this {what}: {reason}; "
+                          "use auto or autograd")
 
 
 def closed_form(config: RunConfig) -> bool:

@@ -43,7 +43,7 @@ from vaelab.models import BaseVAE
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
-from vaelab.training.explicit import ExplicitStep, unsupported_reason
+from vaelab.training.explicit import ExplicitStep, check_explicit
 from vaelab.training.frames import Frame
 from vaelab.training.loop import (
     STANDARDIZE_POINTS,
@@ -72,10 +72,7 @@ def check_group(configs: list[RunConfig]) -> None:
             key = _first_difference(first, other)
             raise ConfigError(f"the models of a group may differ only in "
                               f"{', '.join(VARYING)}; config {i} differs in {key}")
-    reason = unsupported_reason(configs[0], group=True)
-    if configs[0].train.gradients == "explicit" and reason is not None:
-        raise ConfigError(f"train.gradients = 'explicit' cannot train this group: {reason}; "
-                          "use auto or autograd")
+    check_explicit(configs[0], group=True)
 
 
 def _without_varying(cfg: RunConfig) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from vaelab.training.checkpoint import Checkpoint, LoopState, restore_checkpoint
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.explicit import (
     ExplicitStep,
+    check_explicit,
     closed_form,
     iwae_closed_form,
     unsupported_reason,
@@ -81,10 +82,7 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     model_cfg = dataclasses.replace(config.model, in_channels=source.dim)
     resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg)
     check_model_name(resolved.model.name)
-    reason = unsupported_reason(resolved)
-    if resolved.train.gradients == "explicit" and reason is not None:
-        raise ConfigError(f"train.gradients = 'explicit' cannot train this model: {reason}; "
-                          "use auto or autograd")
+    check_explicit(resolved)
     return resolved, source
 
 
