@@ -195,7 +195,7 @@ def test_a_sweep_through_the_api_and_the_cli(tmp_path, capsys):
                  "cpu", "--quiet", "--no-figures", "--out", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
     assert "trained 4 models x 60 steps" in out
-    names = sorted(p.name for p in (tmp_path / "s").iterdir())
+    names = sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir())
     assert names == ["lr-0.003_seed-0", "lr-0.003_seed-1", "lr-0.01_seed-0", "lr-0.01_seed-1"]
     loaded = load_run(tmp_path / "s" / "lr-0.003_seed-1")
     assert (loaded.config.optim.lr, loaded.config.train.seed) == (0.003, 1)

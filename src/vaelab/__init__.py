@@ -9,6 +9,7 @@ Python API (the CLI does the same)::
     run = vaelab.resume("runs/seed")                       # continue an interrupted run
     runs = vaelab.train_many(seeds=8, steps=2000)            # 8 models at once, batched
     runs = vaelab.train_many(sweep={"lr": [1e-3, 1e-2]}, seeds=2)  # 2 lrs x 2 seeds
+    runs = vaelab.resume_many("runs/seed-seeds")            # continue an interrupted group
     run.model.sample(5)                                     # the nn.Module itself
 """
 
@@ -23,7 +24,7 @@ from vaelab.errors import ConfigError, RunError, VaelabError
 from vaelab.models import BaseVAE, SimpleVAE
 from vaelab.presets import preset_names
 from vaelab.resolve import build_config
-from vaelab.runs import Run, load_run, resume_run, train_group, train_run
+from vaelab.runs import Run, load_run, resume_group, resume_run, train_group, train_run
 
 
 def train(config: str | Path | dict | RunConfig | None = None, *, preset: str | None = None,
@@ -68,6 +69,13 @@ def resume(run_dir: str | Path, *, progress: bool = True, figures: bool = True) 
     return resume_run(run_dir, progress=progress, figures=figures)
 
 
+def resume_many(group_dir: str | Path, *, progress: bool = True,
+                figures: bool = True) -> list[Run]:
+    """Continue an interrupted group written by :func:`train_many` (its ``out``) from its last
+    checkpoint; one :class:`Run` per model (see :func:`vaelab.runs.resume_group`)."""
+    return resume_group(group_dir, progress=progress, figures=figures)
+
+
 def load(run_dir: str | Path) -> Run:
     """Load a run directory written by :func:`train` or ``vaelab train``."""
     return load_run(run_dir)
@@ -75,4 +83,4 @@ def load(run_dir: str | Path) -> Run:
 
 __all__ = ["BaseVAE", "ConfigError", "Run", "RunConfig", "RunError", "SimpleVAE",
            "VaelabError", "__version__", "build_config", "load", "preset_names", "resume",
-           "train", "train_many"]
+           "resume_many", "train", "train_many"]

@@ -10,6 +10,12 @@ A run directory holds::
     checkpoint.safetensors  weights, optimiser, RNG states and loop state, every
                          ``train.checkpoint_every`` steps and at the end (``--resume``)
     figures/             panels_final.png, training.gif, loss.png (``vaelab plot`` redraws)
+
+A group of models trained at once (``vaelab train --seeds N`` or ``--sweep``) is a directory
+of such run directories, one per model, plus::
+
+    group.json                    the models' directory names, in the group's order
+    group-checkpoint.safetensors  the whole group's training state (``--resume`` the group)
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from vaelab.models import BaseVAE, build_model
 from vaelab.training.checkpoint import CHECKPOINT_FILE, read_checkpoint
 from vaelab.training.devices import make_generator, resolve_device
 from vaelab.training.frames import Frame, load_frames, save_frames
+from vaelab.training.group_checkpoint import GROUP_CHECKPOINT_FILE, read_group_checkpoint
 from vaelab.training.loop import METRIC_FIELDS, TrainResult, fit
 
 CONFIG_FILE = "config.json"
@@ -49,6 +56,11 @@ FRAMES_FILE = "frames.safetensors"
 SUMMARY_FILE = "summary.json"
 FIGURES_DIR = "figures"
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, METRICS_FILE, FRAMES_FILE, SUMMARY_FILE, CHECKPOINT_FILE)
+#: a group of models (``vaelab train --seeds`` / ``--sweep``): the list of its model directories
+GROUP_FILE = "group.json"
+GROUP_FORMAT = "vaelab-group-1"
+#: the files of a group directory besides its models' run directories
+GROUP_FILES = (GROUP_FILE, GROUP_CHECKPOINT_FILE)
 
 
 @dataclass
@@ -189,6 +201,12 @@ def resume_run(path: str | Path, *, progress: bool = True, figures: bool = True)
     from vaelab.training.loop import prepare
 
     path = Path(path)
+    if (path / GROUP_FILE).is_file():
+        raise RunError(f"{path} holds a group of models: resume it with resume_group")
+    group = _group_of(path)
+    if group is not None:
+        raise RunError(f"{path} is one model of the group in {group}, which trains and "
+                       f"resumes as a whole: --resume {group}")
     config = _read_run_config(path)
     ckpt = None
     if (path / CHECKPOINT_FILE).is_file():
@@ -231,7 +249,9 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
 
     With ``out``, each model is written as an ordinary run directory named by the settings
     that differ between the models (``out/seed-S``, ``out/lr-0.01_seed-S``; see
-    :func:`~vaelab.training.group.group_labels`); each loads with :func:`load_run`. Every
+    :func:`~vaelab.training.group.group_labels`); each loads with :func:`load_run`. ``out``
+    itself holds ``group.json`` (the models' directory names) and the group's checkpoint,
+    written every ``train.checkpoint_every`` steps, for :func:`resume_group`. Every
     directory is checked before anything is written.
     """
     from vaelab.training.group import check_group, fit_group, group_labels
@@ -243,25 +263,135 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
         resolved.append(r)
         source = source or src
     check_group(resolved)
-    paths: list[Path] = []
-    if out is not None:
-        paths = [Path(out) / name for name in group_labels(resolved)]
-        for path in paths:  # all checked before any is written
-            check_run_dir(path, force)
-        for path, cfg in zip(paths, resolved, strict=True):
-            prepare_run_dir(path, force)
-            atomic_write_text(path / CONFIG_FILE, cfg.to_json())
-    results = fit_group(resolved, progress=progress, source=source)
+    if out is None:
+        return [_run_from_result(r, None)
+                for r in fit_group(resolved, progress=progress, source=source)]
+    out = Path(out)
+    labels = group_labels(resolved)
+    paths = [out / name for name in labels]
+    _check_group_dir(out, force)
+    for path in paths:  # all checked before any is written
+        check_run_dir(path, force)
+    if force:
+        for name in GROUP_FILES:
+            (out / name).unlink(missing_ok=True)
+    for path, cfg in zip(paths, resolved, strict=True):
+        prepare_run_dir(path, force)
+        atomic_write_text(path / CONFIG_FILE, cfg.to_json())
+    atomic_write_text(out / GROUP_FILE, json.dumps(
+        {"format": GROUP_FORMAT, "models": labels}, indent=2) + "\n")
+    return _train_group_into(out, paths, resolved, source, None, progress, figures)
+
+
+def resume_group(path: str | Path, *, progress: bool = True, figures: bool = True) -> list[Run]:
+    """Continue the group in ``path`` (written by :func:`train_group`) from its checkpoint.
+
+    A group killed before its first checkpoint starts again from step 0; a complete one is
+    refused. On the CPU, a step-limited group resumed any number of times ends with exactly
+    the weights of an uninterrupted one.
+    """
+    from vaelab.training.group import check_group, group_labels
+    from vaelab.training.loop import prepare
+
+    path = Path(path)
+    labels = read_group_file(path)
+    paths = [path / name for name in labels]
+    configs = [_read_run_config(p) for p in paths]
+    ckpt = None
+    if (path / GROUP_CHECKPOINT_FILE).is_file():
+        ckpt = read_group_checkpoint(path / GROUP_CHECKPOINT_FILE, METRIC_FIELDS)
+        if ckpt.loop.finished and all(_complete(p) for p in paths):
+            raise RunError(f"the group in {path} is complete ({ckpt.loop.step} steps); "
+                           "nothing to resume")
+    elif any((p / MODEL_FILE).is_file() for p in paths):
+        raise RunError(f"the group in {path} has models but no checkpoint: it is complete, "
+                       "or was not written by a resumable vaelab")
+    resolved, source = [], None
+    for p, cfg in zip(paths, configs, strict=True):
+        r, src = prepare(cfg)
+        if r.to_json() != cfg.to_json():
+            raise RunError(f"{p / CONFIG_FILE} is not a resolved config (was it edited?); "
+                           "it cannot be resumed")
+        resolved.append(r)
+        source = source or src
+    check_group(resolved)
+    if group_labels(resolved) != labels:
+        raise RunError(f"{path / GROUP_FILE} does not match its models' config.json files "
+                       "(were they edited?); it cannot be resumed")
+    return _train_group_into(path, paths, resolved, source, ckpt, progress, figures)
+
+
+def _train_group_into(out: Path, paths: list[Path], configs: list[RunConfig], source: Any,
+                      ckpt: Any, progress: bool, figures: bool) -> list[Run]:
+    from vaelab.training.group import fit_group
+
+    results = fit_group(configs, progress=progress, source=source,
+                        checkpoint_path=out / GROUP_CHECKPOINT_FILE, resume=ckpt)
     runs = []
-    for i, result in enumerate(results):
-        run = _run_from_result(result, paths[i] if paths else None)
-        if run.path is not None:
-            write_metrics(run.path / METRICS_FILE, run.metrics)
-            run._write_results(run.path)
-            if figures:
-                run.plot()
+    for path, result in zip(paths, results, strict=True):
+        run = _run_from_result(result, path)
+        write_metrics(path / METRICS_FILE, run.metrics)
+        run._write_results(path)
+        if figures:
+            run.plot()
         runs.append(run)
     return runs
+
+
+def read_group_file(path: Path) -> list[str]:
+    """The model directory names listed in ``path/group.json``; a RunError if it is missing
+    or malformed."""
+    file = path / GROUP_FILE
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path} holds no {GROUP_FILE}: it is not a group of models") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunError(f"{file} is not readable JSON: {exc}") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    if (not isinstance(data, dict) or data.get("format") != GROUP_FORMAT
+            or not isinstance(models, list) or not models
+            or not all(isinstance(m, str) and m and Path(m).name == m and m not in (".", "..")
+                       for m in models)
+            or len(set(models)) != len(models)):
+        raise RunError(f"{file} is not a vaelab group file (format {GROUP_FORMAT!r} with a "
+                       "list of model directory names)")
+    return models
+
+
+def _group_of(path: Path) -> Path | None:
+    """The group directory that lists the run directory ``path`` as one of its models."""
+    parent = path.resolve().parent
+    if not (parent / GROUP_FILE).is_file():
+        return None
+    try:
+        return parent if path.resolve().name in read_group_file(parent) else None
+    except RunError:
+        return None
+
+
+def _check_group_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunError(f"output path {out} exists and is not a directory")
+    if force or not (out / GROUP_FILE).is_file():
+        return
+    if (out / GROUP_CHECKPOINT_FILE).is_file() or not any(
+            (out / m / MODEL_FILE).is_file() for m in _group_names_or_empty(out)):
+        raise RunError(f"output directory {out} holds an interrupted group: continue it with "
+                       f"--resume {out}, or pass --force to replace it")
+    raise RunError(f"output directory {out} holds a group of models; choose another --out "
+                   "or pass --force to replace it")
+
+
+def _group_names_or_empty(out: Path) -> list[str]:
+    try:
+        return read_group_file(out)
+    except RunError:
+        return []
+
+
+def _complete(path: Path) -> bool:
+    return (path / MODEL_FILE).is_file() and (path / SUMMARY_FILE).is_file()
 
 
 def _run_from_result(result: TrainResult, path: Path | None) -> Run:

@@ -137,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true",
                    help="replace the run in --out if it is not empty")
     t.add_argument("--resume", type=Path, metavar="RUN",
-                   help="continue RUN from its last checkpoint with its saved config (no "
-                   "other settings); SIGINT/SIGTERM save a checkpoint and stop")
+                   help="continue RUN (a run, or the OUT of a group) from its last checkpoint "
+                   "with its saved config (no other settings); SIGINT/SIGTERM save a "
+                   "checkpoint and stop")
     t.add_argument("--seeds", type=positive_int, metavar="N",
                    help="train N models at once (seeds SEED..SEED+N-1, batched weights) into "
                    "OUT/seed-S each")
@@ -284,7 +285,7 @@ _TRAIN_FLAGS = ("data", "noise", "n_train", "data_backend", "steps", "time_limit
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vaelab.resolve import build_config
-    from vaelab.runs import resume_run, train_run
+    from vaelab.runs import GROUP_FILE, resume_group, resume_run, train_run
 
     settings: dict[str, Any] = {k: getattr(args, k) for k in _TRAIN_FLAGS}
     settings.update(dict(args.set))
@@ -297,6 +298,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if given:
             raise VaelabError(f"--resume continues a run with its saved config; drop "
                               f"{', '.join(given)}")
+        if (args.resume / GROUP_FILE).is_file():  # a group (--seeds, --sweep) resumes whole
+            runs = resume_group(args.resume, progress=not args.quiet,
+                                figures=not args.no_figures)
+            return _report_group(runs)
         run = resume_run(args.resume, progress=not args.quiet, figures=not args.no_figures)
     elif args.seeds is not None or args.sweep:
         return _train_group(args, build_config(args.preset, args.config, settings), settings)
@@ -338,8 +343,11 @@ def _train_group(args: argparse.Namespace, config: Any, settings: dict[str, Any]
     else:
         group, kind = seed_group(config, args.seeds), "seeds"
     out = args.out or Path("runs") / f"{config.preset or 'custom'}-{kind}"
-    runs = train_group(group, out, force=args.force, progress=not args.quiet,
-                       figures=not args.no_figures)
+    return _report_group(train_group(group, out, force=args.force, progress=not args.quiet,
+                                     figures=not args.no_figures))
+
+
+def _report_group(runs: list[Any]) -> int:
     s = runs[0].summary
     print(f"trained {len(runs)} models x {s['steps']} steps in {s['train_seconds']:.1f} s "
           f"({s['group']['model_steps_per_second']:.0f} model-steps/s, {s['device']})")

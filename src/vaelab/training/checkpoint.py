@@ -91,11 +91,8 @@ def save_checkpoint(path: Path, *, config_json: str, model: torch.nn.Module,
     if perm is not None:
         tensors["stream/perm"] = perm.detach().cpu().contiguous()
     tensors["loop/sums"] = loop.sums.detach().cpu().double().contiguous()
-    rows = [[float(row[f]) for f in metric_fields] for row in loop.metrics]
-    tensors["metrics"] = torch.tensor(rows, dtype=torch.float64).reshape(-1, len(metric_fields))
-    for f in loop.frames:
-        for panel in FRAME_PANELS:
-            tensors[f"frame/{f.step:09d}/{panel}"] = getattr(f, panel).detach().cpu().contiguous()
+    tensors["metrics"] = metrics_tensor(loop.metrics, metric_fields)
+    tensors.update(frame_tensors(loop.frames, "frame"))
     meta = {"format": FORMAT, "vaelab_version": __version__, "step": str(loop.step),
             "count": str(loop.count), "elapsed_s": repr(loop.elapsed_s),
             "stream_pos": str(getattr(stream, "_pos", 0)),
@@ -106,21 +103,7 @@ def save_checkpoint(path: Path, *, config_json: str, model: torch.nn.Module,
 
 def read_checkpoint(path: Path, metric_fields: tuple[str, ...]) -> Checkpoint:
     """Parse ``path``; a RunError names the first thing wrong (nothing is restored here)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RunError(f"cannot read checkpoint {path}: {exc.strerror}") from None
-    try:
-        tensors = load_tensors(data)
-        meta = safetensors_metadata(data)
-    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
-        raise RunError(f"{path} is not a readable safetensors checkpoint "
-                       f"(truncated or tampered?): {exc}") from None
-    if meta.get("format") != FORMAT:
-        raise RunError(f"{path} is not a vaelab checkpoint (format {meta.get('format')!r})")
-    if meta.get("sha256") != tensors_digest(tensors):
-        raise RunError(f"{path} fails its checksum: it was corrupted or edited after it "
-                       "was written")
+    tensors, meta = load_verified(path, FORMAT)
     try:
         step, count, pos = int(meta["step"]), int(meta["count"]), int(meta["stream_pos"])
         elapsed = float(meta["elapsed_s"])
@@ -133,7 +116,7 @@ def read_checkpoint(path: Path, metric_fields: tuple[str, ...]) -> Checkpoint:
     model_state: dict[str, torch.Tensor] = {}
     optim_state: dict[int, dict[str, torch.Tensor]] = {}
     rng: dict[str, torch.Tensor] = {}
-    frames: dict[int, dict[str, torch.Tensor]] = {}
+    frames: dict[str, torch.Tensor] = {}
     perm = None
     sums = metrics = None
     for name, t in tensors.items():
@@ -154,29 +137,15 @@ def read_checkpoint(path: Path, metric_fields: tuple[str, ...]) -> Checkpoint:
         elif name == "metrics":
             metrics = t
         elif kind == "frame":
-            fstep, _, panel = rest.partition("/")
-            if not fstep.isdigit() or panel not in FRAME_PANELS:
-                raise RunError(f"{path}: unexpected tensor {name!r}")
-            frames.setdefault(int(fstep), {})[panel] = t
+            frames[rest] = t
         else:
             raise RunError(f"{path}: unexpected tensor {name!r}")
     if sums is None or metrics is None:
         raise RunError(f"{path}: the loop state is missing")
-    if metrics.ndim != 2 or metrics.shape[1] != len(metric_fields):
-        raise RunError(f"{path}: its metrics table has shape {tuple(metrics.shape)}")
-    for tensor, what in ((sums, "loss sums"), (metrics, "metrics")):
-        if not torch.isfinite(tensor).all():
-            raise RunError(f"{path}: its {what} hold NaN or inf")
-    frame_list = []
-    for fstep in sorted(frames):
-        panels = frames[fstep]
-        if set(panels) != set(FRAME_PANELS):
-            raise RunError(f"{path}: display frame {fstep} is incomplete")
-        frame_list.append(Frame(fstep, *(panels[p] for p in FRAME_PANELS)))
-    rows = [dict(zip(metric_fields, r, strict=True)) for r in metrics.tolist()]
-    for row in rows:
-        row["step"] = int(row["step"])
-    loop = LoopState(step, elapsed, sums, count, rows, frame_list, finished)
+    if not torch.isfinite(sums).all():
+        raise RunError(f"{path}: its loss sums hold NaN or inf")
+    rows = metrics_rows(path, metrics, metric_fields)
+    loop = LoopState(step, elapsed, sums, count, rows, parse_frames(path, frames), finished)
     return Checkpoint(path, config_json, loop, model_state, optim_state, rng, perm, pos)
 
 
@@ -190,9 +159,9 @@ def restore_checkpoint(ckpt: Checkpoint, *, model: torch.nn.Module,
     """
     where = ckpt.path
     expected = model.state_dict()
-    _same_keys(where, "model", set(expected), set(ckpt.model_state))
+    same_keys(where, "model", set(expected), set(ckpt.model_state))
     for name, live in expected.items():
-        _same_tensor(where, f"model/{name}", ckpt.model_state[name], live)
+        same_tensor(where, f"model/{name}", ckpt.model_state[name], live)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     if ckpt.loop.step > 0 and not ckpt.optim_state:
         raise RunError(f"{where}: the optimiser state is missing")
@@ -201,11 +170,11 @@ def restore_checkpoint(ckpt: Checkpoint, *, model: torch.nn.Module,
     for i, entry in ckpt.optim_state.items():
         if set(entry) != set(ADAM_KEYS):
             raise RunError(f"{where}: the optimiser state of parameter {i} is incomplete")
-        _same_tensor(where, f"optim/{i}/exp_avg", entry["exp_avg"], params[i])
-        _same_tensor(where, f"optim/{i}/exp_avg_sq", entry["exp_avg_sq"], params[i])
+        same_tensor(where, f"optim/{i}/exp_avg", entry["exp_avg"], params[i])
+        same_tensor(where, f"optim/{i}/exp_avg_sq", entry["exp_avg_sq"], params[i])
         if entry["step"].numel() != 1 or not torch.isfinite(entry["step"]).all():
             raise RunError(f"{where}: optim/{i}/step is not a finite scalar")
-    _same_keys(where, "rng", set(generators), set(ckpt.rng))
+    same_keys(where, "rng", set(generators), set(ckpt.rng))
     for name, gen in generators.items():
         state = ckpt.rng[name]
         if state.dtype != torch.uint8 or state.shape != gen.get_state().shape:
@@ -239,16 +208,82 @@ def restore_checkpoint(ckpt: Checkpoint, *, model: torch.nn.Module,
     return ckpt.loop
 
 
-def _same_keys(where: Path, what: str, expected: set[str], found: set[str]) -> None:
+def same_keys(where: Path, what: str, expected: set[str], found: set[str]) -> None:
     missing, extra = sorted(expected - found), sorted(found - expected)
     if missing or extra:
         detail = f"missing {what}/{missing[0]}" if missing else f"unexpected {what}/{extra[0]}"
         raise RunError(f"{where} does not match the run's config.json ({detail})")
 
 
-def _same_tensor(where: Path, name: str, found: torch.Tensor, live: torch.Tensor) -> None:
+def same_tensor(where: Path, name: str, found: torch.Tensor, live: torch.Tensor) -> None:
     if found.shape != live.shape or found.dtype != live.dtype:
         raise RunError(f"{where}: tensor {name!r} has shape {tuple(found.shape)} {found.dtype}, "
                        f"the run's config.json needs {tuple(live.shape)} {live.dtype}")
     if found.is_floating_point() and not torch.isfinite(found).all():
         raise RunError(f"{where}: tensor {name!r} holds NaN or inf")
+
+
+# -- pieces shared with the group checkpoint (training/group_checkpoint.py) ------------------
+
+def load_verified(path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of the checkpoint ``path``, after checking its format name
+    and checksum; a RunError names what is wrong."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RunError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    try:
+        tensors = load_tensors(data)
+        meta = safetensors_metadata(data)
+    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
+        raise RunError(f"{path} is not a readable safetensors checkpoint "
+                       f"(truncated or tampered?): {exc}") from None
+    if meta.get("format") != fmt:
+        raise RunError(f"{path} is not a vaelab checkpoint of this kind (format "
+                       f"{meta.get('format')!r}, expected {fmt!r})")
+    if meta.get("sha256") != tensors_digest(tensors):
+        raise RunError(f"{path} fails its checksum: it was corrupted or edited after it "
+                       "was written")
+    return tensors, meta
+
+
+def metrics_tensor(rows: list[dict[str, float]], fields: tuple[str, ...]) -> torch.Tensor:
+    """Metrics rows as a float64 table ``[rows, fields]``."""
+    table = [[float(row[f]) for f in fields] for row in rows]
+    return torch.tensor(table, dtype=torch.float64).reshape(-1, len(fields))
+
+
+def metrics_rows(where: Path, table: torch.Tensor,
+                 fields: tuple[str, ...]) -> list[dict[str, float]]:
+    """The rows of :func:`metrics_tensor`'s table, checked."""
+    if table.ndim != 2 or table.shape[1] != len(fields):
+        raise RunError(f"{where}: its metrics table has shape {tuple(table.shape)}")
+    if not torch.isfinite(table).all():
+        raise RunError(f"{where}: its metrics hold NaN or inf")
+    rows = [dict(zip(fields, r, strict=True)) for r in table.tolist()]
+    for row in rows:
+        row["step"] = int(row["step"])
+    return rows
+
+
+def frame_tensors(frames: list[Frame], prefix: str) -> dict[str, torch.Tensor]:
+    """Display frames as tensors named ``PREFIX/<step>/<panel>``."""
+    return {f"{prefix}/{f.step:09d}/{panel}": getattr(f, panel).detach().cpu().contiguous()
+            for f in frames for panel in FRAME_PANELS}
+
+
+def parse_frames(where: Path, tensors: dict[str, torch.Tensor]) -> list[Frame]:
+    """Frames from tensors named ``<step>/<panel>`` (the prefix removed), in step order."""
+    by_step: dict[int, dict[str, torch.Tensor]] = {}
+    for name, t in tensors.items():
+        fstep, _, panel = name.partition("/")
+        if not fstep.isdigit() or panel not in FRAME_PANELS:
+            raise RunError(f"{where}: unexpected frame tensor {name!r}")
+        by_step.setdefault(int(fstep), {})[panel] = t
+    frames = []
+    for fstep in sorted(by_step):
+        panels = by_step[fstep]
+        if set(panels) != set(FRAME_PANELS):
+            raise RunError(f"{where}: display frame {fstep} is incomplete")
+        frames.append(Frame(fstep, *(panels[p] for p in FRAME_PANELS)))
+    return frames

@@ -17,8 +17,9 @@ permutation. So a model trained in a group is the same training process as a sin
 its seed, reproducible by the group's seeds, but not a bit-copy of that single run (its batches
 differ, and batched kernels round differently).
 
-``train.time_limit`` stops the whole group at once, as it stops a single run. Not supported
-for groups (refused): checkpoints and ``--resume``.
+``train.time_limit`` stops the whole group at once, as it stops a single run. The group is
+checkpointed and resumed as one (:mod:`vaelab.training.group_checkpoint`): its models share
+their batches and noise, so none of them can continue alone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,15 +40,24 @@ from tqdm.auto import tqdm
 
 from vaelab.config import RunConfig
 from vaelab.data import DataSource, FixedSetStream
-from vaelab.errors import ConfigError, TrainingDiverged
+from vaelab.errors import ConfigError, RunError, TrainingDiverged, TrainingInterrupted
 from vaelab.models import BaseVAE
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.explicit import ExplicitStep, check_explicit
 from vaelab.training.frames import Frame
+from vaelab.training.group_checkpoint import (
+    AdamState,
+    GroupCheckpoint,
+    GroupLoopState,
+    check_group_checkpoint,
+    save_group_checkpoint,
+)
 from vaelab.training.loop import (
+    METRIC_FIELDS,
     STANDARDIZE_POINTS,
+    StopOnSignal,
     TrainResult,
     fit_standardization,
     init_model,
@@ -131,6 +142,16 @@ class StackedAdam:
         for p in self.params:
             p.grad = None
 
+    def export_state(self) -> AdamState:
+        return AdamState(self.steps, self.exp_avg, self.exp_avg_sq)
+
+    @torch.no_grad()
+    def import_state(self, state: AdamState) -> None:
+        for live, saved in zip(self.exp_avg + self.exp_avg_sq, state.exp_avg + state.exp_avg_sq,
+                               strict=True):
+            live.copy_(saved)
+        self.steps = state.step
+
 
 class _SharedRateAdam:
     """torch's fused Adam over the stacked parameters, for groups whose models share one
@@ -152,6 +173,22 @@ class _SharedRateAdam:
     def zero_grad(self) -> None:
         self.adam.zero_grad(set_to_none=True)
 
+    def export_state(self) -> AdamState:
+        state = self.adam.state_dict()["state"]
+        params = self.adam.params
+        if not state:  # a non-fused Adam before its first step
+            zeros = [torch.zeros_like(p) for p in params]
+            return AdamState(0, zeros, [z.clone() for z in zeros])
+        return AdamState(int(state[0]["step"]), [state[i]["exp_avg"] for i in range(len(params))],
+                         [state[i]["exp_avg_sq"] for i in range(len(params))])
+
+    def import_state(self, state: AdamState) -> None:
+        entries = {i: {"step": torch.tensor(float(state.step)), "exp_avg": m.clone(),
+                       "exp_avg_sq": v.clone()}
+                   for i, (m, v) in enumerate(zip(state.exp_avg, state.exp_avg_sq, strict=True))}
+        self.adam.load_state_dict({"state": entries,
+                                   "param_groups": self.adam.state_dict()["param_groups"]})
+
 
 class _LossOf(nn.Module):
     """forward(x, eps, kld_weight) -> (the loss terms stacked, z): what vmap maps over."""
@@ -167,9 +204,16 @@ class _LossOf(nn.Module):
 
 
 def fit_group(configs: list[RunConfig], *, progress: bool = True,
-              source: DataSource | None = None) -> list[TrainResult]:
+              source: DataSource | None = None, checkpoint_path: Path | None = None,
+              resume: GroupCheckpoint | None = None) -> list[TrainResult]:
     """Train every config of ``configs`` at once (see the module docstring); one
-    :class:`TrainResult` per config, in order, each as a single run would give it."""
+    :class:`TrainResult` per config, in order, each as a single run would give it.
+
+    ``checkpoint_path``: write the group's checkpoint there every ``train.checkpoint_every``
+    steps, at the end, and on SIGINT/SIGTERM (then :class:`TrainingInterrupted` is raised).
+    ``resume``: a checkpoint of this group to continue from; on the CPU a step-limited group
+    ends bit for bit as an uninterrupted one.
+    """
     if source is None:  # else: configs are resolved already, and source is their data
         resolved = [prepare(cfg) for cfg in configs]
         configs, source = [r for r, _ in resolved], resolved[0][1]
@@ -193,20 +237,30 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
                 STANDARDIZE_POINTS, make_generator(s.standardize, device), device))
     data_gen = make_generator(seeds[0].data, device)
     noise_gen = make_generator(seeds[0].noise, device)
+    generators = {"data": data_gen, "noise": noise_gen,
+                  **{f"model/{m}": g for m, g in enumerate(gens)}}
     streams = None
     if fixed[0] is not None:
         streams = [FixedSetStream(p, tc.batch_size, g) for p, g in zip(fixed, gens, strict=True)]
 
     template = copy.deepcopy(models[0])
     step_module = _LossOf(template)
-    params, buffers = stack_module_state(models)
-    params = {f"model.{k}": v for k, v in params.items()}
-    buffers = {f"model.{k}": v for k, v in buffers.items()}
+    stacked_params, stacked_buffers = stack_module_state(models)
+    params = {f"model.{k}": v for k, v in stacked_params.items()}
+    buffers = {f"model.{k}": v for k, v in stacked_buffers.items()}
     param_list = list(params.values())
     lrs = [c.optim.lr for c in configs]
     optimizer: StackedAdam | _SharedRateAdam = (
         _SharedRateAdam(param_list, lrs[0], device) if len(set(lrs)) == 1
         else StackedAdam(param_list, torch.tensor(lrs, device=device)))
+    configs_json = [c.to_json() for c in configs]
+    n_terms = len(LossTerms._fields)
+    state = GroupLoopState(0, 0.0, torch.zeros(m_count, n_terms), 0,
+                           torch.zeros(m_count, dtype=torch.long), [[] for _ in configs],
+                           [[] for _ in configs])
+    if resume is not None:
+        state = _restore(resume, configs_json, stacked_params, stacked_buffers, optimizer,
+                         generators, streams)
 
     def losses(p: dict, b: dict, x: torch.Tensor, eps: torch.Tensor,
                w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,84 +298,116 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             gen = model.decode(display_z)
         return Frame(step, x.detach().cpu(), z.detach().cpu(), gen.cpu())
 
-    n_terms = len(LossTerms._fields)
-    sums = torch.zeros(m_count, n_terms, device=device)
-    count = 0
-    bad_step = torch.zeros(m_count, dtype=torch.long, device=device)
-    metrics: list[list[dict[str, float]]] = [[] for _ in configs]
-    frames: list[list[Frame]] = [[] for _ in configs]
+    sums = state.sums.to(device=device, dtype=torch.float32)
+    count = state.count
+    bad_step = state.bad_step.to(device)
+    metrics, frames = state.metrics, state.frames
     frame_every = first.display.frame_every
     max_steps, limit = tc.steps, tc.time_limit
+    last_saved = state.step if resume is not None else None
 
     def check_finite() -> None:
         bad = bad_step.tolist()
         if any(bad):
             i = next(j for j, b in enumerate(bad) if b)
+            kept = (f"; the last good checkpoint (step {last_saved}) is kept in "
+                    f"{checkpoint_path}" if checkpoint_path is not None and last_saved is not None
+                    else "")
             raise TrainingDiverged(
                 f"model {i} (seed {configs[i].train.seed}, lr {configs[i].optim.lr:g}) "
                 f"diverged at step {bad[i]}: its loss or gradient became NaN or infinite. "
-                f"Likely cause: a learning rate too high for this model and data")
+                f"Likely cause: a learning rate too high for this model and data{kept}")
 
+    def save(finished: bool = False) -> None:
+        nonlocal last_saved
+        if checkpoint_path is None:
+            return
+        check_finite()
+        loop_state = GroupLoopState(step, time.perf_counter() - t0, sums, count, bad_step,
+                                    metrics, frames, finished)
+        save_group_checkpoint(checkpoint_path, configs_json=configs_json,
+                              params=stacked_params, buffers=stacked_buffers,
+                              adam=optimizer.export_state(), generators=generators,
+                              streams=streams, loop=loop_state, metric_fields=METRIC_FIELDS)
+        last_saved = step
+
+    step = state.step
     bar = tqdm(total=max_steps if max_steps is not None else round(limit or 0),
                disable=not progress, unit="step" if max_steps is not None else "s",
-               dynamic_ncols=True, mininterval=0.5)
+               dynamic_ncols=True, mininterval=0.5,
+               initial=step if max_steps is not None else round(state.elapsed_s))
     for model in models:
         model.train()
-    t0 = time.perf_counter()
-    step = 0
+    t0 = time.perf_counter() - state.elapsed_s
+    started = step
     try:
-        # as in the single-model loop: the step that reaches max_steps, or that ends after the
-        # time limit is spent, is the last (logged, framed); the schedules follow the larger
-        # of the step and the time fractions
-        while True:
-            prog = schedules.progress(step, max_steps, time.perf_counter() - t0, limit)
-            step += 1
-            factor = schedules.lr_factor(first.optim, step - 1, prog)
-            if warm:
-                kl_now = torch.tensor([schedules.kl_weight(c.loss, prog) for c in configs],
-                                      device=device)
-            if streams is None:
-                x = source.sample(m_count * tc.batch_size, data_gen, device).view(
-                    m_count, tc.batch_size, dim)
-            else:
-                x = torch.stack([s.next() for s in streams])
-            eps = torch.randn(eps_shape, generator=noise_gen, device=device)
-            if explicit is not None:  # loss terms [M, 4], and the gradients in .grad
-                terms, z = explicit(x, eps, kl_now)
-            else:
-                terms, z = batched(params, buffers, x, eps, kl_now)
-                optimizer.zero_grad()
-                terms[:, 0].sum().backward()
-            with torch.no_grad():  # a non-finite gradient makes the next loss non-finite
-                finite = torch.isfinite(terms[:, 0])
-                bad_step = torch.where(finite | (bad_step > 0), bad_step, step)
-            optimizer.step(factor)
-            sums += terms.detach()
-            count += 1
-
-            last = step == max_steps or (limit is not None and
-                                         time.perf_counter() - t0 >= limit)
-            if frame_every and (step == 1 or step % frame_every == 0) or last:
-                sync_models()
-                zz = z if samples is None else z[:, 0]
-                for i in range(m_count):
-                    frames[i].append(capture(i, step, x[i], zz[i]))
-            if step % tc.log_every == 0 or last:
-                check_finite()
-                means = (sums / count).tolist()
+        with StopOnSignal(enabled=checkpoint_path is not None) as stop:
+            # as in the single-model loop: the step that reaches max_steps, or that ends after
+            # the time limit is spent, is the last (logged, framed); the schedules follow the
+            # larger of the step and the time fractions
+            while True:
                 elapsed = time.perf_counter() - t0
-                for i in range(m_count):
-                    metrics[i].append({"step": step, "lr": lrs[i] * factor,
-                                       **dict(zip(LossTerms._fields, means[i], strict=True)),
-                                       "elapsed_s": elapsed})
-                bar.update((step if max_steps is not None else round(elapsed)) - bar.n)
-                sums.zero_()
-                count = 0
-            if last:
-                break
+                if (state.finished or step == max_steps
+                        or (limit is not None and elapsed >= limit and step > started)):
+                    break  # (normally the `last` step below ends the loop)
+                if stop.signum is not None:
+                    save()
+                    raise TrainingInterrupted(
+                        f"{stop.name} at step {step}: checkpoint of the group saved in "
+                        f"{checkpoint_path}; continue with: vaelab train --resume "
+                        f"{checkpoint_path.parent}", stop.signum)
+                prog = schedules.progress(step, max_steps, elapsed, limit)
+                step += 1
+                factor = schedules.lr_factor(first.optim, step - 1, prog)
+                if warm:
+                    kl_now = torch.tensor([schedules.kl_weight(c.loss, prog) for c in configs],
+                                          device=device)
+                if streams is None:
+                    x = source.sample(m_count * tc.batch_size, data_gen, device).view(
+                        m_count, tc.batch_size, dim)
+                else:
+                    x = torch.stack([s.next() for s in streams])
+                eps = torch.randn(eps_shape, generator=noise_gen, device=device)
+                if explicit is not None:  # loss terms [M, 4], and the gradients in .grad
+                    terms, z = explicit(x, eps, kl_now)
+                else:
+                    terms, z = batched(params, buffers, x, eps, kl_now)
+                    optimizer.zero_grad()
+                    terms[:, 0].sum().backward()
+                with torch.no_grad():  # a non-finite gradient makes the next loss non-finite
+                    finite = torch.isfinite(terms[:, 0])
+                    bad_step = torch.where(finite | (bad_step > 0), bad_step, step)
+                optimizer.step(factor)
+                sums += terms.detach()
+                count += 1
+
+                last = step == max_steps or (limit is not None and
+                                             time.perf_counter() - t0 >= limit)
+                if frame_every and (step == 1 or step % frame_every == 0) or last:
+                    sync_models()
+                    zz = z if samples is None else z[:, 0]
+                    for i in range(m_count):
+                        frames[i].append(capture(i, step, x[i], zz[i]))
+                if step % tc.log_every == 0 or last:
+                    check_finite()
+                    means = (sums / count).tolist()
+                    elapsed = time.perf_counter() - t0
+                    for i in range(m_count):
+                        metrics[i].append({"step": step, "lr": lrs[i] * factor,
+                                           **dict(zip(LossTerms._fields, means[i], strict=True)),
+                                           "elapsed_s": elapsed})
+                    bar.update((step if max_steps is not None else round(elapsed)) - bar.n)
+                    sums.zero_()
+                    count = 0
+                if last:
+                    break
+                if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                    save()
+            seconds = time.perf_counter() - t0
+            save(finished=True)
     finally:
         bar.close()
-    seconds = time.perf_counter() - t0
+    check_finite()
     sync_models()
     results = []
     for i, (cfg, model) in enumerate(zip(configs, models, strict=True)):
@@ -330,16 +416,45 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             "steps": step,
             "stopped_by": "steps" if step == max_steps else "time_limit",
             "train_seconds": round(seconds, 3),
-            "steps_per_second": round(step / seconds, 1),
+            "steps_per_second": round(step / seconds, 1) if seconds > 0 else None,
             "device": str(device),
             "gradients": "explicit" if explicit is not None else "autograd",
             "final": metrics[i][-1],
             "torch_version": torch.__version__,
             "group": {"models": m_count, "index": i,
-                      "model_steps_per_second": round(m_count * step / seconds, 1)},
+                      "model_steps_per_second": (round(m_count * step / seconds, 1)
+                                                 if seconds > 0 else None)},
         }
+        if resume is not None:
+            summary["resumed_from_step"] = resume.loop.step
         results.append(TrainResult(cfg, model, metrics[i], frames[i], summary))
     return results
+
+
+def _restore(ckpt: GroupCheckpoint, configs_json: list[str], params: dict[str, torch.Tensor],
+             buffers: dict[str, torch.Tensor], optimizer: StackedAdam | _SharedRateAdam,
+             generators: dict[str, torch.Generator],
+             streams: list[FixedSetStream] | None) -> GroupLoopState:
+    """Check ``ckpt`` against the live group, then copy it in; returns its loop state."""
+    check_group_checkpoint(ckpt, configs_json=configs_json, params=params, buffers=buffers,
+                           generators=generators, streams=streams)
+    backups = {name: gen.get_state() for name, gen in generators.items()}
+    try:
+        for name, gen in generators.items():
+            gen.set_state(ckpt.rng[name])
+    except RuntimeError as exc:
+        for name, gen in generators.items():
+            gen.set_state(backups[name])
+        raise RunError(f"{ckpt.path}: a generator state is invalid: {exc}") from None
+    with torch.no_grad():
+        for live, saved in ((params, ckpt.params), (buffers, ckpt.buffers)):
+            for name, t in live.items():
+                t.copy_(saved[name])
+    optimizer.import_state(ckpt.adam)
+    for m, stream in enumerate(streams or []):
+        stream._perm = ckpt.perms[m].to(stream.points.device)
+        stream._pos = ckpt.stream_pos[m]
+    return ckpt.loop
 
 
 def seed_group(config: RunConfig, count: int) -> list[RunConfig]:

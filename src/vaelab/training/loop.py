@@ -244,7 +244,7 @@ def fit(config: RunConfig, *, progress: bool = True,
     t0 = time.perf_counter() - state.elapsed_s
     started = step
     try:
-        with _StopOnSignal(enabled=checkpoint_path is not None) as stop:
+        with StopOnSignal(enabled=checkpoint_path is not None) as stop:
             while True:
                 elapsed = time.perf_counter() - t0
                 prog = schedules.progress(step, max_steps, elapsed, limit)
@@ -352,7 +352,7 @@ def _loss_function(model: BaseVAE, samples: int | None, compiled: bool,
     return call
 
 
-class _StopOnSignal:
+class StopOnSignal:
     """While active, SIGINT and SIGTERM only set ``signum``; the loop saves and stops.
 
     A second signal while one is pending interrupts at once (KeyboardInterrupt). Signal
@@ -376,7 +376,7 @@ class _StopOnSignal:
             raise KeyboardInterrupt
         self.signum = signum
 
-    def __enter__(self) -> _StopOnSignal:
+    def __enter__(self) -> StopOnSignal:
         if self.enabled:
             for sig in self.NAMES:
                 self._old[sig] = signal.signal(sig, self._handle)
