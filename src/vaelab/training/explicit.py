@@ -74,8 +74,9 @@ def unsupported_reason(config: RunConfig, group: bool = False) -> str | None:
         return f"model.name is {m.name!r} (explicit gradients cover 'simple')"
     if m.activation not in ("leaky_relu", "relu"):
         return f"model.activation is {m.activation!r} (explicit gradients cover leaky_relu, relu)"
-    if group and not closed_form(config):
-        return ("a group of models is covered only with loss.name 'seed_mse' and the standard "
+    if group and not (closed_form(config) or iwae_closed_form(config)):
+        return ("a group of models is covered only with the closed-form losses: loss.name "
+                "'seed_mse' with the standard prior, or 'iwae' with the standard or mixture "
                 "prior")
     return None
 
@@ -99,6 +100,15 @@ def iwae_closed_form(config: RunConfig) -> bool:
     """Whether the loss is the IWAE bound with the standard or mixture prior, which is also
     taken in closed form."""
     return config.loss.name == "iwae" and config.model.prior in ("standard", "mixture")
+
+
+def net_parameter_names(model: SimpleVAE) -> list[str]:
+    """The names of the encoder's, heads' and decoder's weights and biases (what the explicit
+    backward passes compute), in the order the data flows."""
+    lay = Layers.of(model)
+    return [f"{prefix}.{kind}" for prefix in (*lay.encoder, "fc_mu", "fc_var",
+                                              lay.decoder_input, *lay.decoder, lay.final)
+            for kind in ("weight", "bias")]
 
 
 class Layers(NamedTuple):
@@ -166,7 +176,8 @@ class ExplicitStep:
 
     def __init__(self, template: SimpleVAE, params: Mapping[str, torch.Tensor],
                  shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
-                 model: BaseVAE | None = None) -> None:
+                 model: BaseVAE | None = None,
+                 extras: Mapping[str, torch.Tensor] | None = None) -> None:
         self.layers = Layers.of(template)
         self.slope = negative_slope(template)
         self.p = dict(params)
@@ -178,23 +189,33 @@ class ExplicitStep:
         # what the autograd part of the loss owns: prior and likelihood parameters
         self.others = ([t for name, t in model.named_parameters() if name not in net]
                        if model is not None else [])
-        # the IWAE bound with the standard or mixture prior is also taken in closed form
-        self.iwae = (model is not None and model.objective == "iwae"
-                     and isinstance(model.prior, StandardNormalPrior | MixturePrior))
+        # the likelihood's and the prior's tensors by name (obs_std_raw or obs_std_fixed,
+        # prior.*), stacked or not as the network's are: the closed-form IWAE bound reads them
+        self.extras = dict(extras or {})
+        self.learn_std, self.min_std = template.learn_std, template.min_std
+        self.prior_kind = type(template.prior)
+        if template.objective == "seed_mse" and template.prior.is_standard:
+            self.kind = "seed"
+        elif (template.objective == "iwae"
+              and isinstance(template.prior, StandardNormalPrior | MixturePrior)):
+            self.kind = "iwae"
+        elif model is not None:
+            self.kind = "autograd"
+        else:
+            raise ValueError("stacked weights cover the closed-form losses only")
 
     @classmethod
     def for_model(cls, model: BaseVAE) -> ExplicitStep:
         if not isinstance(model, SimpleVAE):
             raise ValueError(f"explicit gradients cover SimpleVAE, not {type(model).__name__}")
         std = model.standardized
-        lay = Layers.of(model)
-        net = {f"{prefix}.{kind}": getattr(model.get_submodule(prefix), kind)
-               for prefix in (*lay.encoder, "fc_mu", "fc_var", lay.decoder_input, *lay.decoder,
-                              lay.final)
-               for kind in ("weight", "bias")}
-        seed_form = (model.objective == "seed_mse" and model.prior.is_standard)
-        return cls(model, net, model.data_shift if std else None,
-                   model.data_scale if std else None, None if seed_form else model)
+        names = net_parameter_names(model)
+        params = dict(model.named_parameters())
+        extras = {name: t for name, t in params.items() if name not in names}
+        extras["obs_std_fixed"] = model.obs_std_fixed
+        return cls(model, {name: params[name] for name in names},
+                   model.data_shift if std else None, model.data_scale if std else None,
+                   model, extras)
 
     def _w(self, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
         return self.p[f"{prefix}.weight"], self.p[f"{prefix}.bias"]
@@ -261,10 +282,10 @@ class ExplicitStep:
     # -- the step ------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, eps: torch.Tensor,
                  kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.model is None:
+        if self.kind == "seed":
             return self._seed_step(x, eps, kl_weight)
-        if self.iwae:
-            return self._iwae_step(x, eps, float(kl_weight))
+        if self.kind == "iwae":
+            return self._iwae_step(x, eps, kl_weight)
         return self._autograd_loss_step(x, eps, kl_weight)
 
     @torch.no_grad()
@@ -308,24 +329,34 @@ class ExplicitStep:
             t.grad = grads[name]
         return terms, z
 
+    def _standardize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shift is None:
+            return x
+        return (x - self.shift.unsqueeze(-2)) / self.scale.unsqueeze(-2)
+
     def _draws_pass(self, x: torch.Tensor, eps: torch.Tensor) -> tuple:
-        """Standardise, encode, draw z = mu + std * eps (eps ``[N, d]`` or ``[S, N, d]``) and
-        decode every draw: (u, mu, log_var, z, u_hat, encoder caches, decoder caches)."""
-        assert self.model is not None
-        u = self.model.standardize(x)
+        """Standardise, encode, draw z = mu + std * eps (eps ``[(M,) N, d]`` or
+        ``[(M,) S, N, d]`` for S draws per point) and decode every draw: (u, mu, log_var, z,
+        u_hat, encoder caches, decoder caches)."""
+        u = self._standardize(x)
         mu, log_var, enc_in, enc_out = self._encode(u)
-        z = torch.addcmul(mu, torch.exp(0.5 * log_var), eps)
-        u_hat, dec_in, dec_out = self._decode(z.reshape(-1, z.shape[-1]))
-        return (u, mu, log_var, z, u_hat.reshape(*z.shape[:-1], u_hat.shape[-1]),
+        if eps.ndim > x.ndim:  # draws: [(M,) S, N, d] against [(M,) N, d]
+            z = torch.addcmul(mu.unsqueeze(-3), torch.exp(0.5 * log_var).unsqueeze(-3), eps)
+        else:
+            z = torch.addcmul(mu, torch.exp(0.5 * log_var), eps)
+        rows = z.reshape(*x.shape[:-2], -1, z.shape[-1])  # [(M,) S * N, d]
+        u_hat, dec_in, dec_out = self._decode(rows)
+        return (u, mu, log_var, z, u_hat.view(*z.shape[:-1], u_hat.shape[-1]),
                 (enc_in, enc_out), (dec_in, dec_out))
 
     def _through_z(self, g_z: torch.Tensor, diff: torch.Tensor, g_mu: torch.Tensor,
                    g_lv: torch.Tensor, enc_in: list, enc_out: list,
                    grads: dict[str, torch.Tensor]) -> None:
-        """Carry d loss / dz (``[S, N, d]`` or ``[N, d]``) through z = mu + std * eps onto the
-        direct d loss / d mu and d loss / d log_var (``[N, d]``, added to in place):
-        d z / d mu = 1, d z / d log_var = (z - mu) / 2 = ``diff`` / 2; then run the encoder
-        backward and store every network gradient in ``.grad``."""
+        """Carry d loss / dz (``[(M,) S, N, d]`` or ``[(M,) N, d]``) through
+        z = mu + std * eps onto the direct d loss / d mu and d loss / d log_var
+        (``[(M,) N, d]``, added to in place): d z / d mu = 1, d z / d log_var = (z - mu) / 2 =
+        ``diff`` / 2; then run the encoder backward and store every network gradient in
+        ``.grad``."""
         g_mu.add_(_sum_draws(g_z, g_mu))
         g_lv.add_(_sum_draws(g_z * diff, g_lv), alpha=0.5)
         self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
@@ -334,56 +365,73 @@ class ExplicitStep:
 
     @torch.no_grad()
     def _iwae_step(self, x: torch.Tensor, eps: torch.Tensor,
-                   b: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """The IWAE bound of :func:`vaelab.objectives.iwae_loss`, in closed form.
+                   b: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The IWAE bound of :func:`vaelab.objectives.iwae_loss`, in closed form, for one
+        model (x ``[N, D]``, eps ``[S, N, d]``, the KL weight b a float) or a stack (a leading
+        model axis M on x, eps and every weight; b a float or ``[M]``).
 
-        Per point n and draw s (nats; r = (u - u_hat) / sigma, b = the KL weight)::
+        Per point n and draw s (nats; u the standardised point, r = (u - u_hat) / sigma)::
 
             log_lik = sum_d (-r^2 / 2 - log sigma - log(2 pi) / 2) + log|du/dx|
-            log_q   = log N(z; mu, diag exp(lv)),   log_p = log p(z) (standard or mixture)
+            log_q   = log N(z; mu, diag exp(lv)) = sum_d (-eps^2 / 2 - lv / 2 - log(2 pi) / 2)
+            log_p   = log p(z) (standard or mixture)
             log_w   = log_lik - b (log_q - log_p),  alpha = softmax over s of log_w
             loss    = -mean over n of (logsumexp over s of log_w - log S)
 
-        so d loss / d log_w = -alpha / N, and each term's partial derivatives follow.
+        so d loss / d log_w = -alpha / N. Written in eps (z = mu + exp(lv / 2) eps), log_q
+        depends on lv alone: its gradient is -b/2 per latent dimension and point (the alphas
+        of a point sum to 1), and z's gradient comes from the decoder and log p only.
         """
-        model = self.model
-        assert model is not None
+        lead = x.ndim - 2  # 1 for a stack of models
         u, mu, log_var, z, u_hat, (enc_in, enc_out), (dec_in, dec_out) = self._draws_pass(x, eps)
-        draws, n, _ = z.shape
+        draws, n, latent = z.shape[-3:]
+        b_t = b.view(-1, 1, 1) if isinstance(b, torch.Tensor) else b  # against [(M,) S, N]
 
-        sigma = model.obs_std()
-        r = (u - u_hat) / sigma  # [S, N, D]
-        log_lik = ((-0.5 * r.square() - torch.log(sigma) - 0.5 * LOG_2PI).sum(-1)
-                   + model.log_jacobian())
-        diff = z - mu
-        inv_var = torch.exp(-log_var)
-        t = diff * inv_var  # (z - mu) / var
-        log_q = (-0.5 * (diff * t + log_var + LOG_2PI)).sum(-1)
-        log_p, dlogp_dz, prior_parts = _prior_terms(model.prior, z)
+        sigma = self._sigma()  # [(M,) D]
+        sigma_b = _for_draws(sigma, lead, 2)  # [(M, 1, 1,) D]
+        r = (u.unsqueeze(-3) - u_hat) / sigma_b  # [(M,) S, N, D]
+        log_lik_const = -(torch.log(sigma).sum(-1) + 0.5 * LOG_2PI * sigma.shape[-1])
+        if self.log_scale_sum is not None:
+            log_lik_const = log_lik_const - self.log_scale_sum
+        log_lik = torch.add(_for_draws(log_lik_const, lead, 2), r.square().sum(-1), alpha=-0.5)
+        # log q per draw: -(sum eps^2 + sum lv + d log(2 pi)) / 2
+        log_q = (eps.square().sum(-1).add_(log_var.sum(-1).unsqueeze(-2))
+                 .add_(latent * LOG_2PI).mul_(-0.5))
+        log_p, dlogp_dz, prior_grads = _prior_terms(self.prior_kind, self.extras, z, lead)
         log_ratio = log_q - log_p
-        log_w = log_lik - b * log_ratio
-        lse = torch.logsumexp(log_w, dim=0)
-        reconstruction = -log_lik.mean()
-        kld = log_ratio.mean()
-        terms = torch.stack((-(lse - math.log(draws)).mean(), reconstruction, kld,
-                             reconstruction + kld))
+        log_w = log_lik - b_t * log_ratio
+        lse = torch.logsumexp(log_w, dim=-2)  # [(M,) N]
+        reconstruction = -log_lik.mean((-2, -1))
+        kld = log_ratio.mean((-2, -1))
+        terms = torch.stack(((math.log(draws) - lse).mean(-1), reconstruction, kld,
+                             reconstruction + kld), dim=-1)
 
-        alpha = torch.exp(log_w - lse) * (1.0 / n)  # -d loss / d log_w, [S, N]
-        a_ratio = (b * alpha).unsqueeze(-1)  # d loss / d log_q = -d loss / d log_p
-        a_lik = alpha.unsqueeze(-1)  # -d loss / d log_lik
-        g_u_hat = _flush_tiny(-a_lik * r / sigma)
-        if model.learn_std:  # sigma = min + softplus(raw)
-            g_sigma = -(a_lik * (r.square() - 1.0)).sum((0, 1)) / sigma
-            model.obs_std_raw.grad = g_sigma * torch.sigmoid(model.obs_std_raw)
-        for param, part in zip(model.prior.parameters(), prior_parts, strict=True):
-            param.grad = part(-a_ratio.squeeze(-1))
-        g_z = _flush_tiny(-a_ratio * (t + dlogp_dz))  # the log_q and log_p partials in z
+        alpha = torch.exp(log_w - lse.unsqueeze(-2)).mul_(1.0 / n)  # -d loss / d log_w
+        a_lik = alpha.unsqueeze(-1)  # -d loss / d log_lik, [(M,) S, N, 1]
+        g_u_hat = _flush_tiny(a_lik * r / sigma_b).neg_()
+        if self.learn_std:  # sigma = min + softplus(raw)
+            raw = self.extras["obs_std_raw"]
+            g_sigma = -(a_lik * (r.square() - 1.0)).sum((-3, -2)) / sigma
+            raw.grad = g_sigma * torch.sigmoid(raw)
+        a_ratio = b_t * alpha  # d loss / d log_q = -d loss / d log_p, [(M,) S, N]
+        for name, grad_of in prior_grads.items():
+            self.extras[name].grad = grad_of(-a_ratio)
         grads: dict[str, torch.Tensor] = {}
-        g_z.add_(self._decoder_backward(g_u_hat.reshape(-1, g_u_hat.shape[-1]), dec_in,
-                                        dec_out, grads).view(z.shape))
-        self._through_z(g_z, diff, (a_ratio * t).sum(0),
-                        (a_ratio * (0.5 * diff * t - 0.5)).sum(0), enc_in, enc_out, grads)
+        g_z = self._decoder_backward(g_u_hat.reshape(*x.shape[:-2], -1, g_u_hat.shape[-1]),
+                                     dec_in, dec_out, grads).view(z.shape)
+        # the prior's part: d loss / d log_p * d log_p / dz
+        g_z.sub_(_flush_tiny(a_ratio.unsqueeze(-1) * dlogp_dz))
+        # log q's part (the docstring): -1/2 per unit of d loss / d log_q, summed over draws
+        g_lv = a_ratio.sum(-2).mul_(-0.5).unsqueeze(-1).expand_as(log_var).clone()
+        self._through_z(g_z, z - mu.unsqueeze(-3), torch.zeros_like(mu), g_lv, enc_in, enc_out,
+                        grads)
         return terms, z
+
+    def _sigma(self) -> torch.Tensor:
+        """The decoder's sigma per data dimension, ``[(M,) D]`` (as ``BaseVAE.obs_std``)."""
+        if self.learn_std:
+            return self.min_std + torch.nn.functional.softplus(self.extras["obs_std_raw"])
+        return self.extras["obs_std_fixed"]
 
     def _autograd_loss_step(self, x: torch.Tensor, eps: torch.Tensor,
                             kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -422,34 +470,51 @@ def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 
 def _sum_draws(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Sum a ``[S, N, d]`` gradient over its draws to the ``[N, d]`` shape of ``like``."""
-    return g.sum(0) if g.ndim > like.ndim else g
+    """Sum a ``[(M,) S, N, d]`` gradient over its draws to the ``[(M,) N, d]`` shape of
+    ``like``."""
+    return g.sum(-3) if g.ndim > like.ndim else g
 
 
-def _prior_terms(prior: StandardNormalPrior | MixturePrior, z: torch.Tensor) -> tuple:
-    """(log p(z) ``[S, N]``, d log p / dz ``[S, N, d]``, one function per prior parameter,
-    in ``prior.parameters()`` order, mapping c = d loss / d log p ``[S, N]`` to that
-    parameter's gradient)."""
-    if isinstance(prior, StandardNormalPrior):  # log N(z; 0, I)
-        return (-0.5 * (z.square() + LOG_2PI)).sum(-1), -z, ()
+def _for_draws(t: torch.Tensor, lead: int, extra: int) -> torch.Tensor:
+    """``t`` (``[(M,) ...]``) with ``extra`` unit axes after its model axis, if it has one, so
+    that it broadcasts against tensors with draw and point axes; unchanged for one model."""
+    if not lead:
+        return t
+    return t.view(*t.shape[:lead], *(1,) * extra, *t.shape[lead:])
+
+
+def _prior_terms(kind: type, tensors: Mapping[str, torch.Tensor], z: torch.Tensor,
+                 lead: int) -> tuple:
+    """(log p(z) ``[(M,) S, N]``, d log p / dz ``[(M,) S, N, d]``, and a function per prior
+    parameter name mapping c = d loss / d log p ``[(M,) S, N]`` to that parameter's gradient).
+
+    ``tensors``: the prior's parameters by name (``prior.means``...), ``[(M,) C, ...]``.
+    """
+    if kind is StandardNormalPrior:  # log N(z; 0, I), d/dz = -z
+        return (-0.5 * (z.square() + LOG_2PI)).sum(-1), z.neg(), {}
     # mixture: log p = logsumexp_c (log pi_c + log N(z; m_c, diag s_c^2)), gamma = posterior
-    inv_s = torch.exp(-prior.log_stds)  # [C, d]
-    scaled = (z.unsqueeze(-2) - prior.means) * inv_s  # (z - m_c) / s_c, [S, N, C, d]
-    log_pi = torch.log_softmax(prior.logits, -1)
-    joint = (-0.5 * (scaled.square() + LOG_2PI)).sum(-1) - prior.log_stds.sum(-1) + log_pi
-    log_p = torch.logsumexp(joint, dim=-1)
-    gamma = torch.exp(joint - log_p.unsqueeze(-1))  # [S, N, C]
+    means, log_stds, logits = (tensors[f"prior.{k}"] for k in ("means", "log_stds", "logits"))
+    inv_s = _for_draws(torch.exp(-log_stds), lead, 2)  # [(M, 1, 1,) C, d]
+    scaled = (z.unsqueeze(-2) - _for_draws(means, lead, 2)) * inv_s  # [(M,) S, N, C, d]
+    log_pi = torch.log_softmax(logits, -1)  # [(M,) C]
+    const = log_pi - log_stds.sum(-1) - 0.5 * LOG_2PI * means.shape[-1]
+    joint = torch.add(_for_draws(const, lead, 2), scaled.square().sum(-1), alpha=-0.5)
+    log_p = torch.logsumexp(joint, dim=-1)  # [(M,) S, N]
+    gamma = torch.exp(joint - log_p.unsqueeze(-1))  # [(M,) S, N, C]
     over_s = scaled * inv_s  # (z - m_c) / s_c^2
     dlogp_dz = -(gamma.unsqueeze(-1) * over_s).sum(-2)
-    pi = torch.exp(log_pi)
 
     def weighted(c: torch.Tensor) -> torch.Tensor:
-        return (c.unsqueeze(-1) * gamma).unsqueeze(-1)  # [S, N, C, 1]
+        return (c.unsqueeze(-1) * gamma).unsqueeze(-1)  # [(M,) S, N, C, 1]
 
-    parts = {  # d log p / d means = gamma over_s; / d log_stds = gamma (scaled^2 - 1);
-        # / d logits = gamma - pi
-        "means": lambda c: (weighted(c) * over_s).sum((0, 1)),
-        "log_stds": lambda c: (weighted(c) * (scaled.square() - 1.0)).sum((0, 1)),
-        "logits": lambda c: (c.unsqueeze(-1) * gamma).sum((0, 1)) - c.sum() * pi,
+    def logits_grad(c: torch.Tensor) -> torch.Tensor:
+        pi = torch.exp(log_pi)
+        return (c.unsqueeze(-1) * gamma).sum((-3, -2)) - c.sum((-2, -1)).unsqueeze(-1) * pi
+
+    # d log p / d means = gamma over_s; / d log_stds = gamma (scaled^2 - 1);
+    # / d logits = gamma - pi
+    return log_p, dlogp_dz, {
+        "prior.means": lambda c: (weighted(c) * over_s).sum((-4, -3)),
+        "prior.log_stds": lambda c: (weighted(c) * (scaled.square() - 1.0)).sum((-4, -3)),
+        "prior.logits": logits_grad,
     }
-    return log_p, dlogp_dz, tuple(parts[name] for name, _ in prior.named_parameters())

@@ -6,8 +6,9 @@ trained in one loop: their weights are stacked along a leading model axis
 runs all M (every Linear becomes one batched matrix product), one backward gives every model
 its own gradient (the models share nothing, so the gradient of the summed loss is each model's
 own), and :class:`StackedAdam` updates them with one learning rate per model. Where explicit
-gradients apply (``train.gradients``, :mod:`vaelab.training.explicit`), they replace vmap and
-backward: the same batched products, with no autograd graph.
+gradients apply (``train.gradients``, :mod:`vaelab.training.explicit`: the seed's loss, and
+the IWAE bound with the standard or mixture prior, as the default preset trains), they replace
+vmap and backward: the same batched products, with no autograd graph.
 
 Randomness. Model m's initial weights (and the standardisation of an infinite source) come from
 its own seed, exactly as in a single run. Training batches and reparameterisation noise for the
@@ -45,7 +46,7 @@ from vaelab.models import BaseVAE
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
-from vaelab.training.explicit import ExplicitStep, check_explicit
+from vaelab.training.explicit import ExplicitStep, check_explicit, net_parameter_names
 from vaelab.training.frames import Frame
 from vaelab.training.group_checkpoint import (
     AdamState,
@@ -270,10 +271,12 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
     explicit = None
     if uses_explicit(first, device, group=True):  # the same gradients, with no autograd graph
         std = template.standardized
-        explicit = ExplicitStep(template,
-                                {k.removeprefix("model."): v for k, v in params.items()},
-                                buffers["model.data_shift"] if std else None,
-                                buffers["model.data_scale"] if std else None)
+        names = net_parameter_names(template)
+        extras = {k: v for k, v in stacked_params.items() if k not in names}
+        extras["obs_std_fixed"] = stacked_buffers["obs_std_fixed"]
+        explicit = ExplicitStep(template, {k: stacked_params[k] for k in names},
+                                stacked_buffers["data_shift"] if std else None,
+                                stacked_buffers["data_scale"] if std else None, extras=extras)
     warm = any(c.loss.kl_warmup > 0 for c in configs)
     kl_now = torch.tensor([c.loss.kld_weight for c in configs], device=device)
     samples = template.training_samples()
