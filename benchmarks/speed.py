@@ -19,7 +19,8 @@ in this process one after another (nothing else should run meanwhile):
   - ``pythae``: ``TrainingPipeline`` with a ``VAE`` built on the same encoder and decoder, one
     epoch over pre-drawn points (only when pythae is installed: ``pip install -e .[bench]``).
 * **many models at once**: aggregate model-steps/s of M = 1, 8, 64 seed-preset models trained
-  by :func:`vaelab.training.group.fit_group` (batched weights), at batch 128 and 512; and
+  by :func:`vaelab.training.group.fit_group` (batched weights), at batch 128 and 512; the
+  cost of 8 default-preset models against one, explicit gradients against vmap + autograd; and
   the cost of a step of 8 models against one model's, from interleaved pairs of runs.
 * **the default preset**: its steps/s with explicit gradients and with autograd.
 * **threads**: vaelab at batch 512 with 1 thread and with all of them.
@@ -164,23 +165,28 @@ def pythae_rate(batch: int, steps: int) -> float | None:
         return steps / (time.perf_counter() - t0)
 
 
-def group_rate(models: int, batch: int, steps: int) -> float:
-    cfg = build_config("seed", settings={"batch_size": batch, "steps": steps, "device": "cpu",
-                                         "frame_every": 0, "log_every": 100})
+def group_rate(models: int, batch: int, steps: int, preset: str = "seed",
+               gradients: str = "auto") -> float:
+    cfg = build_config(preset, settings={"batch_size": batch, "steps": steps, "device": "cpu",
+                                         "frame_every": 0, "log_every": 100,
+                                         "checkpoint_every": 0, "gradients": gradients})
     results = fit_group(seed_group(cfg, models), progress=False)
     return models * steps / results[0].summary["train_seconds"]
 
 
-def group_cost(models: int, batch: int, repeats: int, quick: bool) -> list[float]:
+def group_cost(models: int, batch: int, repeats: int, quick: bool, preset: str = "seed",
+               gradients: str = "auto") -> list[float]:
     """The time of one step of ``models`` models at once against one single-model step, from
     ``repeats`` interleaved pairs (single loop, then group): each pair is measured within a few
     seconds, so a drift of this machine's speed moves both sides alike."""
-    single_steps = 60 if quick else steps_for(batch, quick)
-    group_steps = 40 if quick else max(12_000 // models, 60)
+    scale = 1 if preset == "seed" else 4  # the default preset's step is about 4x longer
+    single_steps = 60 if quick else steps_for(batch, quick) // scale
+    group_steps = 40 if quick else max(12_000 // models // scale, 60)
     ratios = []
     for _ in range(repeats):
-        single = vaelab_rate(batch, single_steps)
-        ratios.append(models * single / group_rate(models, batch, group_steps))
+        single = vaelab_rate(batch, single_steps, preset)
+        ratios.append(models * single / group_rate(models, batch, group_steps, preset,
+                                                   gradients))
     return ratios
 
 
@@ -280,6 +286,12 @@ def main() -> None:
     costs = {batch: group_cost(8, batch, repeats, quick) for batch in (128, 512)}
     for batch, ratios in costs.items():
         log(f"group cost, M = 8, batch {batch}: " + ", ".join(f"{r:.2f}x" for r in ratios))
+    # the default preset's groups (what `vaelab train --seeds 8` trains): explicit gradients
+    # on stacked weights, against vmap + autograd
+    default_costs = {g: group_cost(8, 128, 1 if quick or g == "autograd" else 3, quick,
+                                   "default", g) for g in ("auto", "autograd")}
+    log("default preset group cost, M = 8: " + "; ".join(
+        f"{g} " + ", ".join(f"{r:.2f}x" for r in rs) for g, rs in default_costs.items()))
 
     # the default preset (batch 128, IWAE k = 4, mixture prior), explicit against autograd
     default_steps = 60 if quick else 6000
@@ -353,6 +365,13 @@ def main() -> None:
               "machine's speed moves both alike): a step of 8 models costs "
               + "; ".join(f"**{statistics.median(r):.2f}x** one model's at batch {b} (median; "
                           f"{min(r):.2f}-{max(r):.2f}x)" for b, r in costs.items()) + "."]
+    auto, autograd = default_costs["auto"], default_costs["autograd"]
+    lines += ["", "The default preset's groups (`vaelab train --seeds 8`: batch 128, IWAE k = "
+              "4, mixture prior), measured the same way: a step of 8 models costs "
+              f"**{statistics.median(auto):.2f}x** one model's with explicit gradients on the "
+              f"stacked weights (median of {len(auto)} pairs; {min(auto):.2f}-"
+              f"{max(auto):.2f}x), against {statistics.median(autograd):.2f}x with vmap + "
+              "autograd (`--gradients autograd`)."]
     lines += ["", "Time to quality: the `default` preset trained with `--time-limit T` on the "
               "Swiss roll (seed 0), scored on 10,000 fresh test points "
               f"(target: C2ST accuracy <= {C2ST_THRESHOLD} within 10 s).", "",

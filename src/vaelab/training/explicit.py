@@ -385,7 +385,8 @@ class ExplicitStep:
         lead = x.ndim - 2  # 1 for a stack of models
         u, mu, log_var, z, u_hat, (enc_in, enc_out), (dec_in, dec_out) = self._draws_pass(x, eps)
         draws, n, latent = z.shape[-3:]
-        b_t = b.view(-1, 1, 1) if isinstance(b, torch.Tensor) else b  # against [(M,) S, N]
+        # one KL weight per model, against [M, S, N]; a float (or 0-d tensor) for all
+        b_t = b.view(-1, 1, 1) if isinstance(b, torch.Tensor) and b.ndim == 1 else b
 
         sigma = self._sigma()  # [(M,) D]
         sigma_b = _for_draws(sigma, lead, 2)  # [(M, 1, 1,) D]
