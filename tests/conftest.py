@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import torch
 
@@ -25,6 +28,25 @@ def tiny_run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
     vaelab.train(preset="seed", out=out, progress=False, device="cpu", **TINY)
     return out
+
+
+@pytest.fixture
+def interrupt_at():
+    """``interrupt_at(monkeypatch, step)``: send this process SIGINT during step ``step + 1``
+    of the next training loop (single run or group), which then saves a checkpoint and stops
+    after that step. Both loops ask the schedules for the learning rate once per step."""
+    from vaelab.training import schedules
+
+    def arm(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+        original = schedules.lr_factor
+
+        def lr_factor(cfg, done, prog):  # noqa: ANN001, ANN202
+            if done == step:
+                os.kill(os.getpid(), signal.SIGINT)
+            return original(cfg, done, prog)
+
+        monkeypatch.setattr(schedules, "lr_factor", lr_factor)
+    return arm
 
 
 @pytest.fixture(autouse=True)

@@ -185,29 +185,18 @@ IN_PROCESS = {"steps": 240, "batch_size": 64, "log_every": 40, "frame_every": 80
               "display_points": 50, "checkpoint_every": 60, "device": "cpu"}
 
 
-def _interrupt_at(monkeypatch, step: int) -> None:
-    """Send this process SIGINT once the loop has logged ``step``."""
-    original = loop_module.schedules.lr_factor
-
-    def lr_factor(cfg, done, prog):
-        if done == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(cfg, done, prog)
-
-    monkeypatch.setattr(loop_module.schedules, "lr_factor", lr_factor)
-
-
 @pytest.mark.parametrize("preset,extra", [
     ("seed", {}),
     ("default", {}),
     ("seed", {"n_train": 500}),  # a fixed training set: its permutation is restored too
 ])
-def test_interrupted_in_process_resumes_to_the_same_state(tmp_path, monkeypatch, preset, extra):
+def test_interrupted_in_process_resumes_to_the_same_state(tmp_path, monkeypatch, interrupt_at,
+                                                         preset, extra):
     torch.set_num_threads(1)
     cfg = build_config(preset, settings={**IN_PROCESS, **extra})
     whole = train_run(cfg, tmp_path / "whole", progress=False, figures=False)
     with monkeypatch.context() as m:
-        _interrupt_at(m, 130)
+        interrupt_at(m, 130)
         with pytest.raises(TrainingInterrupted, match="at step 131"):
             train_run(cfg, tmp_path / "cut", progress=False, figures=False)
     assert not (tmp_path / "cut" / MODEL_FILE).exists()
@@ -251,10 +240,10 @@ def test_a_checkpoint_deleted_mid_run_is_written_again(tmp_path, monkeypatch):
 # -- untrusted checkpoints ------------------------------------------------
 
 @pytest.fixture
-def interrupted_run(tmp_path, monkeypatch) -> Path:
+def interrupted_run(tmp_path, monkeypatch, interrupt_at) -> Path:
     cfg = build_config("seed", settings=IN_PROCESS)
     with monkeypatch.context() as m:
-        _interrupt_at(m, 70)
+        interrupt_at(m, 70)
         with pytest.raises(TrainingInterrupted):
             train_run(cfg, tmp_path / "cut", progress=False, figures=False)
     return tmp_path / "cut"

@@ -25,25 +25,12 @@ import vaelab
 from vaelab.errors import RunError, TrainingInterrupted
 from vaelab.fileio import safetensors_metadata
 from vaelab.runs import GROUP_FILE, MODEL_FILE, load_run, resume_run
-from vaelab.training import group as group_module
 from vaelab.training.group_checkpoint import GROUP_CHECKPOINT_FILE, read_group_checkpoint
 from vaelab.training.loop import METRIC_FIELDS
 
 SMALL = {"steps": 200, "batch_size": 64, "log_every": 40, "frame_every": 80,
          "display_points": 50, "checkpoint_every": 50, "device": "cpu"}
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def _interrupt_at(monkeypatch, step: int) -> None:
-    """Send this process SIGINT during step ``step + 1`` (the loop stops after it)."""
-    original = group_module.schedules.lr_factor
-
-    def lr_factor(cfg, done, prog):
-        if done == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(cfg, done, prog)
-
-    monkeypatch.setattr(group_module.schedules, "lr_factor", lr_factor)
 
 
 def _assert_same_runs(a: list, b: list) -> None:
@@ -64,13 +51,14 @@ def _assert_same_runs(a: list, b: list) -> None:
     {"seeds": 2, "preset": "seed", "n_train": 300},  # fixed sets: each model's permutation
     {"seeds": 2, "preset": "default", "steps": 120},  # vmap + autograd, standardised data
 ])
-def test_an_interrupted_group_resumes_to_the_same_state(tmp_path, monkeypatch, kwargs):
+def test_an_interrupted_group_resumes_to_the_same_state(tmp_path, monkeypatch, interrupt_at,
+                                                        kwargs):
     torch.set_num_threads(1)
     settings = {**SMALL, **kwargs}
     whole = vaelab.train_many(out=tmp_path / "whole", progress=False, figures=False,
                               **settings)
     with monkeypatch.context() as m:
-        _interrupt_at(m, 70)
+        interrupt_at(m, 70)
         with pytest.raises(TrainingInterrupted, match="at step 71.*--resume"):
             vaelab.train_many(out=tmp_path / "cut", progress=False, figures=False, **settings)
     assert not any((p / MODEL_FILE).exists() for p in (tmp_path / "cut").iterdir()
@@ -84,10 +72,10 @@ def test_an_interrupted_group_resumes_to_the_same_state(tmp_path, monkeypatch, k
 
 
 @pytest.fixture
-def cut_group(tmp_path, monkeypatch) -> Path:
+def cut_group(tmp_path, monkeypatch, interrupt_at) -> Path:
     """A seed-preset group of 2, interrupted after its step-50 checkpoint."""
     with monkeypatch.context() as m:
-        _interrupt_at(m, 60)
+        interrupt_at(m, 60)
         with pytest.raises(TrainingInterrupted):
             vaelab.train_many(seeds=2, preset="seed", out=tmp_path / "cut", progress=False,
                               figures=False, **SMALL)

@@ -174,30 +174,15 @@ def restore_checkpoint(ckpt: Checkpoint, *, model: torch.nn.Module,
         same_tensor(where, f"optim/{i}/exp_avg_sq", entry["exp_avg_sq"], params[i])
         if entry["step"].numel() != 1 or not torch.isfinite(entry["step"]).all():
             raise RunError(f"{where}: optim/{i}/step is not a finite scalar")
-    same_keys(where, "rng", set(generators), set(ckpt.rng))
-    for name, gen in generators.items():
-        state = ckpt.rng[name]
-        if state.dtype != torch.uint8 or state.shape != gen.get_state().shape:
-            raise RunError(f"{where}: rng/{name} is not a generator state of this device")
+    check_generator_states(where, generators, ckpt.rng)
     perm = getattr(stream, "_perm", None)
     if (perm is None) != (ckpt.stream_perm is None):
         raise RunError(f"{where}: its data stream does not match the run's data settings")
     if ckpt.stream_perm is not None:
-        n = stream.points.shape[0]  # type: ignore[attr-defined]
-        p = ckpt.stream_perm
-        if p.dtype != torch.int64 or p.ndim != 1 or (p.numel() and (p.min() < 0 or p.max() >= n)):
-            raise RunError(f"{where}: stream/perm is not a permutation of the training set")
-        if ckpt.stream_pos > p.numel():
-            raise RunError(f"{where}: stream position {ckpt.stream_pos} is out of range")
+        check_permutation(where, "stream/perm", ckpt.stream_perm, ckpt.stream_pos,
+                          stream.points.shape[0])  # type: ignore[attr-defined]
     # everything checked: restore (generator states are validated by set_state itself too)
-    backups = {name: gen.get_state() for name, gen in generators.items()}
-    try:
-        for name, gen in generators.items():
-            gen.set_state(ckpt.rng[name])
-    except RuntimeError as exc:
-        for name, gen in generators.items():
-            gen.set_state(backups[name])
-        raise RunError(f"{where}: a generator state is invalid: {exc}") from None
+    set_generator_states(where, generators, ckpt.rng)
     model.load_state_dict(ckpt.model_state)
     if ckpt.optim_state:
         groups = optimizer.state_dict()["param_groups"]
@@ -206,6 +191,38 @@ def restore_checkpoint(ckpt: Checkpoint, *, model: torch.nn.Module,
         stream._perm = ckpt.stream_perm.to(stream.points.device)  # type: ignore[attr-defined]
         stream._pos = ckpt.stream_pos  # type: ignore[attr-defined]
     return ckpt.loop
+
+
+def check_permutation(where: Path, name: str, perm: torch.Tensor, pos: int, n: int) -> None:
+    """Refuse a saved permutation that is not of ``n`` points, or a position beyond it."""
+    if perm.dtype != torch.int64 or perm.ndim != 1 or (
+            perm.numel() and (perm.min() < 0 or perm.max() >= n)):
+        raise RunError(f"{where}: {name} is not a permutation of the training set")
+    if pos > perm.numel():
+        raise RunError(f"{where}: the position {pos} in {name} is out of range")
+
+
+def check_generator_states(where: Path, generators: dict[str, torch.Generator],
+                           states: dict[str, torch.Tensor]) -> None:
+    """Refuse saved generator states that are missing, extra, or not of these generators."""
+    same_keys(where, "rng", set(generators), set(states))
+    for name, gen in generators.items():
+        state = states[name]
+        if state.dtype != torch.uint8 or state.shape != gen.get_state().shape:
+            raise RunError(f"{where}: rng/{name} is not a generator state of this device")
+
+
+def set_generator_states(where: Path, generators: dict[str, torch.Generator],
+                         states: dict[str, torch.Tensor]) -> None:
+    """Set every generator's state, or none of them (a RunError if one is invalid)."""
+    backups = {name: gen.get_state() for name, gen in generators.items()}
+    try:
+        for name, gen in generators.items():
+            gen.set_state(states[name])
+    except RuntimeError as exc:
+        for name, gen in generators.items():
+            gen.set_state(backups[name])
+        raise RunError(f"{where}: a generator state is invalid: {exc}") from None
 
 
 def same_keys(where: Path, what: str, expected: set[str], found: set[str]) -> None:

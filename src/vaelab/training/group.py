@@ -41,10 +41,11 @@ from tqdm.auto import tqdm
 
 from vaelab.config import RunConfig
 from vaelab.data import DataSource, FixedSetStream
-from vaelab.errors import ConfigError, RunError, TrainingDiverged, TrainingInterrupted
+from vaelab.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vaelab.models import BaseVAE
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
+from vaelab.training.checkpoint import set_generator_states
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.explicit import ExplicitStep, check_explicit, net_parameter_names
 from vaelab.training.frames import Frame
@@ -441,14 +442,7 @@ def _restore(ckpt: GroupCheckpoint, configs_json: list[str], params: dict[str, t
     """Check ``ckpt`` against the live group, then copy it in; returns its loop state."""
     check_group_checkpoint(ckpt, configs_json=configs_json, params=params, buffers=buffers,
                            generators=generators, streams=streams)
-    backups = {name: gen.get_state() for name, gen in generators.items()}
-    try:
-        for name, gen in generators.items():
-            gen.set_state(ckpt.rng[name])
-    except RuntimeError as exc:
-        for name, gen in generators.items():
-            gen.set_state(backups[name])
-        raise RunError(f"{ckpt.path}: a generator state is invalid: {exc}") from None
+    set_generator_states(ckpt.path, generators, ckpt.rng)
     with torch.no_grad():
         for live, saved in ((params, ckpt.params), (buffers, ckpt.buffers)):
             for name, t in live.items():

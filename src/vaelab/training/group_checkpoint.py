@@ -34,6 +34,8 @@ from vaelab._version import __version__
 from vaelab.errors import RunError
 from vaelab.fileio import atomic_write_bytes, tensors_digest
 from vaelab.training.checkpoint import (
+    check_generator_states,
+    check_permutation,
     frame_tensors,
     load_verified,
     metrics_rows,
@@ -214,18 +216,10 @@ def check_group_checkpoint(ckpt: GroupCheckpoint, *, configs_json: list[str],
     for i, p in enumerate(live_params):
         same_tensor(where, f"optim/{i}/exp_avg", ckpt.adam.exp_avg[i], p)
         same_tensor(where, f"optim/{i}/exp_avg_sq", ckpt.adam.exp_avg_sq[i], p)
-    same_keys(where, "rng", set(generators), set(ckpt.rng))
-    for name, gen in generators.items():
-        state = ckpt.rng[name]
-        if state.dtype != torch.uint8 or state.shape != gen.get_state().shape:
-            raise RunError(f"{where}: rng/{name} is not a generator state of this device")
+    check_generator_states(where, generators, ckpt.rng)
     n_streams = len(streams) if streams is not None else 0
     if set(ckpt.perms) != set(range(n_streams)) or len(ckpt.stream_pos) != n_streams:
         raise RunError(f"{where}: its data streams do not match the group's data settings")
     for m in range(n_streams):
-        n = streams[m].points.shape[0]  # type: ignore[index]
-        p = ckpt.perms[m]
-        if p.dtype != torch.int64 or p.ndim != 1 or (p.numel() and (p.min() < 0 or p.max() >= n)):
-            raise RunError(f"{where}: stream/{m}/perm is not a permutation of the training set")
-        if ckpt.stream_pos[m] > p.numel():
-            raise RunError(f"{where}: stream {m}'s position is out of range")
+        check_permutation(where, f"stream/{m}/perm", ckpt.perms[m], ckpt.stream_pos[m],
+                          streams[m].points.shape[0])  # type: ignore[index]
