@@ -98,6 +98,20 @@ def test_training_into_an_interrupted_group_points_to_resume(cut_group):
     assert read_group_checkpoint(cut_group / GROUP_CHECKPOINT_FILE, METRIC_FIELDS).loop.finished
 
 
+def test_a_run_and_a_group_do_not_share_a_directory(tmp_path):
+    small = {**SMALL, "steps": 20, "frame_every": 0}
+    vaelab.train(preset="seed", out=tmp_path / "r", progress=False, figures=False, **small)
+    with pytest.raises(RunError, match="holds a run"):
+        vaelab.train_many(seeds=2, preset="seed", out=tmp_path / "r", progress=False, **small)
+    vaelab.train_many(seeds=2, preset="seed", out=tmp_path / "r", force=True, progress=False,
+                      figures=False, **small)
+    assert not (tmp_path / "r" / "config.json").exists()  # the run's files went
+    vaelab.train(preset="seed", out=tmp_path / "r", force=True, progress=False, figures=False,
+                 **small)
+    assert not (tmp_path / "r" / GROUP_FILE).exists()  # and the group's
+    assert load_run(tmp_path / "r").config.train.steps == 20
+
+
 def test_a_complete_group_is_refused_and_a_lost_model_is_rebuilt(cut_group):
     runs = vaelab.resume_many(cut_group, progress=False, figures=False)
     with pytest.raises(RunError, match="complete"):

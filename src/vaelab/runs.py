@@ -134,8 +134,8 @@ def prepare_run_dir(path: str | Path, force: bool) -> Path:
     """Create ``path``; refuse a non-empty one unless ``force`` (then its run files go)."""
     path = Path(path)
     check_run_dir(path, force)
-    if path.is_dir() and any(path.iterdir()):
-        for name in RUN_FILES:
+    if path.is_dir() and any(path.iterdir()):  # forced: a run's (or a group's) files go
+        for name in RUN_FILES + GROUP_FILES:
             (path / name).unlink(missing_ok=True)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -272,8 +272,8 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
     _check_group_dir(out, force)
     for path in paths:  # all checked before any is written
         check_run_dir(path, force)
-    if force:
-        for name in GROUP_FILES:
+    if force:  # a group's (or a single run's) files in OUT go
+        for name in GROUP_FILES + RUN_FILES:
             (out / name).unlink(missing_ok=True)
     for path, cfg in zip(paths, resolved, strict=True):
         prepare_run_dir(path, force)
@@ -373,7 +373,12 @@ def _group_of(path: Path) -> Path | None:
 def _check_group_dir(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise RunError(f"output path {out} exists and is not a directory")
-    if force or not (out / GROUP_FILE).is_file():
+    if force:
+        return
+    if (out / CONFIG_FILE).is_file():
+        raise RunError(f"output directory {out} holds a run; choose another --out or pass "
+                       "--force to replace it")
+    if not (out / GROUP_FILE).is_file():
         return
     if (out / GROUP_CHECKPOINT_FILE).is_file() or not any(
             (out / m / MODEL_FILE).is_file() for m in _group_names_or_empty(out)):
