@@ -18,6 +18,8 @@ in this process one after another (nothing else should run meanwhile):
     step, list outputs, a loss dict, three ``.item()`` per step), from seed_walltime.py;
   - ``pythae``: ``TrainingPipeline`` with a ``VAE`` built on the same encoder and decoder, one
     epoch over pre-drawn points (only when pythae is installed: ``pip install -e .[bench]``).
+* **the headline**: the seed preset at batch 512 against the seed's loop, from interleaved
+  pairs of runs.
 * **many models at once**: aggregate model-steps/s of M = 1, 8, 64 seed-preset models trained
   by :func:`vaelab.training.group.fit_group` (batched weights), at batch 128 and 512; the
   cost of 8 default-preset models against one, explicit gradients against vmap + autograd; and
@@ -274,6 +276,12 @@ def main() -> None:
             log(f"batch {batch}: {name} "
                 + (f"{value:.0f} steps/s" if value is not None else "not installed"))
 
+    # the headline (issue 5: seed preset at batch 512 against the seed's loop), again from
+    # interleaved pairs, so that a drift of the machine's speed moves both sides alike
+    pairs = [(vaelab_rate(512, steps_for(512, quick)), seed_loop_rate(512, steps_for(512, quick)))
+             for _ in range(1 if quick else 3)]
+    log("seed preset, batch 512, pairs: " + ", ".join(f"{a:.0f}/{b:.0f}" for a, b in pairs))
+
     group: dict[tuple[int, int], float] = {}
     for batch in (128, 512):
         for models in (1, 8, 64):
@@ -330,6 +338,14 @@ def main() -> None:
             else:
                 cells.append(f"{v:.0f} (vaelab {rates['vaelab'][b] / v:.1f}x)")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    ratios = [a / b for a, b in pairs]
+    lines += ["", f"The seed preset at batch 512 from {len(pairs)} interleaved pairs of runs "
+              "(vaelab, then the seed's loop, a few seconds each): vaelab "
+              + ", ".join(f"{a:.0f}" for a, _ in pairs) + " steps/s, the seed's loop "
+              + ", ".join(f"{b:.0f}" for _, b in pairs)
+              + f"; vaelab **{statistics.median(ratios):.2f}x** the seed's loop "
+              f"(median; {min(ratios):.2f}-{max(ratios):.2f}x; target 3x, "
+              "and >= 750 steps/s)."]
     lines += ["", f"The default preset (batch 128, IWAE k = 4, mixture prior, learned sigma; "
               f"{default_steps} steps of its schedule): {preset_rates['auto']:.0f} steps/s "
               f"with explicit gradients (`--gradients auto`), {preset_rates['autograd']:.0f} "
