@@ -349,16 +349,17 @@ class ExplicitStep:
         return (u, mu, log_var, z, u_hat.view(*z.shape[:-1], u_hat.shape[-1]),
                 (enc_in, enc_out), (dec_in, dec_out))
 
-    def _through_z(self, g_z: torch.Tensor, diff: torch.Tensor, g_mu: torch.Tensor,
+    def _through_z(self, g_z: torch.Tensor, diff: torch.Tensor, g_mu: torch.Tensor | None,
                    g_lv: torch.Tensor, enc_in: list, enc_out: list,
                    grads: dict[str, torch.Tensor]) -> None:
         """Carry d loss / dz (``[(M,) S, N, d]`` or ``[(M,) N, d]``) through
-        z = mu + std * eps onto the direct d loss / d mu and d loss / d log_var
-        (``[(M,) N, d]``, added to in place): d z / d mu = 1, d z / d log_var = (z - mu) / 2 =
+        z = mu + std * eps onto the direct d loss / d mu (None: none) and d loss / d log_var
+        (broadcastable to ``[(M,) N, d]``): d z / d mu = 1, d z / d log_var = (z - mu) / 2 =
         ``diff`` / 2; then run the encoder backward and store every network gradient in
         ``.grad``."""
-        g_mu.add_(_sum_draws(g_z, g_mu))
-        g_lv.add_(_sum_draws(g_z * diff, g_lv), alpha=0.5)
+        through_mu = _sum_draws(g_z, g_lv)
+        g_mu = through_mu if g_mu is None else g_mu.add_(through_mu)
+        g_lv = torch.add(g_lv, _sum_draws(g_z * diff, g_lv), alpha=0.5)
         self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
         for name, t in self.p.items():
             t.grad = grads[name]
@@ -400,7 +401,8 @@ class ExplicitStep:
                  .add_(latent * LOG_2PI).mul_(-0.5))
         log_p, dlogp_dz, prior_grads = _prior_terms(self.prior_kind, self.extras, z, lead)
         log_ratio = log_q - log_p
-        log_w = log_lik - b_t * log_ratio
+        log_w = (torch.sub(log_lik, log_ratio, alpha=b_t) if isinstance(b_t, float)
+                 else log_lik - b_t * log_ratio)
         lse = torch.logsumexp(log_w, dim=-2)  # [(M,) N]
         reconstruction = -log_lik.mean((-2, -1))
         kld = log_ratio.mean((-2, -1))
@@ -423,9 +425,8 @@ class ExplicitStep:
         # the prior's part: d loss / d log_p * d log_p / dz
         g_z.sub_(_flush_tiny(a_ratio.unsqueeze(-1) * dlogp_dz))
         # log q's part (the docstring): -1/2 per unit of d loss / d log_q, summed over draws
-        g_lv = a_ratio.sum(-2).mul_(-0.5).unsqueeze(-1).expand_as(log_var).clone()
-        self._through_z(g_z, z - mu.unsqueeze(-3), torch.zeros_like(mu), g_lv, enc_in, enc_out,
-                        grads)
+        g_lv = a_ratio.sum(-2).unsqueeze(-1).mul_(-0.5)  # [(M,) N, 1]
+        self._through_z(g_z, z - mu.unsqueeze(-3), None, g_lv, enc_in, enc_out, grads)
         return terms, z
 
     def _sigma(self) -> torch.Tensor:
@@ -460,10 +461,11 @@ class ExplicitStep:
 
 
 def _flush_tiny(g: torch.Tensor | None) -> torch.Tensor | None:
-    """``g`` with its entries below :data:`FLUSH_BELOW` in size set to 0 (in place)."""
+    """``g`` with its entries of at most :data:`FLUSH_BELOW` in size set to 0 (one kernel:
+    ``hardshrink`` keeps x where |x| > lambda and sets 0 elsewhere)."""
     if g is None:
         return None
-    return g.masked_fill_(g.abs() < FLUSH_BELOW, 0.0)
+    return torch.nn.functional.hardshrink(g, FLUSH_BELOW)
 
 
 def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -471,8 +473,8 @@ def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 
 def _sum_draws(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Sum a ``[(M,) S, N, d]`` gradient over its draws to the ``[(M,) N, d]`` shape of
-    ``like``."""
+    """Sum a ``[(M,) S, N, d]`` gradient over its draws to the rank of ``like``
+    (``[(M,) N, d]``, or broadcastable to it)."""
     return g.sum(-3) if g.ndim > like.ndim else g
 
 
