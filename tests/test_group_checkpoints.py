@@ -87,6 +87,8 @@ def test_a_model_of_a_group_cannot_resume_alone(cut_group):
         resume_run(cut_group / "seed-1", progress=False)
     with pytest.raises(RunError, match="holds a group"):
         resume_run(cut_group, progress=False)
+    with pytest.raises(RunError, match="group of models.*e.g. .*seed-0"):
+        load_run(cut_group)  # vaelab evaluate / sample / plot take one model's directory
 
 
 def test_training_into_an_interrupted_group_points_to_resume(cut_group):

@@ -447,6 +447,11 @@ def _read_run_config(path: Path) -> RunConfig:
     """The resolved config of the run directory ``path`` (a RunError if there is none)."""
     if not path.is_dir():
         raise RunError(f"run directory not found: {path}")
+    if (path / GROUP_FILE).is_file() and not (path / CONFIG_FILE).is_file():
+        names = _group_names_or_empty(path)
+        example = f", e.g. {path / names[0]}" if names else ""
+        raise RunError(f"{path} holds a group of models, not one run: give one of its model "
+                       f"directories{example}")
     config = _read_config(path / CONFIG_FILE)
     if config.model.in_channels is None:
         raise RunError(f"{path / CONFIG_FILE}: model.in_channels is missing")
