@@ -5,13 +5,13 @@ fixed chain of matrix products; autograd records and replays about a hundred sma
 around them, which on a CPU costs more than the products themselves (benchmarks/speed.py).
 Here the encoder and decoder run forward and backward with no autograd graph, each product in
 the operand layout the BLAS handles fastest (a layer with 2 inputs or outputs is a "skinny"
-product, slow in the textbook layout). The loss is then taken one of two ways:
+product, slow in the textbook layout). The loss is then taken one of three ways:
 
 * the seed's ``seed_mse`` with the N(0, I) prior: in closed form, below, with its gradients;
-  this also runs on stacked weights (a leading model axis, :mod:`vaelab.training.group`), where
-  each model gets its own loss and gradient;
 * the IWAE bound (any k, fixed or learned sigma) with the N(0, I) or the mixture prior, as the
   default preset trains: in closed form too (:meth:`ExplicitStep._iwae_step`);
+  both closed forms also run on stacked weights (a leading model axis,
+  :mod:`vaelab.training.group`), where each model gets its own loss and gradient;
 * any other objective or prior (``gaussian``, the flow prior): by the model's own
   :meth:`~vaelab.models.BaseVAE.loss` under autograd, on the small tensors only (x_hat, mu,
   log_var, z as leaves), whose gradients then enter the network backward passes: d loss / dz
@@ -163,14 +163,18 @@ def _linear_grads(g: torch.Tensor, h: torch.Tensor, w: torch.Tensor,
 class ExplicitStep:
     """Loss terms and gradients of a SimpleVAE's training loss, for one model or a stack.
 
-    ``params``: name -> tensor, as ``model.named_parameters()`` gives them, or stacked along a
-    leading model axis (``torch.func.stack_module_state``; closed-form seed loss only).
-    Calling it with a batch ``x`` (``[N, D]``, or ``[M, N, D]`` stacked), the noise ``eps``
-    (``[N, d]``, ``[S, N, d]`` for S draws per point, or ``[M, N, d]``) and the KL weight (a
-    float, or ``[M]``) stores every gradient in ``param.grad`` and returns the loss terms
-    (``[4]`` / ``[M, 4]``, in :class:`~vaelab.objectives.LossTerms` order) and z.
+    ``params``: the networks' weights and biases by name (:func:`net_parameter_names`), as
+    ``model.named_parameters()`` gives them, or stacked along a leading model axis
+    (``torch.func.stack_module_state``; the closed-form losses only). ``extras``: the
+    likelihood's and prior's tensors by name (``obs_std_raw`` or the ``obs_std_fixed`` buffer,
+    ``prior.*``), stacked as ``params`` are, which the closed-form IWAE bound reads and whose
+    gradients it stores. Calling it with a batch ``x`` (``[N, D]``, or ``[M, N, D]``
+    stacked), the noise ``eps`` (``[N, d]``, ``[S, N, d]`` for S draws per point, or with a
+    leading M) and the KL weight (a float, or ``[M]``) stores every gradient in
+    ``param.grad`` and returns the loss terms (``[4]`` / ``[M, 4]``, in
+    :class:`~vaelab.objectives.LossTerms` order) and z.
 
-    ``model``: for a loss other than the closed-form seed loss, the model whose
+    ``model``: for a loss that is not in closed form, the model whose
     :meth:`~vaelab.models.BaseVAE.loss` (and prior and likelihood parameters) to use.
     """
 
