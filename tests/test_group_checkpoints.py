@@ -71,6 +71,28 @@ def test_an_interrupted_group_resumes_to_the_same_state(tmp_path, monkeypatch, i
     _assert_same_runs(whole, [load_run(r.path) for r in resumed])  # and as written
 
 
+def test_a_time_limited_group_resumes_with_the_time_it_had_left(tmp_path, monkeypatch,
+                                                                 interrupt_at):
+    torch.set_num_threads(1)
+    settings = {**SMALL, "steps": None, "time_limit": 1.5, "scheduler": "cosine"}
+    with monkeypatch.context() as m:
+        interrupt_at(m, 30)
+        with pytest.raises(TrainingInterrupted):
+            vaelab.train_many(seeds=2, preset="seed", out=tmp_path / "g", progress=False,
+                              figures=False, **settings)
+    spent = read_group_checkpoint(tmp_path / "g" / GROUP_CHECKPOINT_FILE,
+                                  METRIC_FIELDS).loop.elapsed_s
+    assert 0 < spent < 1.5
+    runs = vaelab.resume_many(tmp_path / "g", progress=False, figures=False)
+    assert all(r.summary["stopped_by"] == "time_limit" for r in runs)
+    assert all(r.summary["resumed_from_step"] == 31 for r in runs)
+    assert runs[0].summary["train_seconds"] >= 1.5
+    # the clock went on from where it stopped (not from 0), and the cosine decay with it
+    after = [row for row in runs[0].metrics if row["step"] > 31]
+    assert after and all(row["elapsed_s"] > spent for row in after)
+    assert runs[0].metrics[-1]["lr"] < 0.05 * runs[0].config.optim.lr
+
+
 @pytest.fixture
 def cut_group(tmp_path, monkeypatch, interrupt_at) -> Path:
     """A seed-preset group of 2, interrupted after its step-50 checkpoint."""
