@@ -135,29 +135,48 @@ def negative_slope(model: SimpleVAE) -> float:
     raise ValueError(f"explicit gradients cover LeakyReLU and ReLU, not {type(act).__name__}")
 
 
-def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.mm(a, b) if a.ndim == 2 else torch.bmm(a, b)
+class _Layer:
+    """One Linear layer as the explicit passes use it: its weight and bias, the views of them
+    each product takes, and its parameters' names. The views are made once: the optimiser
+    updates the parameters in place, so they stay current (and a step saves the Python and
+    the view calls of making them again, which for the seed's small networks is measurable)."""
 
+    __slots__ = ("w", "b", "w_t", "b_row", "names", "mm", "skinny_out", "skinny_in")
 
-def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """h W^T + b for h ``[(M,) N, in]``, W ``[(M,) out, in]``, b ``[(M,) out]``."""
-    if w.shape[-2] <= SKINNY:  # few outputs: (W h^T)^T is the fast layout
-        return _mm(w, h.mT).mT + b.unsqueeze(-2)
-    if w.shape[-1] <= SKINNY:  # few inputs: the product, then the bias in place
-        return _mm(h, w.mT).add_(b.unsqueeze(-2))
-    if h.ndim == 2:
-        return torch.addmm(b, h, w.t())
-    return torch.baddbmm(b.unsqueeze(-2), h, w.mT)
+    def __init__(self, w: torch.Tensor, b: torch.Tensor, prefix: str) -> None:
+        """W ``[(M,) out, in]``, b ``[(M,) out]``; ``prefix``: the parameters' name prefix."""
+        self.names = (f"{prefix}.weight", f"{prefix}.bias")
+        self.w, self.b = w, b
+        self.w_t, self.b_row = w.mT, b.unsqueeze(-2)
+        self.mm = torch.mm if self.w.ndim == 2 else torch.bmm
+        self.skinny_out = self.w.shape[-2] <= SKINNY
+        self.skinny_in = self.w.shape[-1] <= SKINNY
 
+    @classmethod
+    def named(cls, params: Mapping[str, torch.Tensor], prefix: str) -> _Layer:
+        return cls(params[f"{prefix}.weight"], params[f"{prefix}.bias"], prefix)
 
-def _linear_grads(g: torch.Tensor, h: torch.Tensor, w: torch.Tensor,
-                  need_input: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(dW, db, dh) of y = h W^T + b given g = d loss / dy."""
-    if w.shape[-1] <= SKINNY:  # few inputs: (h^T g)^T is the fast layout
-        dw = _mm(h.mT, g).mT.contiguous()
-    else:
-        dw = _mm(g.mT, h)
-    return dw, g.sum(-2), _mm(g, w) if need_input else None
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """h W^T + b for h ``[(M,) N, in]``, each product in the layout the BLAS handles
+        fastest."""
+        if self.skinny_out:  # few outputs: (W h^T)^T is the fast layout
+            return self.mm(self.w, h.mT).mT + self.b_row
+        if self.skinny_in:  # few inputs: the product, then the bias in place
+            return self.mm(h, self.w_t).add_(self.b_row)
+        if h.ndim == 2:
+            return torch.addmm(self.b, h, self.w_t)
+        return torch.baddbmm(self.b_row, h, self.w_t)
+
+    def backward(self, g: torch.Tensor, h: torch.Tensor, need_input: bool,
+                 grads: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Store dW and db of y = h W^T + b in ``grads`` from g = d loss / dy; return
+        d loss / dh (None if not needed)."""
+        if self.skinny_in:  # few inputs: (h^T g)^T is the fast layout
+            grads[self.names[0]] = self.mm(h.mT, g).mT.contiguous()
+        else:
+            grads[self.names[0]] = self.mm(g.mT, h)
+        grads[self.names[1]] = g.sum(-2)
+        return self.mm(g, self.w) if need_input else None
 
 
 class ExplicitStep:
@@ -185,6 +204,11 @@ class ExplicitStep:
         self.layers = Layers.of(template)
         self.slope = negative_slope(template)
         self.p = dict(params)
+        lay = self.layers
+        self.enc = [_Layer.named(self.p, name) for name in lay.encoder]
+        self.dec_in = _Layer.named(self.p, lay.decoder_input)
+        self.dec = [_Layer.named(self.p, name) for name in lay.decoder]
+        self.final = _Layer.named(self.p, lay.final)
         self.shift, self.scale = shift, scale  # standardisation ([D] or [M, D]), or None
         # the Jacobian term of neg_elbo: -log|du/dx| = sum(log scale), per model
         self.log_scale_sum = scale.log().sum(-1) if scale is not None else None
@@ -221,67 +245,59 @@ class ExplicitStep:
                    model.data_shift if std else None, model.data_scale if std else None,
                    model, extras)
 
-    def _w(self, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.p[f"{prefix}.weight"], self.p[f"{prefix}.bias"]
-
     # -- the networks, forward and backward ----------------------------------------------------
     def _encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list, list]:
         """(mu, log_var, layer inputs, layer outputs) of the encoder and its two heads, which
-        run as one layer; the last "input" is the heads' joined weight, for the backward."""
+        run as one layer; the last "input" is that joined layer, for the backward."""
         ins, outs = [], []
         h = u
-        for name in self.layers.encoder:
+        for layer in self.enc:
             ins.append(h)
-            h = torch.nn.functional.leaky_relu_(_linear(h, *self._w(name)), self.slope)
+            h = torch.nn.functional.leaky_relu_(layer.forward(h), self.slope)
             outs.append(h)
-        (w_mu, b_mu), (w_var, b_var) = self._w("fc_mu"), self._w("fc_var")
-        w_heads = torch.cat((w_mu, w_var), dim=-2)
-        heads = _linear(h, w_heads, torch.cat((b_mu, b_var), dim=-1))
-        ins.append(w_heads)
-        latent = w_mu.shape[-2]
-        return heads[..., :latent], heads[..., latent:], ins, outs
+        p = self.p  # the heads, joined: their weights change every step, so joined anew
+        heads = _Layer(torch.cat((p["fc_mu.weight"], p["fc_var.weight"]), dim=-2),
+                       torch.cat((p["fc_mu.bias"], p["fc_var.bias"]), dim=-1), "heads")
+        out = heads.forward(h)
+        ins.append(heads)
+        latent = p["fc_mu.weight"].shape[-2]
+        return out[..., :latent], out[..., latent:], ins, outs
 
     def _decode(self, z: torch.Tensor) -> tuple[torch.Tensor, list, list]:
         """(u_hat, layer inputs, activated layer outputs) of the decoder."""
         ins = [z]
-        c = _linear(z, *self._w(self.layers.decoder_input))
+        c = self.dec_in.forward(z)
         outs = []
-        for name in self.layers.decoder:
+        for layer in self.dec:
             ins.append(c)
-            c = torch.nn.functional.leaky_relu_(_linear(c, *self._w(name)), self.slope)
+            c = torch.nn.functional.leaky_relu_(layer.forward(c), self.slope)
             outs.append(c)
         ins.append(c)
-        return _linear(c, *self._w(self.layers.final)), ins, outs
+        return self.final.forward(c), ins, outs
 
     def _decoder_backward(self, g: torch.Tensor, ins: list, outs: list,
                           grads: dict[str, torch.Tensor]) -> torch.Tensor:
         """Store the decoder's gradients from g = d loss / d u_hat; return d loss / dz."""
-        lay = self.layers
-        dw, db, g = _linear_grads(g, ins[-1], self._w(lay.final)[0], True)
-        grads[f"{lay.final}.weight"], grads[f"{lay.final}.bias"] = dw, db
-        for i in reversed(range(len(lay.decoder))):
-            name = lay.decoder[i]
+        g = self.final.backward(g, ins[-1], True, grads)
+        for i in reversed(range(len(self.dec))):
             g = torch.ops.aten.leaky_relu_backward(g, outs[i], self.slope, True)
-            dw, db, g = _linear_grads(g, ins[i + 1], self._w(name)[0], True)
-            grads[f"{name}.weight"], grads[f"{name}.bias"] = dw, db
-        dw, db, g_z = _linear_grads(g, ins[0], self._w(lay.decoder_input)[0], True)
-        grads[f"{lay.decoder_input}.weight"], grads[f"{lay.decoder_input}.bias"] = dw, db
-        return g_z
+            g = self.dec[i].backward(g, ins[i + 1], True, grads)
+        return self.dec_in.backward(g, ins[0], True, grads)
 
     def _encoder_backward(self, g_mu: torch.Tensor, g_lv: torch.Tensor, ins: list, outs: list,
                           grads: dict[str, torch.Tensor]) -> None:
         """Store the heads' and encoder's gradients from d loss / d mu and d loss / d log_var."""
         latent = g_mu.shape[-1]
-        dw, db, g = _linear_grads(torch.cat((g_mu, g_lv), dim=-1), outs[-1], ins[-1], True)
+        joined: dict[str, torch.Tensor] = {}
+        g = ins[-1].backward(torch.cat((g_mu, g_lv), dim=-1), outs[-1], True, joined)
+        dw, db = joined["heads.weight"], joined["heads.bias"]
         grads["fc_mu.weight"] = dw[..., :latent, :].contiguous()
         grads["fc_var.weight"] = dw[..., latent:, :].contiguous()
         grads["fc_mu.bias"] = db[..., :latent].contiguous()
         grads["fc_var.bias"] = db[..., latent:].contiguous()
-        for i in reversed(range(len(self.layers.encoder))):
-            name = self.layers.encoder[i]
+        for i in reversed(range(len(self.enc))):
             g = torch.ops.aten.leaky_relu_backward(g, outs[i], self.slope, True)
-            dw, db, g = _linear_grads(g, ins[i], self._w(name)[0], i > 0)
-            grads[f"{name}.weight"], grads[f"{name}.bias"] = dw, db
+            g = self.enc[i].backward(g, ins[i], i > 0, grads)
 
     # -- the step ------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, eps: torch.Tensor,
