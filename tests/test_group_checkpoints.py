@@ -140,6 +140,8 @@ def test_a_complete_group_is_refused_and_a_lost_model_is_rebuilt(cut_group):
     runs = vaelab.resume_many(cut_group, progress=False, figures=False)
     with pytest.raises(RunError, match="complete"):
         vaelab.resume_many(cut_group, progress=False)
+    with pytest.raises(RunError, match="holds a group of models; choose another"):
+        vaelab.train_many(seeds=2, preset="seed", out=cut_group, progress=False, **SMALL)
     (cut_group / "seed-0" / MODEL_FILE).unlink()
     rebuilt = vaelab.resume_many(cut_group, progress=False, figures=False)
     for k, v in runs[0].model.state_dict().items():

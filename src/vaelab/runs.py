@@ -380,8 +380,8 @@ def _check_group_dir(out: Path, force: bool) -> None:
                        "--force to replace it")
     if not (out / GROUP_FILE).is_file():
         return
-    if (out / GROUP_CHECKPOINT_FILE).is_file() or not any(
-            (out / m / MODEL_FILE).is_file() for m in _group_names_or_empty(out)):
+    names = _group_names_or_empty(out)
+    if not names or not all(_complete(out / name) for name in names):
         raise RunError(f"output directory {out} holds an interrupted group: continue it with "
                        f"--resume {out}, or pass --force to replace it")
     raise RunError(f"output directory {out} holds a group of models; choose another --out "
