@@ -202,7 +202,8 @@ def resume_run(path: str | Path, *, progress: bool = True, figures: bool = True)
 
     path = Path(path)
     if (path / GROUP_FILE).is_file():
-        raise RunError(f"{path} holds a group of models: resume it with resume_group")
+        raise RunError(f"{path} holds a group of models: resume it as a whole "
+                       f"(vaelab.resume_many, or vaelab train --resume {path})")
     group = _group_of(path)
     if group is not None:
         raise RunError(f"{path} is one model of the group in {group}, which trains and "
