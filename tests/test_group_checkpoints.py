@@ -65,6 +65,9 @@ def test_an_interrupted_group_resumes_to_the_same_state(tmp_path, monkeypatch, i
                    if p.is_dir())
     ckpt = read_group_checkpoint(tmp_path / "cut" / GROUP_CHECKPOINT_FILE, METRIC_FIELDS)
     assert ckpt.loop.step == 71 and not ckpt.loop.finished
+    for r in whole:  # each model's metrics.csv grew as it trained: the rows before the cut
+        lines = (tmp_path / "cut" / r.path.name / "metrics.csv").read_text().splitlines()
+        assert [int(line.split(",")[0]) for line in lines[1:]] == [40]
     resumed = vaelab.resume_many(tmp_path / "cut", progress=False, figures=False)
     assert all(r.summary["resumed_from_step"] == 71 for r in resumed)
     _assert_same_runs(whole, resumed)

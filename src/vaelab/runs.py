@@ -326,12 +326,19 @@ def _train_group_into(out: Path, paths: list[Path], configs: list[RunConfig], so
                       ckpt: Any, progress: bool, figures: bool) -> list[Run]:
     from vaelab.training.group import fit_group
 
-    results = fit_group(configs, progress=progress, source=source,
-                        checkpoint_path=out / GROUP_CHECKPOINT_FILE, resume=ckpt)
+    # each model's metrics.csv grows as the group trains, as a single run's does
+    appenders = [_MetricsAppender(path / METRICS_FILE, ckpt.loop.metrics[i] if ckpt else None)
+                 for i, path in enumerate(paths)]
+    try:
+        results = fit_group(configs, progress=progress, source=source,
+                            checkpoint_path=out / GROUP_CHECKPOINT_FILE, resume=ckpt,
+                            on_log=lambda i, row: appenders[i](row))
+    finally:
+        for appender in appenders:
+            appender.close()
     runs = []
     for path, result in zip(paths, results, strict=True):
         run = _run_from_result(result, path)
-        write_metrics(path / METRICS_FILE, run.metrics)
         run._write_results(path)
         if figures:
             run.plot()

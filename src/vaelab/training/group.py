@@ -30,7 +30,7 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,9 +207,12 @@ class _LossOf(nn.Module):
 
 def fit_group(configs: list[RunConfig], *, progress: bool = True,
               source: DataSource | None = None, checkpoint_path: Path | None = None,
-              resume: GroupCheckpoint | None = None) -> list[TrainResult]:
+              resume: GroupCheckpoint | None = None,
+              on_log: Callable[[int, dict[str, float]], None] | None = None
+              ) -> list[TrainResult]:
     """Train every config of ``configs`` at once (see the module docstring); one
     :class:`TrainResult` per config, in order, each as a single run would give it.
+    ``on_log(m, row)`` receives model m's metrics rows as they are made.
 
     ``checkpoint_path``: write the group's checkpoint there every ``train.checkpoint_every``
     steps, at the end, and on SIGINT/SIGTERM (then :class:`TrainingInterrupted` is raised).
@@ -397,9 +400,12 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
                     means = (sums / count).tolist()
                     elapsed = time.perf_counter() - t0
                     for i in range(m_count):
-                        metrics[i].append({"step": step, "lr": lrs[i] * factor,
-                                           **dict(zip(LossTerms._fields, means[i], strict=True)),
-                                           "elapsed_s": elapsed})
+                        row = {"step": step, "lr": lrs[i] * factor,
+                               **dict(zip(LossTerms._fields, means[i], strict=True)),
+                               "elapsed_s": elapsed}
+                        metrics[i].append(row)
+                        if on_log is not None:
+                            on_log(i, row)
                     bar.update((step if max_steps is not None else round(elapsed)) - bar.n)
                     sums.zero_()
                     count = 0
