@@ -15,7 +15,7 @@ from vaelab.training.explicit import (
     FLUSH_BELOW,
     ExplicitStep,
     _flush_tiny,
-    net_parameter_names,
+    split_parameters,
 )
 from vaelab.training.group import fit_group, seed_group
 from vaelab.training.loop import resolve_config, uses_explicit
@@ -117,11 +117,9 @@ def test_stacked_iwae_gradients_are_each_models_own(settings):
     x = torch.randn(3, 40, 2, dtype=torch.float64) * 4
     eps = torch.randn(3, k, 40, 2, dtype=torch.float64)
     params, buffers = stack_module_state(models)
-    names = net_parameter_names(models[0])
-    extras = {n: t for n, t in params.items() if n not in names}
-    extras["obs_std_fixed"] = buffers["obs_std_fixed"]
-    step = ExplicitStep(models[0], {n: params[n] for n in names}, buffers["data_shift"],
-                        buffers["data_scale"], extras=extras)
+    net, extras = split_parameters(models[0], params, buffers)
+    step = ExplicitStep(models[0], net, buffers["data_shift"], buffers["data_scale"],
+                        extras=extras)
     assert step.kind == "iwae"
     terms, z = step(x, eps, weights)
     assert terms.shape == (3, 4) and z.shape == (3, k, 40, 2)

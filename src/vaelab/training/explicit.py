@@ -111,6 +111,18 @@ def net_parameter_names(model: SimpleVAE) -> list[str]:
             for kind in ("weight", "bias")]
 
 
+def split_parameters(template: SimpleVAE, params: Mapping[str, torch.Tensor],
+                     buffers: Mapping[str, torch.Tensor]
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(the networks' weights and biases, the likelihood's and prior's tensors) of a model's
+    parameters and buffers by name, one model's or stacked: what :class:`ExplicitStep` takes
+    as ``params`` and ``extras``."""
+    names = net_parameter_names(template)
+    extras = {name: t for name, t in params.items() if name not in names}
+    extras["obs_std_fixed"] = buffers["obs_std_fixed"]
+    return {name: params[name] for name in names}, extras
+
+
 class Layers(NamedTuple):
     """Parameter-name prefixes of a SimpleVAE, in the order the data flows."""
 
@@ -201,10 +213,9 @@ class ExplicitStep:
                  shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
                  model: BaseVAE | None = None,
                  extras: Mapping[str, torch.Tensor] | None = None) -> None:
-        self.layers = Layers.of(template)
         self.slope = negative_slope(template)
         self.p = dict(params)
-        lay = self.layers
+        lay = Layers.of(template)
         self.enc = [_Layer.named(self.p, name) for name in lay.encoder]
         self.dec_in = _Layer.named(self.p, lay.decoder_input)
         self.dec = [_Layer.named(self.p, name) for name in lay.decoder]
@@ -237,13 +248,10 @@ class ExplicitStep:
         if not isinstance(model, SimpleVAE):
             raise ValueError(f"explicit gradients cover SimpleVAE, not {type(model).__name__}")
         std = model.standardized
-        names = net_parameter_names(model)
-        params = dict(model.named_parameters())
-        extras = {name: t for name, t in params.items() if name not in names}
-        extras["obs_std_fixed"] = model.obs_std_fixed
-        return cls(model, {name: params[name] for name in names},
-                   model.data_shift if std else None, model.data_scale if std else None,
-                   model, extras)
+        net, extras = split_parameters(model, dict(model.named_parameters()),
+                                       dict(model.named_buffers()))
+        return cls(model, net, model.data_shift if std else None,
+                   model.data_scale if std else None, model, extras)
 
     # -- the networks, forward and backward ----------------------------------------------------
     def _encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list, list]:
@@ -311,9 +319,7 @@ class ExplicitStep:
     @torch.no_grad()
     def _seed_step(self, x: torch.Tensor, eps: torch.Tensor,
                    kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u = x
-        if self.shift is not None:
-            u = (x - self.shift.unsqueeze(-2)) / self.scale.unsqueeze(-2)
+        u = self._standardize(x)
         n, dim = u.shape[-2], u.shape[-1]
         w = kl_weight
         w_b = w.view(-1, 1, 1) if isinstance(w, torch.Tensor) and w.ndim == 1 else w
@@ -437,8 +443,8 @@ class ExplicitStep:
             g_sigma = -(a_lik * (r.square() - 1.0)).sum((-3, -2)) / sigma
             raw.grad = g_sigma * torch.sigmoid(raw)
         a_ratio = b_t * alpha  # d loss / d log_q = -d loss / d log_p, [(M,) S, N]
-        for name, grad_of in prior_grads.items():
-            self.extras[name].grad = grad_of(-a_ratio)
+        for name, grad in prior_grads(-a_ratio).items():
+            self.extras[name].grad = grad
         grads: dict[str, torch.Tensor] = {}
         g_z = self._decoder_backward(g_u_hat.reshape(*x.shape[:-2], -1, g_u_hat.shape[-1]),
                                      dec_in, dec_out, grads).view(z.shape)
@@ -508,13 +514,13 @@ def _for_draws(t: torch.Tensor, lead: int, extra: int) -> torch.Tensor:
 
 def _prior_terms(kind: type, tensors: Mapping[str, torch.Tensor], z: torch.Tensor,
                  lead: int) -> tuple:
-    """(log p(z) ``[(M,) S, N]``, d log p / dz ``[(M,) S, N, d]``, and a function per prior
-    parameter name mapping c = d loss / d log p ``[(M,) S, N]`` to that parameter's gradient).
+    """(log p(z) ``[(M,) S, N]``, d log p / dz ``[(M,) S, N, d]``, and a function mapping
+    c = d loss / d log p ``[(M,) S, N]`` to the prior parameters' gradients by name).
 
     ``tensors``: the prior's parameters by name (``prior.means``...), ``[(M,) C, ...]``.
     """
     if kind is StandardNormalPrior:  # log N(z; 0, I), d/dz = -z
-        return (-0.5 * (z.square() + LOG_2PI)).sum(-1), z.neg(), {}
+        return (-0.5 * (z.square() + LOG_2PI)).sum(-1), z.neg(), lambda c: {}
     # mixture: log p = logsumexp_c (log pi_c + log N(z; m_c, diag s_c^2)), gamma = posterior
     means, log_stds, logits = (tensors[f"prior.{k}"] for k in ("means", "log_stds", "logits"))
     inv_s = _for_draws(torch.exp(-log_stds), lead, 2)  # [(M, 1, 1,) C, d]
@@ -527,17 +533,14 @@ def _prior_terms(kind: type, tensors: Mapping[str, torch.Tensor], z: torch.Tenso
     over_s = scaled * inv_s  # (z - m_c) / s_c^2
     dlogp_dz = -(gamma.unsqueeze(-1) * over_s).sum(-2)
 
-    def weighted(c: torch.Tensor) -> torch.Tensor:
-        return (c.unsqueeze(-1) * gamma).unsqueeze(-1)  # [(M,) S, N, C, 1]
+    def grads(c: torch.Tensor) -> dict[str, torch.Tensor]:
+        # d log p / d means = gamma over_s; / d log_stds = gamma (scaled^2 - 1);
+        # / d logits = gamma - pi
+        cg = c.unsqueeze(-1) * gamma  # [(M,) S, N, C]
+        w = cg.unsqueeze(-1)
+        return {"prior.means": (w * over_s).sum((-4, -3)),
+                "prior.log_stds": (w * (scaled.square() - 1.0)).sum((-4, -3)),
+                "prior.logits": cg.sum((-3, -2))
+                - c.sum((-2, -1)).unsqueeze(-1) * torch.exp(log_pi)}
 
-    def logits_grad(c: torch.Tensor) -> torch.Tensor:
-        pi = torch.exp(log_pi)
-        return (c.unsqueeze(-1) * gamma).sum((-3, -2)) - c.sum((-2, -1)).unsqueeze(-1) * pi
-
-    # d log p / d means = gamma over_s; / d log_stds = gamma (scaled^2 - 1);
-    # / d logits = gamma - pi
-    return log_p, dlogp_dz, {
-        "prior.means": lambda c: (weighted(c) * over_s).sum((-4, -3)),
-        "prior.log_stds": lambda c: (weighted(c) * (scaled.square() - 1.0)).sum((-4, -3)),
-        "prior.logits": logits_grad,
-    }
+    return log_p, dlogp_dz, grads

@@ -47,7 +47,7 @@ from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.checkpoint import set_generator_states
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
-from vaelab.training.explicit import ExplicitStep, check_explicit, net_parameter_names
+from vaelab.training.explicit import ExplicitStep, check_explicit, split_parameters
 from vaelab.training.frames import Frame
 from vaelab.training.group_checkpoint import (
     AdamState,
@@ -275,10 +275,8 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
     explicit = None
     if uses_explicit(first, device, group=True):  # the same gradients, with no autograd graph
         std = template.standardized
-        names = net_parameter_names(template)
-        extras = {k: v for k, v in stacked_params.items() if k not in names}
-        extras["obs_std_fixed"] = stacked_buffers["obs_std_fixed"]
-        explicit = ExplicitStep(template, {k: stacked_params[k] for k in names},
+        net, extras = split_parameters(template, stacked_params, stacked_buffers)
+        explicit = ExplicitStep(template, net,
                                 stacked_buffers["data_shift"] if std else None,
                                 stacked_buffers["data_scale"] if std else None, extras=extras)
     warm = any(c.loss.kl_warmup > 0 for c in configs)
