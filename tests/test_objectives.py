@@ -60,3 +60,26 @@ def test_seed_loss_is_a_scaled_negative_elbo_of_a_gaussian_decoder(batch):
         assert terms.neg_elbo.item() == pytest.approx(neg_elbo.item(), rel=1e-10)
         assert (terms.loss / w + 0.5 * d * math.log(2 * math.pi * s2)).item() == pytest.approx(
             neg_elbo.item(), rel=1e-10)
+
+
+def test_seed_loss_at_zero_kl_weight_has_no_elbo_reading_but_trains():
+    # the first step of a KL warm-up has weight 0: decoder variance 0, so -ELBO = +inf
+    from vaelab.objectives.seed_loss import seed_loss
+    x, x_hat = torch.randn(8, 2), torch.randn(8, 2)
+    mu, log_var = torch.randn(8, 2), torch.randn(8, 2)
+    for w in (0.0, torch.tensor(0.0)):
+        terms = seed_loss(x, x_hat, mu, log_var, w)
+        assert torch.isfinite(terms.loss) and terms.neg_elbo == float("inf")
+    assert torch.isfinite(seed_loss(x, x_hat, mu, log_var, torch.tensor(0.5)).neg_elbo)
+
+
+@pytest.mark.parametrize("gradients", ["explicit", "autograd"])
+def test_a_kl_warmup_from_zero_trains_the_seed_loss(gradients):
+    from vaelab.resolve import build_config
+    from vaelab.training.loop import fit
+    cfg = build_config("seed", settings={"steps": 30, "kl_warmup": 0.5, "log_every": 10,
+                                         "frame_every": 0, "device": "cpu",
+                                         "gradients": gradients})
+    result = fit(cfg, progress=False)
+    assert result.metrics[0]["neg_elbo"] == float("inf")  # step 1's weight is 0
+    assert all(torch.isfinite(torch.tensor(r["neg_elbo"])) for r in result.metrics[1:])

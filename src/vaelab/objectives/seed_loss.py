@@ -53,8 +53,19 @@ def seed_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, log_var: t
     reconstruction = torch.mean((x_hat - x) ** 2)
     kld = torch.mean(kl_to_standard_normal(mu, log_var))
     loss = reconstruction + kld_weight * kld
+    return LossTerms(loss=loss, reconstruction=reconstruction, kld=kld,
+                     neg_elbo=seed_neg_elbo(loss, kld_weight, dim))
+
+
+def seed_neg_elbo(loss: torch.Tensor, kld_weight: float | torch.Tensor,
+                  dim: int) -> torch.Tensor:
+    """-ELBO = loss / w + (D/2) log(2 pi s^2) with s^2 = D w / 2 (the module docstring), nats
+    per point. At w = 0 (the start of a KL warm-up) the decoder variance is 0 and the bound is
+    -inf: neg_elbo is +inf there, not an error."""
     s2 = implied_decoder_variance(dim, kld_weight)
-    log_2pi_s2 = (torch.log(2.0 * math.pi * s2) if isinstance(s2, torch.Tensor)
-                  else math.log(2.0 * math.pi * s2))
-    neg_elbo = loss / kld_weight + 0.5 * dim * log_2pi_s2
-    return LossTerms(loss=loss, reconstruction=reconstruction, kld=kld, neg_elbo=neg_elbo)
+    if isinstance(s2, torch.Tensor):
+        return torch.where(s2 > 0, loss / kld_weight + 0.5 * dim * torch.log(2.0 * math.pi * s2),
+                           math.inf)
+    if s2 <= 0:
+        return torch.full_like(loss, math.inf)
+    return loss / kld_weight + 0.5 * dim * math.log(2.0 * math.pi * s2)

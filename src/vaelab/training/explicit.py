@@ -54,7 +54,7 @@ from vaelab.models import BaseVAE, SimpleVAE
 from vaelab.models.base import VAEOutput
 from vaelab.models.priors import MixturePrior, StandardNormalPrior
 from vaelab.objectives.iwae import LOG_2PI
-from vaelab.objectives.seed_loss import implied_decoder_variance
+from vaelab.objectives.seed_loss import seed_neg_elbo
 
 #: a layer with at most this many inputs or outputs is computed in the skinny layout
 SKINNY = 8
@@ -335,10 +335,7 @@ class ExplicitStep:
         var = std.square()
         kld = (0.5 * (mu.square() + var - 1.0 - log_var).sum(-1)).mean(-1)
         loss = reconstruction + w * kld
-        s2 = implied_decoder_variance(dim, w)
-        log_2pi_s2 = (torch.log(2.0 * math.pi * s2) if isinstance(s2, torch.Tensor)
-                      else math.log(2.0 * math.pi * s2))
-        neg_elbo = loss / w + 0.5 * dim * log_2pi_s2
+        neg_elbo = seed_neg_elbo(loss, w, dim)
         if self.log_scale_sum is not None:
             neg_elbo = neg_elbo + self.log_scale_sum
         terms = torch.stack((loss, reconstruction, kld, neg_elbo), dim=-1)
