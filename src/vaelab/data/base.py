@@ -8,7 +8,9 @@ H(p) = -E_p[log p(x)] in nats.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import torch
 
@@ -56,3 +58,16 @@ class DataSource(ABC):
     def entropy_stderr(self) -> float:
         """The numerical uncertainty of :meth:`entropy` in nats (0 when exact)."""
         return self._entropy_and_error()[1]
+
+
+def device_constant(values: Sequence[float], device: torch.device | str,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A small constant tensor on ``device``, made on first use and then reused (never modify
+    it). A sampler called inside a step captured as a CUDA graph must not copy from host
+    memory: the capture would record a copy whose source is gone at the next replay."""
+    return _constant(tuple(float(v) for v in values), dtype, str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=128)
+def _constant(values: tuple[float, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)

@@ -83,7 +83,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from vaelab.data.base import DataSource
+from vaelab.data.base import DataSource, device_constant
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _ELEMENTS = 1 << 21  # (points x nodes) per chunk in log_prob: bounds memory to ~100 MB
@@ -232,7 +232,7 @@ class Moons(_CurveSource):
         x = torch.where(inner, 1.0 - c, c)
         y = torch.where(inner, 0.5 - s, s)
         pts = torch.stack((x, y), 1) + self.noise * eps
-        return pts * 2.0 + torch.tensor([-1.0, -0.2], device=device)
+        return pts * 2.0 + device_constant((-1.0, -0.2), device)
 
     def _log_prob_chunk(self, x: torch.Tensor) -> torch.Tensor:
         # log N(x; c(t), s^2 I) at every node, then logsumexp with the quadrature weights
@@ -333,7 +333,7 @@ class Pinwheel(_CurveSource):
 
     def sample(self, n: int, generator: torch.Generator,
                device: torch.device | str = "cpu") -> torch.Tensor:
-        std = torch.tensor([self.radial_std, self.noise], device=device)
+        std = device_constant((self.radial_std, self.noise), device)
         f = torch.randn(n, 2, generator=generator, device=device) * std
         f[:, 0] += 1.0
         k = torch.randint(0, self.num_classes, (n,), generator=generator, device=device)

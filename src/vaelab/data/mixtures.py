@@ -66,7 +66,7 @@ import math
 import numpy as np
 import torch
 
-from vaelab.data.base import DataSource
+from vaelab.data.base import DataSource, device_constant
 
 #: FFJORD's divisor for 8gaussians (exactly 1.414, not sqrt 2)
 GAUSS_DIVISOR = 1.414
@@ -136,7 +136,7 @@ def _sample_rings(n: int, radii: tuple[float, ...], s: float, generator: torch.G
                   device: torch.device | str) -> torch.Tensor:
     k = torch.randint(0, len(radii), (n,), generator=generator, device=device)
     theta = 2 * math.pi * torch.rand(n, generator=generator, device=device)
-    big_r = torch.tensor(radii, dtype=torch.float32, device=device)[k]
+    big_r = device_constant(radii, device)[k]
     x = big_r.unsqueeze(1) * torch.stack((torch.cos(theta), torch.sin(theta)), dim=1)
     return x + s * torch.randn(n, 2, generator=generator, device=device)
 
