@@ -31,8 +31,10 @@ DATA_BACKENDS = ("torch", "sklearn")
 LOSSES = ("seed_mse", "gaussian", "iwae")
 ACTIVATIONS = ("leaky_relu", "relu", "silu", "gelu", "elu", "tanh", "softplus")
 PRIORS = ("standard", "mixture", "flow")
-#: train.compile: torch.compile the forward and loss (``auto``: on CUDA only, see speed.py)
+#: train.compile: torch.compile the forward and loss (``auto``: off, see speed.py, gpu_speed.py)
 COMPILE_MODES = ("auto", "on", "off")
+#: train.cuda_graph: replay the step as one CUDA graph (``auto``: on CUDA wherever it can)
+CUDA_GRAPH_MODES = ("auto", "on", "off")
 #: train.gradients: how the step's gradients are computed (``auto``: explicit where it can)
 GRADIENT_MODES = ("auto", "explicit", "autograd")
 
@@ -142,9 +144,15 @@ class TrainConfig:
     ``checkpoint_every``: steps between the checkpoints a run directory keeps for
     ``vaelab train --resume`` (0: only at the end and on SIGINT/SIGTERM).
 
-    ``compile``: run the forward pass and loss under ``torch.compile`` (on CUDA in
-    ``reduce-overhead`` mode, which captures them in CUDA graphs). ``auto`` compiles on CUDA
-    only: on the CPU, benchmarks/speed.py measured it slower than eager for these networks.
+    ``compile``: ``on`` runs the forward pass and loss under ``torch.compile`` (on CUDA in
+    ``reduce-overhead`` mode, which captures them in CUDA graphs). ``auto`` is off: for these
+    small networks it was slower than eager on the CPU (benchmarks/speed.py), and on an H100
+    than explicit gradients replayed as one CUDA graph (benchmarks/gpu_speed.py).
+
+    ``cuda_graph``: on CUDA, capture the whole step (batch draw, noise, gradients, Adam) as one
+    CUDA graph and replay it every step (:mod:`vaelab.training.graphs`); the weights are the
+    eager run's, bit for bit. ``auto``: wherever the step allows it (a fresh batch every step,
+    nothing compiled); ``on``: the same, and an error where it cannot; ``off``: eager.
 
     ``gradients``: ``explicit`` runs the networks of a ``simple`` model (LeakyReLU or ReLU)
     forward and backward by hand, with no autograd graph, and takes the seed's loss and the
@@ -165,6 +173,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     compile: str = "auto"
     gradients: str = "auto"
+    cuda_graph: str = "auto"
 
 
 @dataclass
@@ -209,6 +218,15 @@ class RunConfig:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config is not valid JSON: {exc}") from None
         return cls.from_dict(data)
+
+    def matches_json(self, text: str) -> bool:
+        """Whether ``text``, a config saved as JSON (in a checkpoint), is this config.
+        Compared as configs, not as text: a setting added to vaelab since it was saved takes
+        its default, so a run saved by an older version can still be resumed."""
+        try:
+            return RunConfig.from_json(text) == self
+        except ConfigError:
+            return False
 
     def replace(self, overrides: dict[str, Any]) -> RunConfig:
         """A validated copy with ``{"section.key": value}`` or nested-dict overrides applied."""
@@ -276,6 +294,12 @@ class RunConfig:
         _check(t.log_every >= 1, "train.log_every", t.log_every, "must be >= 1")
         _choice("train.compile", t.compile, COMPILE_MODES)
         _choice("train.gradients", t.gradients, GRADIENT_MODES)
+        _choice("train.cuda_graph", t.cuda_graph, CUDA_GRAPH_MODES)
+        _check(not (t.cuda_graph == "on" and t.compile == "on"), "train.cuda_graph",
+               t.cuda_graph, "cannot be combined with train.compile = 'on' (the compiled step "
+               "is captured as CUDA graphs by torch.compile itself)")
+        _check(not (t.cuda_graph == "on" and t.device == "cpu"), "train.cuda_graph",
+               t.cuda_graph, "needs a CUDA device (train.device is 'cpu')")
         _check(not (t.gradients == "explicit" and t.compile == "on"), "train.gradients",
                t.gradients, "cannot be combined with train.compile = 'on' (explicit gradients "
                "have no autograd graph to compile)")

@@ -42,6 +42,7 @@ SHORT_KEYS = {
     "log_every": "train.log_every",
     "checkpoint_every": "train.checkpoint_every",
     "compile": "train.compile",
+    "cuda_graph": "train.cuda_graph",
     "gradients": "train.gradients",
     "frame_every": "display.frame_every",
     "display_points": "display.points",

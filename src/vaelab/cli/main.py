@@ -182,8 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=nonnegative_int, help="fixes data, initialisation, noise")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--compile", choices=["auto", "on", "off"],
-                   help="torch.compile the forward pass and loss (auto: on CUDA only, where "
-                   "it captures CUDA graphs; measured slower on the CPU)")
+                   help="torch.compile the forward pass and loss (auto: off; measured slower "
+                   "for these networks on the CPU and, on CUDA, than --cuda-graph)")
+    g.add_argument("--cuda-graph", choices=["auto", "on", "off"],
+                   help="on CUDA, replay the whole step as one CUDA graph, with the eager "
+                   "step's results bit for bit (auto: wherever it can: a fresh batch every "
+                   "step, nothing compiled)")
     g.add_argument("--gradients", choices=["auto", "explicit", "autograd"],
                    help="explicit: a simple model's networks (and the seed and IWAE losses) "
                    "forward and backward by hand, no autograd graph; autograd: "
@@ -277,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 _TRAIN_FLAGS = ("data", "noise", "n_train", "data_backend", "steps", "time_limit",
                 "batch_size", "lr", "scheduler", "step_size", "gamma", "lr_warmup", "latent_dim",
                 "hidden_dims", "decoder_hidden_dims", "activation", "prior", "loss", "iwae_k",
-                "kl_warmup", "kld_weight", "seed", "device", "compile", "gradients",
+                "kl_warmup", "kld_weight", "seed", "device", "compile", "cuda_graph", "gradients",
                 "log_every", "checkpoint_every", "frame_every")
 
 

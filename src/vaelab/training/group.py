@@ -8,7 +8,9 @@ its own gradient (the models share nothing, so the gradient of the summed loss i
 own), and :class:`StackedAdam` updates them with one learning rate per model. Where explicit
 gradients apply (``train.gradients``, :mod:`vaelab.training.explicit`: the seed's loss, and
 the IWAE bound with the standard or mixture prior, as the default preset trains), they replace
-vmap and backward: the same batched products, with no autograd graph.
+vmap and backward: the same batched products, with no autograd graph. On CUDA the group's
+step is captured once as a CUDA graph and replayed, as a single run's is
+(:mod:`vaelab.training.graphs`).
 
 Randomness. Model m's initial weights (and the standardisation of an infinite source) come from
 its own seed, exactly as in a single run. Training batches and reparameterisation noise for the
@@ -49,6 +51,7 @@ from vaelab.training.checkpoint import set_generator_states
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.explicit import ExplicitStep, check_explicit, split_parameters
 from vaelab.training.frames import Frame
+from vaelab.training.graphs import GraphedStep, uses_cuda_graph
 from vaelab.training.group_checkpoint import (
     AdamState,
     GroupCheckpoint,
@@ -121,22 +124,44 @@ class StackedAdam:
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
         self.steps = 0
+        self.factor = 1.0
         self._shapes = [(p.shape[0],) + (1,) * (p.ndim - 1) for p in params]
+        # for a CUDA graph: the step count and the rate factor as device tensors (None: eager)
+        self._step_t: torch.Tensor | None = None
+        self._factor_t: torch.Tensor | None = None
+
+    def use_device_scalars(self) -> None:
+        """Keep the step count and the rate factor on the device, so that a step replayed as
+        a CUDA graph reads them there instead of the numbers its capture saw."""
+        device = self.lrs.device
+        self._step_t = torch.full((), float(self.steps), device=device)
+        self._factor_t = torch.full((), self.factor, device=device)
+
+    def set_factor(self, factor: float) -> None:
+        """The next steps' learning rates are ``lrs * factor``."""
+        if self._factor_t is not None and factor != self.factor:
+            self._factor_t.fill_(factor)
+        self.factor = factor
 
     @torch.no_grad()
-    def step(self, factor: float = 1.0) -> None:
+    def step(self) -> None:
         """One update with learning rates ``lrs * factor`` (``lrs``: one per model, ``[M]``)."""
         b1, b2 = self.betas
-        self.steps += 1
         grads = [p.grad for p in self.params]
         torch._foreach_lerp_(self.exp_avg, grads, 1.0 - b1)
         torch._foreach_mul_(self.exp_avg_sq, b2)
         torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1.0 - b2)
         denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, math.sqrt(1.0 - b2 ** self.steps))
+        if self._step_t is None:
+            self.steps += 1
+            torch._foreach_div_(denom, math.sqrt(1.0 - b2 ** self.steps))
+            step_size = self.lrs * (self.factor / (1.0 - b1 ** self.steps))
+        else:  # the same bias corrections, computed on the device
+            t = self._step_t.add_(1)
+            torch._foreach_div_(denom, torch.sqrt(1.0 - torch.pow(b2, t)))
+            step_size = self.lrs * (self._factor_t / (1.0 - torch.pow(b1, t)))
         torch._foreach_add_(denom, self.eps)
         update = torch._foreach_div(self.exp_avg, denom)
-        step_size = self.lrs * (factor / (1.0 - b1 ** self.steps))
         torch._foreach_mul_(update, [step_size.view(shape) for shape in self._shapes])
         torch._foreach_sub_(self.params, update)
 
@@ -145,7 +170,8 @@ class StackedAdam:
             p.grad = None
 
     def export_state(self) -> AdamState:
-        return AdamState(self.steps, self.exp_avg, self.exp_avg_sq)
+        steps = self.steps if self._step_t is None else round(float(self._step_t))
+        return AdamState(steps, self.exp_avg, self.exp_avg_sq)
 
     @torch.no_grad()
     def import_state(self, state: AdamState) -> None:
@@ -153,6 +179,8 @@ class StackedAdam:
                                strict=True):
             live.copy_(saved)
         self.steps = state.step
+        if self._step_t is not None:
+            self._step_t.fill_(float(state.step))
 
 
 class _SharedRateAdam:
@@ -167,9 +195,13 @@ class _SharedRateAdam:
         self.lr = lr
         self.adam = LeanAdam(build_optimizer(params, OptimConfig(lr=lr), device))
 
-    def step(self, factor: float = 1.0) -> None:
-        for group in self.adam.param_groups:
-            group["lr"] = self.lr * factor
+    def use_device_scalars(self) -> None:
+        self.adam.use_device_lr()
+
+    def set_factor(self, factor: float) -> None:
+        self.adam.set_lr(self.lr * factor)
+
+    def step(self) -> None:
         self.adam.step()
 
     def zero_grad(self) -> None:
@@ -306,6 +338,41 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
     sums = state.sums.to(device=device, dtype=torch.float32)
     count = state.count
     bad_step = state.bad_step.to(device)
+    graphed = uses_cuda_graph(first, device, streams is not None, False)
+    # what changes between steps as device tensors on CUDA, which a graph's replay reads
+    # (graphs.py), graphed or not, so that both compute the same bits (as in fit)
+    device_scalars = device.type == "cuda"
+    step_t = torch.full((), state.step, dtype=torch.long, device=device)
+    kl_base = kl_now.clone()
+    if device_scalars:
+        optimizer.use_device_scalars()
+
+    def device_step() -> tuple[torch.Tensor, torch.Tensor]:
+        """One group step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
+        if streams is None:
+            x = source.sample(m_count * tc.batch_size, data_gen, device).view(
+                m_count, tc.batch_size, dim)
+        else:
+            x = torch.stack([s.next() for s in streams])
+        eps = torch.randn(eps_shape, generator=noise_gen, device=device)
+        if explicit is not None:  # loss terms [M, 4], and the gradients in .grad
+            terms, z = explicit(x, eps, kl_now)
+        else:
+            terms, z = batched(params, buffers, x, eps, kl_now)
+            optimizer.zero_grad()
+            terms[:, 0].sum().backward()
+        with torch.no_grad():  # a non-finite gradient makes the next loss non-finite
+            finite = torch.isfinite(terms[:, 0])
+            if device_scalars:
+                step_t.add_(1)
+                bad_step.copy_(torch.where(finite | (bad_step > 0), bad_step, step_t))
+            else:
+                bad_step.copy_(torch.where(finite | (bad_step > 0), bad_step, step))
+        optimizer.step()
+        sums.add_(terms.detach())
+        return x, z
+
+    run_step = GraphedStep(device_step, device, [data_gen, noise_gen], graphed)
     metrics, frames = state.metrics, state.frames
     frame_every = first.display.frame_every
     max_steps, limit = tc.steps, tc.time_limit
@@ -364,26 +431,15 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
                 prog = schedules.progress(step, max_steps, elapsed, limit)
                 step += 1
                 factor = schedules.lr_factor(first.optim, step - 1, prog)
-                if warm:
-                    kl_now = torch.tensor([schedules.kl_weight(c.loss, prog) for c in configs],
-                                          device=device)
-                if streams is None:
-                    x = source.sample(m_count * tc.batch_size, data_gen, device).view(
-                        m_count, tc.batch_size, dim)
-                else:
-                    x = torch.stack([s.next() for s in streams])
-                eps = torch.randn(eps_shape, generator=noise_gen, device=device)
-                if explicit is not None:  # loss terms [M, 4], and the gradients in .grad
-                    terms, z = explicit(x, eps, kl_now)
-                else:
-                    terms, z = batched(params, buffers, x, eps, kl_now)
-                    optimizer.zero_grad()
-                    terms[:, 0].sum().backward()
-                with torch.no_grad():  # a non-finite gradient makes the next loss non-finite
-                    finite = torch.isfinite(terms[:, 0])
-                    bad_step = torch.where(finite | (bad_step > 0), bad_step, step)
-                optimizer.step(factor)
-                sums += terms.detach()
+                optimizer.set_factor(factor)
+                if warm and device_scalars:  # the schedule's ramp, shared (not VARYING)
+                    ramp = schedules.kl_weight(dataclasses.replace(first.loss, kld_weight=1.0),
+                                               prog)
+                    torch.mul(kl_base, ramp, out=kl_now)
+                elif warm:
+                    kl_now.copy_(torch.tensor([schedules.kl_weight(c.loss, prog)
+                                               for c in configs]))
+                x, z = run_step()
                 count += 1
 
                 last = step == max_steps or (limit is not None and
@@ -427,6 +483,7 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             "steps_per_second": round(step / seconds, 1) if seconds > 0 else None,
             "device": str(device),
             "gradients": "explicit" if explicit is not None else "autograd",
+            "cuda_graph": graphed,
             "final": metrics[i][-1],
             "torch_version": torch.__version__,
             "group": {"models": m_count, "index": i,

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import save as save_tensors
 
 from vaelab._version import __version__
+from vaelab.config import RunConfig
 from vaelab.errors import RunError
 from vaelab.fileio import atomic_write_bytes, tensors_digest
 from vaelab.training.checkpoint import (
@@ -202,7 +203,9 @@ def check_group_checkpoint(ckpt: GroupCheckpoint, *, configs_json: list[str],
     """Check every part of ``ckpt`` against the live group (RunError naming the first
     mismatch), so that restoring it cannot fail half-way."""
     where = ckpt.path
-    if ckpt.configs_json != configs_json:
+    if len(ckpt.configs_json) != len(configs_json) or not all(
+            RunConfig.from_json(live).matches_json(saved)
+            for live, saved in zip(configs_json, ckpt.configs_json, strict=True)):
         raise RunError(f"{where} was written for other configs than the group's config.json "
                        "files; it cannot be resumed")
     for what, found, live in (("params", ckpt.params, params),

@@ -3,8 +3,10 @@
 Per step: set the learning rate and KL weight from the schedules, draw a batch on the device,
 forward, loss, backward (or the explicit gradients of :mod:`vaelab.training.explicit`), fused
 Adam. Loss terms are summed on the device and read back (one
-synchronisation) only at logging steps. With ``train.time_limit`` the loop also stops when the
-training clock passes the limit, and the schedules follow the elapsed fraction of it.
+synchronisation) only at logging steps. On CUDA that step's device work is captured once as a
+CUDA graph and replayed (:mod:`vaelab.training.graphs`). With ``train.time_limit`` the loop
+also stops when the training clock passes the limit, and the schedules follow the elapsed
+fraction of it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from vaelab.training.explicit import (
     unsupported_reason,
 )
 from vaelab.training.frames import Frame
+from vaelab.training.graphs import GraphedStep, graph_blocker, uses_cuda_graph
 from vaelab.training.optim import LeanAdam, build_optimizer
 
 #: columns of the metrics file, in order
@@ -64,7 +67,7 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     """:func:`resolve_config`, also returning the data source it had to build (a data file is
     read once, not again by :func:`fit`)."""
     config.validate()
-    resolve_device(config.train.device)
+    device = resolve_device(config.train.device)
     source = build_source(config.data)
     if config.model.in_channels not in (None, source.dim):
         raise ConfigError(f"model.in_channels = {config.model.in_channels} but the data "
@@ -83,15 +86,21 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg)
     check_model_name(resolved.model.name)
     check_explicit(resolved)
+    if resolved.train.cuda_graph == "on":
+        fixed_set = is_file or resolved.data.n_train is not None
+        reason = graph_blocker(resolved, device, fixed_set, uses_compile(resolved, device))
+        if reason is not None:
+            raise ConfigError(f"train.cuda_graph = 'on' cannot apply to this run: {reason}")
     return resolved, source
 
 
 def uses_compile(config: RunConfig, device: torch.device) -> bool:
-    """Whether the step runs under torch.compile (``auto``: on CUDA, not with explicit
-    gradients asked for)."""
-    tc = config.train
-    return tc.compile == "on" or (tc.compile == "auto" and device.type == "cuda"
-                                  and tc.gradients != "explicit")
+    """Whether the step runs under torch.compile: only when asked (``on``). ``auto`` is off:
+    for these small networks torch.compile was slower than eager on the CPU (0.64x,
+    benchmarks/speed.py), and on an H100 its reduce-overhead step (268 steps/s for the seed
+    preset) was slower than explicit gradients, eager (608) or replayed as one CUDA graph
+    (benchmarks/gpu_speed.py)."""
+    return config.train.compile == "on"
 
 
 def uses_explicit(config: RunConfig, device: torch.device, group: bool = False) -> bool:
@@ -170,7 +179,7 @@ def fit(config: RunConfig, *, progress: bool = True,
     generators = {"data": data_gen, "noise": noise_gen}
     state = LoopState(0, 0.0, torch.zeros(len(LossTerms._fields)), 0, [], [])
     if resume is not None:
-        if resume.config_json != config.to_json():
+        if not config.matches_json(resume.config_json):
             raise RunError(f"{resume.path} was written for another config than this run's "
                            "config.json; it cannot be resumed")
         state = restore_checkpoint(resume, model=model, optimizer=optimizer,
@@ -196,10 +205,47 @@ def fit(config: RunConfig, *, progress: bool = True,
     finite = torch.ones(tc.log_every, dtype=torch.bool, device=device)
     params = list(model.parameters())
     samples = model.training_samples()
+    compiled = uses_compile(config, device)
     explicit = ExplicitStep.for_model(model) if uses_explicit(config, device) else None
-    loss_fn = _loss_function(model, samples, uses_compile(config, device), device)
+    loss_fn = _loss_function(model, samples, compiled, device)
     batch = stream.batch_size if isinstance(stream, FixedSetStream) else tc.batch_size
     eps_shape = ((samples,) if samples is not None else ()) + (batch, model.latent_dim)
+    graphed = uses_cuda_graph(config, device, fixed is not None, compiled)
+    # what changes between steps (learning rate, KL weight): Python numbers on the CPU; on
+    # CUDA device tensors, set before each step, which a graph's replay reads (graphs.py),
+    # graphed or not, so that the eager and the graphed step compute the same bits
+    device_scalars = device.type == "cuda"
+    kl_weight: float | torch.Tensor = config.loss.kld_weight
+    # the tally's slot in `finite` when graphed (`count` when eager; a resumed run's interval
+    # may have begun before its checkpoint)
+    slot = torch.full((1,), count, dtype=torch.long, device=device)
+    if device_scalars:
+        optimizer.use_device_lr()
+        kl_weight = torch.full((), kl_weight, device=device)
+
+    def device_step() -> tuple[torch.Tensor, torch.Tensor]:
+        """One step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
+        x = stream.next()
+        # the reparameterisation noise, drawn here as the model would draw it
+        eps = torch.randn(eps_shape, generator=noise_gen, device=device)
+        if explicit is not None:  # loss terms, and the gradients in .grad
+            stacked, z = explicit(x, eps, kl_weight)
+        else:
+            terms, z = loss_fn(x, eps, kl_weight)
+            optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            stacked = torch.stack(terms).detach()
+        optimizer.step()
+        with torch.no_grad():
+            if graphed:
+                finite.index_copy_(0, slot, torch.isfinite(stacked[:1]))
+                slot.add_(1)
+            else:
+                finite[count] = torch.isfinite(stacked[0])
+            sums.add_(stacked)
+        return x, z
+
+    run_step = GraphedStep(device_step, device, [data_gen, noise_gen], graphed)
     max_steps, limit = tc.steps, tc.time_limit
     bar = tqdm(total=max_steps if max_steps is not None else round(limit), disable=not progress,
                unit="step" if max_steps is not None else "s", dynamic_ncols=True,
@@ -241,6 +287,7 @@ def fit(config: RunConfig, *, progress: bool = True,
         last_saved = step
 
     model.train()
+    kl_set = config.loss.kld_weight  # the value kl_weight holds on CUDA
     t0 = time.perf_counter() - state.elapsed_s
     started = step
     try:
@@ -258,24 +305,15 @@ def fit(config: RunConfig, *, progress: bool = True,
                         f"continue with: vaelab train --resume {checkpoint_path.parent}",
                         stop.signum)
                 lr_now = config.optim.lr * schedules.lr_factor(config.optim, step, prog)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_now
+                optimizer.set_lr(lr_now)
+                kl_now = schedules.kl_weight(config.loss, prog)
+                if not device_scalars:
+                    kl_weight = kl_now
+                elif kl_now != kl_set:
+                    kl_weight.fill_(kl_now)
+                    kl_set = kl_now
                 step += 1
-                x = stream.next()
-                # the reparameterisation noise, drawn here as the model would draw it
-                eps = torch.randn(eps_shape, generator=noise_gen, device=device)
-                kl_weight = schedules.kl_weight(config.loss, prog)
-                if explicit is not None:  # loss terms, and the gradients in .grad
-                    stacked, z = explicit(x, eps, kl_weight)
-                else:
-                    terms, z = loss_fn(x, eps, kl_weight)
-                    optimizer.zero_grad(set_to_none=True)
-                    terms.loss.backward()
-                    stacked = torch.stack(terms).detach()
-                optimizer.step()
-                with torch.no_grad():
-                    finite[count] = torch.isfinite(stacked[0])
-                    sums += stacked
+                x, z = run_step()
                 count += 1
 
                 last = step == max_steps or (limit is not None and
@@ -297,6 +335,7 @@ def fit(config: RunConfig, *, progress: bool = True,
                                     rec=f"{row['reconstruction']:.4f}", kld=f"{row['kld']:.4f}",
                                     refresh=False)
                     sums.zero_()
+                    slot.zero_()
                     count = 0
                 if last:
                     break
@@ -315,6 +354,7 @@ def fit(config: RunConfig, *, progress: bool = True,
         "steps_per_second": round(step / seconds, 1) if seconds > 0 else None,
         "device": str(device),
         "gradients": "explicit" if explicit is not None else "autograd",
+        "cuda_graph": graphed,
         "final": metrics[-1],
         "torch_version": torch.__version__,
     }

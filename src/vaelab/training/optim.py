@@ -41,6 +41,9 @@ class LeanAdam:
         self.param_groups = adam.param_groups
         group = adam.param_groups[0]
         self.params: list[torch.nn.Parameter] = list(group["params"])
+        # the learning rate as a device tensor, for a step replayed as a CUDA graph (which
+        # would bake a Python float in); None: the group's float, as Adam has it
+        self.lr_tensor: torch.Tensor | None = None
         self.direct = (bool(group.get("fused")) and not group["amsgrad"]
                        and not group["maximize"] and group["weight_decay"] == 0
                        and hasattr(torch, "_fused_adam_"))
@@ -66,16 +69,31 @@ class LeanAdam:
             self._exp_avgs = [s["exp_avg"] for s in states]
             self._exp_avg_sqs = [s["exp_avg_sq"] for s in states]
 
+    def use_device_lr(self) -> None:
+        """Keep the learning rate in a device tensor that :meth:`set_lr` fills (CUDA graphs)."""
+        if not self.direct:
+            raise ValueError("a device learning rate needs the fused Adam")
+        self.lr_tensor = torch.full((), float(self.param_groups[0]["lr"]), dtype=torch.float32,
+                                    device=self.params[0].device)
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the next steps (the group's float, and the device tensor)."""
+        group = self.param_groups[0]
+        if self.lr_tensor is not None and lr != group["lr"]:
+            self.lr_tensor.fill_(lr)
+        group["lr"] = lr
+
     def step(self) -> None:
         if not self.direct:
             self.adam.step()
             return
         group = self.param_groups[0]
+        lr = group["lr"] if self.lr_tensor is None else self.lr_tensor
         beta1, beta2 = group["betas"]
         self._step_all.add_(1)
         torch._fused_adam_(self.params, [p.grad for p in self.params], self._exp_avgs,
                            self._exp_avg_sqs, [], self._steps, amsgrad=False,
-                           lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0,
+                           lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
                            eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
