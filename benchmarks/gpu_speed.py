@@ -37,18 +37,15 @@ import sys
 import time
 from pathlib import Path
 
+import speed
 import torch
 from benchmarks_md import update_section
 from seed_walltime import seed_loop
 
-from vaelab.data.swiss_roll import SwissRoll2D
 from vaelab.errors import TrainingDiverged
 from vaelab.evaluation import evaluate
-from vaelab.models import SimpleVAE
-from vaelab.objectives import seed_loss
 from vaelab.resolve import build_config
 from vaelab.runs import Run
-from vaelab.training.devices import make_generator
 from vaelab.training.group import fit_group, seed_group
 from vaelab.training.loop import fit
 
@@ -90,26 +87,8 @@ def group_rate(preset: str, models: int, batch: int, steps: int, **extra: object
 
 
 def plain_rate(batch: int, steps: int) -> dict:
-    """The seed's network in a textbook loop on the GPU."""
-    torch.manual_seed(0)
-    device = torch.device("cuda")
-    points = SwissRoll2D(noise=0.3).sample(batch * steps, make_generator(0, device), device)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(points),
-                                         batch_size=batch, shuffle=True, drop_last=True)
-    model = SimpleVAE().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1000, gamma=0.7)
-    total = 0.0
-    t0 = time.perf_counter()
-    for (x,) in loader:
-        out = model(x)
-        loss = seed_loss(out.x, out.x_hat, out.mu, out.log_var, 1.0).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        total += loss.item()
-    return {"rate": steps / (time.perf_counter() - t0)}
+    """The seed's network in a textbook loop on the GPU (speed.py's)."""
+    return {"rate": speed.plain_rate(batch, steps, device="cuda")}
 
 
 def seed_loop_rate(batch: int, steps: int) -> dict:

@@ -90,12 +90,13 @@ def vaelab_rate(batch: int, steps: int, preset: str = "seed", gradients: str = "
     return steps / result.summary["train_seconds"]
 
 
-def plain_rate(batch: int, steps: int) -> float:
+def plain_rate(batch: int, steps: int, device: str = "cpu") -> float:
+    """The seed's network in a textbook loop (on ``device``: gpu_speed.py uses it too)."""
     torch.manual_seed(0)
-    points = SwissRoll2D(noise=0.3).sample(batch * steps, make_generator(0))
+    points = SwissRoll2D(noise=0.3).sample(batch * steps, make_generator(0, device), device)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(points),
                                          batch_size=batch, shuffle=True, drop_last=True)
-    model = SimpleVAE()
+    model = SimpleVAE().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-2)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1000, gamma=0.7)
     total = 0.0
