@@ -3,8 +3,8 @@
 A step of the seed's model is about a hundred small kernels (batch draw, noise, forward,
 gradients, Adam, the loss tally). Launched one by one from Python, each launch costs the host
 more time than the GPU spends running it, so the GPU mostly waits: on an H100 the seed
-preset's eager step runs about 870 steps/s, and the same step replayed as one CUDA graph about
-3,500 (``benchmarks/gpu_speed.py``).
+preset trained 445-618 steps/s eagerly, and 3,373 with its step replayed as one CUDA graph
+(batch 512, ``benchmarks/gpu_speed.py``).
 
 What a graphed step may hold (the loops keep to it, :func:`graph_blocker` names what breaks it):
 

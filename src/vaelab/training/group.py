@@ -363,11 +363,8 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             terms[:, 0].sum().backward()
         with torch.no_grad():  # a non-finite gradient makes the next loss non-finite
             finite = torch.isfinite(terms[:, 0])
-            if device_scalars:
-                step_t.add_(1)
-                bad_step.copy_(torch.where(finite | (bad_step > 0), bad_step, step_t))
-            else:
-                bad_step.copy_(torch.where(finite | (bad_step > 0), bad_step, step))
+            step_t.add_(1)  # the step's number, on the device so that a replay advances it
+            bad_step.copy_(torch.where(finite | (bad_step > 0), bad_step, step_t))
         optimizer.step()
         sums.add_(terms.detach())
         return x, z

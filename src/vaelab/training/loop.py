@@ -97,9 +97,9 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
 def uses_compile(config: RunConfig, device: torch.device) -> bool:
     """Whether the step runs under torch.compile: only when asked (``on``). ``auto`` is off:
     for these small networks torch.compile was slower than eager on the CPU (0.64x,
-    benchmarks/speed.py), and on an H100 its reduce-overhead step (268 steps/s for the seed
-    preset) was slower than explicit gradients, eager (608) or replayed as one CUDA graph
-    (benchmarks/gpu_speed.py)."""
+    benchmarks/speed.py), and on an H100 its reduce-overhead step (590-714 steps/s for the
+    seed preset) was about 5x slower than explicit gradients replayed as one CUDA graph
+    (3,373; benchmarks/gpu_speed.py)."""
     return config.train.compile == "on"
 
 
@@ -216,8 +216,8 @@ def fit(config: RunConfig, *, progress: bool = True,
     # graphed or not, so that the eager and the graphed step compute the same bits
     device_scalars = device.type == "cuda"
     kl_weight: float | torch.Tensor = config.loss.kld_weight
-    # the tally's slot in `finite` when graphed (`count` when eager; a resumed run's interval
-    # may have begun before its checkpoint)
+    # the tally's slot in `finite`, on the device so that a graph's replay advances it (it
+    # equals `count`; a resumed run's interval may have begun before its checkpoint)
     slot = torch.full((1,), count, dtype=torch.long, device=device)
     if device_scalars:
         optimizer.use_device_lr()
@@ -237,11 +237,8 @@ def fit(config: RunConfig, *, progress: bool = True,
             stacked = torch.stack(terms).detach()
         optimizer.step()
         with torch.no_grad():
-            if graphed:
-                finite.index_copy_(0, slot, torch.isfinite(stacked[:1]))
-                slot.add_(1)
-            else:
-                finite[count] = torch.isfinite(stacked[0])
+            finite.index_copy_(0, slot, torch.isfinite(stacked[:1]))
+            slot.add_(1)
             sums.add_(stacked)
         return x, z
 
