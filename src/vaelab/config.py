@@ -31,7 +31,7 @@ DATA_BACKENDS = ("torch", "sklearn")
 LOSSES = ("seed_mse", "gaussian", "iwae")
 ACTIVATIONS = ("leaky_relu", "relu", "silu", "gelu", "elu", "tanh", "softplus")
 PRIORS = ("standard", "mixture", "flow")
-#: train.compile: torch.compile the forward and loss (``auto``: off, see speed.py, gpu_speed.py)
+#: train.compile: torch.compile the step (``auto``: the default preset's long CPU runs; TrainConfig)
 COMPILE_MODES = ("auto", "on", "off")
 #: train.cuda_graph: replay the step as one CUDA graph (``auto``: on CUDA wherever it can)
 CUDA_GRAPH_MODES = ("auto", "on", "off")
@@ -144,10 +144,15 @@ class TrainConfig:
     ``checkpoint_every``: steps between the checkpoints a run directory keeps for
     ``vaelab train --resume`` (0: only at the end and on SIGINT/SIGTERM).
 
-    ``compile``: ``on`` runs the forward pass and loss under ``torch.compile`` (on CUDA in
-    ``reduce-overhead`` mode, which captures them in CUDA graphs). ``auto`` is off: for these
-    small networks it was slower than eager on the CPU (benchmarks/speed.py), and on an H100
-    than explicit gradients replayed as one CUDA graph (benchmarks/gpu_speed.py).
+    ``compile``: ``on`` runs the step's gradient computation under ``torch.compile``: on the
+    CPU the explicit step where the gradients are explicit (:mod:`vaelab.training.compiled`,
+    compiled before the training clock starts), else the forward pass and loss under
+    autograd (on CUDA in ``reduce-overhead`` mode, which captures them in CUDA graphs).
+    ``auto`` compiles only the explicit step of the IWAE bound (the default preset) on the CPU,
+    for runs of at least 10,000 steps and, if time-limited, 10 s: there it trains 1.3x faster,
+    after a one-off compilation of 3-15 s. Elsewhere ``auto`` is off (measured slower, or not
+    repaid: benchmarks/speed.py, gpu_speed.py). A compiled run rounds differently from an
+    eager one, so the two are not bit-identical.
 
     ``cuda_graph``: on CUDA, capture the whole step (batch draw, noise, gradients, Adam) as one
     CUDA graph and replay it every step (:mod:`vaelab.training.graphs`); the weights are the
@@ -159,8 +164,8 @@ class TrainConfig:
     IWAE bound with the standard or mixture prior in closed form (any other loss through
     autograd on its small inputs; :mod:`vaelab.training.explicit`); ``autograd``
     backpropagates through everything. ``auto``: explicit where the loss is in closed form
-    and nothing is compiled (the seed and default presets: 1.2-1.4x and about 1.15x faster on
-    the CPU); else autograd.
+    (the seed and default presets: 1.2-1.4x and about 1.15x faster on the CPU), except with
+    ``compile = 'on'`` on CUDA; else autograd.
     Both give the same gradients up to float rounding, so the two runs are not bit-identical.
     """
 
@@ -300,9 +305,6 @@ class RunConfig:
                "is captured as CUDA graphs by torch.compile itself)")
         _check(not (t.cuda_graph == "on" and t.device == "cpu"), "train.cuda_graph",
                t.cuda_graph, "needs a CUDA device (train.device is 'cpu')")
-        _check(not (t.gradients == "explicit" and t.compile == "on"), "train.gradients",
-               t.gradients, "cannot be combined with train.compile = 'on' (explicit gradients "
-               "have no autograd graph to compile)")
         _check(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every,
                "must be >= 0 (0: a checkpoint only at the end or on an interrupt)")
         dev = t.device

@@ -48,6 +48,7 @@ from vaelab.models import BaseVAE
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.checkpoint import set_generator_states
+from vaelab.training.compiled import CompiledStep, compile_or_fall_back
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.explicit import ExplicitStep, check_explicit, split_parameters
 from vaelab.training.frames import Frame
@@ -68,6 +69,7 @@ from vaelab.training.loop import (
     init_model,
     prepare,
     training_points,
+    uses_compile,
     uses_explicit,
 )
 
@@ -347,6 +349,18 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
     if device_scalars:
         optimizer.use_device_scalars()
 
+    # the explicit step, compiled before the training clock starts where it is to be (as in
+    # fit; a group's autograd step is not compiled)
+    step_fn: ExplicitStep | CompiledStep | None = explicit
+    compile_seconds, compile_note = None, None
+    compiled = explicit is not None and uses_compile(first, device, group=True)
+    if compiled:
+        started_compile = time.perf_counter()
+        step_fn, compile_note = compile_or_fall_back(
+            explicit, device, torch.zeros(m_count, batch, dim, device=device),
+            torch.zeros(eps_shape, device=device), kl_now, tc.compile == "on")
+        compile_seconds = round(time.perf_counter() - started_compile, 3)
+
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:
         """One group step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
         if streams is None:
@@ -355,8 +369,8 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
         else:
             x = torch.stack([s.next() for s in streams])
         eps = torch.randn(eps_shape, generator=noise_gen, device=device)
-        if explicit is not None:  # loss terms [M, 4], and the gradients in .grad
-            terms, z = explicit(x, eps, kl_now)
+        if step_fn is not None:  # loss terms [M, 4], and the gradients in .grad
+            terms, z = step_fn(x, eps, kl_now)
         else:
             terms, z = batched(params, buffers, x, eps, kl_now)
             optimizer.zero_grad()
@@ -481,12 +495,17 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             "device": str(device),
             "gradients": "explicit" if explicit is not None else "autograd",
             "cuda_graph": graphed,
+            "compiled": compiled and compile_note is None,
             "final": metrics[i][-1],
             "torch_version": torch.__version__,
             "group": {"models": m_count, "index": i,
                       "model_steps_per_second": (round(m_count * step / seconds, 1)
                                                  if seconds > 0 else None)},
         }
+        if compile_seconds is not None:  # spent before the training clock started
+            summary["compile_seconds"] = compile_seconds
+        if compile_note is not None:
+            summary["compile_note"] = compile_note
         if resume is not None:
             summary["resumed_from_step"] = resume.loop.step
         results.append(TrainResult(cfg, model, metrics[i], frames[i], summary))

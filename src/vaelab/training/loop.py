@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from vaelab.config import RunConfig
+from vaelab.config import RunConfig, TrainConfig
 from vaelab.data import DataSource, FixedSetStream, FreshStream, build_source
 from vaelab.data.files import FileSource, split_points
 from vaelab.errors import ConfigError, RunError, TrainingDiverged, TrainingInterrupted
@@ -30,6 +30,7 @@ from vaelab.models import BaseVAE, build_model, check_model_name
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.checkpoint import Checkpoint, LoopState, restore_checkpoint, save_checkpoint
+from vaelab.training.compiled import CompiledStep, compile_or_fall_back
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.explicit import (
     ExplicitStep,
@@ -86,6 +87,11 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg)
     check_model_name(resolved.model.name)
     check_explicit(resolved)
+    tc = resolved.train
+    if device.type == "cuda" and tc.compile == "on" and tc.gradients == "explicit":
+        raise ConfigError("train.gradients = 'explicit' cannot be combined with train.compile "
+                          "= 'on' on CUDA (the compiled explicit step is built for the CPU; "
+                          "on CUDA --cuda-graph replays the explicit step instead)")
     if resolved.train.cuda_graph == "on":
         fixed_set = is_file or resolved.data.n_train is not None
         reason = graph_blocker(resolved, device, fixed_set, uses_compile(resolved, device))
@@ -94,28 +100,53 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     return resolved, source
 
 
-def uses_compile(config: RunConfig, device: torch.device) -> bool:
-    """Whether the step runs under torch.compile: only when asked (``on``). ``auto`` is off:
-    for these small networks torch.compile was slower than eager on the CPU (0.64x,
-    benchmarks/speed.py), and on an H100 its reduce-overhead step (590-714 steps/s for the
-    seed preset) was about 5x slower than explicit gradients replayed as one CUDA graph
-    (3,373; benchmarks/gpu_speed.py)."""
-    return config.train.compile == "on"
+#: the shortest run (in steps, and in seconds when time-limited) that ``train.compile =
+#: 'auto'`` compiles: compiling takes 3-15 s once, and the compiled step of the IWAE bound
+#: saves about 0.7-1 ms per step on 2 CPU cores (benchmarks/speed.py), so it repays itself
+#: within about 10,000 steps even when nothing is in torch's compile cache yet
+COMPILE_MIN_STEPS = 10_000
+COMPILE_MIN_SECONDS = 10.0
+
+
+def long_run(tc: TrainConfig) -> bool:
+    """Whether a run is long enough for ``train.compile = 'auto'`` to compile it."""
+    steps_ok = tc.steps is None or tc.steps >= COMPILE_MIN_STEPS
+    time_ok = tc.time_limit is None or tc.time_limit >= COMPILE_MIN_SECONDS
+    return steps_ok and time_ok
+
+
+def uses_compile(config: RunConfig, device: torch.device, group: bool = False) -> bool:
+    """Whether the step runs under torch.compile.
+
+    ``on``: always: the explicit step (:mod:`vaelab.training.compiled`) where the gradients
+    are explicit, else the forward pass and loss under autograd. ``auto``: the explicit step
+    of the IWAE bound (the default preset) on the CPU, for runs long enough to repay the
+    compilation (:func:`long_run`): there it trains 1.3x faster. Elsewhere ``auto`` is off:
+    the seed preset's compiled step gains 1.2x, which 10,000 steps do not repay; the compiled
+    autograd step was slower than eager on the CPU (0.64x, benchmarks/speed.py); and on an
+    H100 its reduce-overhead step (590-714 steps/s for the seed preset) was about 5x slower
+    than explicit gradients replayed as one CUDA graph (3,373; benchmarks/gpu_speed.py)."""
+    mode = config.train.compile
+    if mode != "auto":
+        return mode == "on"
+    return (device.type == "cpu" and iwae_closed_form(config)
+            and uses_explicit(config, device, group) and long_run(config.train))
 
 
 def uses_explicit(config: RunConfig, device: torch.device, group: bool = False) -> bool:
     """Whether the step's gradients are the explicit ones. ``auto`` takes them where the
     whole loss is in closed form too (the seed's loss: 1.2-1.4x faster on the CPU; the IWAE
-    bound with the standard or mixture prior: about 1.15x, benchmarks/speed.py) and nothing is
-    compiled. With the loss through autograd they gain only about 5%, so autograd stays the
-    default there."""
+    bound with the standard or mixture prior: about 1.15x, benchmarks/speed.py), compiled or
+    not, except under ``train.compile = 'on'`` on CUDA, which compiles the autograd step
+    (the compiled explicit step is built for the CPU). With the loss through autograd they
+    gain only about 5%, so autograd stays the default there."""
     tc = config.train
     if tc.gradients == "autograd" or unsupported_reason(config, group) is not None:
         return False
     if tc.gradients == "explicit":
         return True
     return ((closed_form(config) or iwae_closed_form(config))
-            and not uses_compile(config, device))
+            and not (device.type == "cuda" and tc.compile == "on"))
 
 
 def init_model(config: RunConfig, seed: int) -> BaseVAE:
@@ -207,7 +238,7 @@ def fit(config: RunConfig, *, progress: bool = True,
     samples = model.training_samples()
     compiled = uses_compile(config, device)
     explicit = ExplicitStep.for_model(model) if uses_explicit(config, device) else None
-    loss_fn = _loss_function(model, samples, compiled, device)
+    loss_fn = _loss_function(model, samples, compiled and explicit is None, device)
     batch = stream.batch_size if isinstance(stream, FixedSetStream) else tc.batch_size
     eps_shape = ((samples,) if samples is not None else ()) + (batch, model.latent_dim)
     graphed = uses_cuda_graph(config, device, fixed is not None, compiled)
@@ -223,13 +254,23 @@ def fit(config: RunConfig, *, progress: bool = True,
         optimizer.use_device_lr()
         kl_weight = torch.full((), kl_weight, device=device)
 
+    # the explicit step, compiled here (before the training clock starts) where it is to be
+    step_fn: ExplicitStep | CompiledStep | None = explicit
+    compile_seconds, compile_note = None, None
+    if explicit is not None and compiled:
+        started_compile = time.perf_counter()
+        step_fn, compile_note = compile_or_fall_back(
+            explicit, device, torch.zeros(batch, source.dim, device=device),
+            torch.zeros(eps_shape, device=device), kl_weight, tc.compile == "on")
+        compile_seconds = round(time.perf_counter() - started_compile, 3)
+
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:
         """One step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
         x = stream.next()
         # the reparameterisation noise, drawn here as the model would draw it
         eps = torch.randn(eps_shape, generator=noise_gen, device=device)
-        if explicit is not None:  # loss terms, and the gradients in .grad
-            stacked, z = explicit(x, eps, kl_weight)
+        if step_fn is not None:  # loss terms, and the gradients in .grad
+            stacked, z = step_fn(x, eps, kl_weight)
         else:
             terms, z = loss_fn(x, eps, kl_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -352,9 +393,14 @@ def fit(config: RunConfig, *, progress: bool = True,
         "device": str(device),
         "gradients": "explicit" if explicit is not None else "autograd",
         "cuda_graph": graphed,
+        "compiled": compiled and compile_note is None,
         "final": metrics[-1],
         "torch_version": torch.__version__,
     }
+    if compile_seconds is not None:  # spent before the training clock started
+        summary["compile_seconds"] = compile_seconds
+    if compile_note is not None:
+        summary["compile_note"] = compile_note
     if resume is not None:
         summary["resumed_from_step"] = resume.loop.step
     return TrainResult(config, model, metrics, frames, summary)

@@ -1,0 +1,132 @@
+"""The explicit step under torch.compile (vaelab.training.compiled): when it is used, that it
+computes the eager step's loss and gradients, that compiling happens before the training
+clock, and that a machine where torch.compile fails still trains (or says why, in one line)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vaelab
+from vaelab.cli.main import main
+from vaelab.errors import RunError, TrainingInterrupted
+from vaelab.models import build_model
+from vaelab.resolve import build_config
+from vaelab.training import compiled as compiled_module
+from vaelab.training import loop
+from vaelab.training.compiled import CompiledStep
+from vaelab.training.explicit import ExplicitStep
+from vaelab.training.loop import resolve_config, uses_compile
+
+CPU = torch.device("cpu")
+CUDA = torch.device("cuda")
+
+
+def _uses(preset: str, device: torch.device = CPU, group: bool = False, **settings) -> bool:
+    return uses_compile(resolve_config(build_config(preset, settings=settings)), device, group)
+
+
+def test_auto_compiles_the_default_presets_long_runs_on_the_cpu_only():
+    assert _uses("default")  # 24,000 steps of the IWAE bound, explicit gradients
+    assert _uses("default", group=True)  # vaelab train --seeds N
+    assert _uses("default", time_limit=10.0)
+    assert _uses("default", steps=None, time_limit=30.0)
+    assert not _uses("default", time_limit=5.0)  # too short to repay the compilation
+    assert not _uses("default", steps=2000)
+    assert not _uses("default", device=CUDA)  # CUDA graphs replay the eager step there
+    assert not _uses("default", gradients="autograd")  # measured slower compiled
+    assert not _uses("default", prior="flow")  # its loss goes through autograd
+    assert not _uses("default", compile="off")
+    assert not _uses("seed")  # 1.2x, which 10,000 steps do not repay
+    assert _uses("seed", compile="on")
+    assert _uses("seed", compile="on", steps=5, device=CUDA)  # the autograd step, there
+
+
+def _eager_and_compiled(preset: str, settings: dict, batch: int):
+    torch.manual_seed(0)
+    cfg = resolve_config(build_config(preset, settings={"device": "cpu", **settings}))
+    model = build_model(cfg)
+    if model.standardized:
+        model.set_standardization(torch.tensor([0.5, -1.0]), torch.tensor([6.0, 5.0]))
+    step = ExplicitStep.for_model(model)
+    samples = model.training_samples()
+    x = torch.randn(batch, 2) * 6
+    eps = torch.randn(((samples,) if samples else ()) + (batch, model.latent_dim))
+    params = list(model.parameters())
+    results = []
+    for fn in (step, CompiledStep(step, CPU)):
+        for p in params:
+            p.grad = None
+        terms, z = fn(x, eps, 0.7)
+        results.append((terms, z, [p.grad.clone() for p in params]))
+    return results
+
+
+@pytest.mark.parametrize(("preset", "settings"), [
+    ("default", {}),  # IWAE k = 4, mixture prior, learned sigma
+    pytest.param("seed", {}, marks=pytest.mark.slow),
+])
+def test_the_compiled_step_computes_the_eager_steps_loss_and_gradients(preset, settings):
+    (t_eager, z_eager, g_eager), (t_comp, z_comp, g_comp) = _eager_and_compiled(
+        preset, settings, batch=64)
+    torch.testing.assert_close(t_comp, t_eager, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(z_comp, z_eager, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_comp, g_eager, strict=True):  # every parameter has its gradient
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_compiling_happens_before_the_training_clock(monkeypatch):
+    monkeypatch.setattr(loop, "COMPILE_MIN_SECONDS", 0.5)  # so that auto compiles this run
+    result = vaelab.train(preset="default", progress=False, device="cpu", time_limit=1.0,
+                          batch_size=32, frame_every=0, log_every=20)
+    s = result.summary
+    assert s["compiled"] and s["compile_seconds"] > 0
+    # the clock ran 1 s of training, not the compilation: many steps fit into it
+    assert s["stopped_by"] == "time_limit" and s["steps"] > 20
+    assert s["train_seconds"] < 1.0 + 0.5 < 1.0 + s["compile_seconds"]
+    assert result.metrics[-1]["elapsed_s"] == pytest.approx(s["train_seconds"], abs=0.1)
+
+
+def _failing_compile(*args, **kwargs):
+    def fails(*a, **k):
+        raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found\nmore text")
+    return fails
+
+
+def test_a_failed_compilation_falls_back_or_says_why_in_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(compiled_module.torch, "compile", _failing_compile)
+    monkeypatch.setattr(loop, "COMPILE_MIN_STEPS", 10)  # so that auto compiles these runs
+    settings = {"steps": 20, "batch_size": 32, "frame_every": 0, "log_every": 10,
+                "device": "cpu"}
+    with pytest.warns(RuntimeWarning, match="no working C.. compiler.*trained eagerly"):
+        result = vaelab.train(preset="default", progress=False, **settings)
+    assert not result.summary["compiled"] and result.summary["steps"] == 20
+    assert "InvalidCxxCompiler" in result.summary["compile_note"]
+    with pytest.raises(RunError, match="could not compile.*--compile off"):
+        vaelab.train(preset="default", progress=False, compile="on", **settings)
+
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "default", "--steps", "20", "--batch-size", "32",
+                 "--compile", "on", "--device", "cpu", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "could not compile" in err[0]
+    assert "Traceback" not in err[0] and not (out / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_a_compiled_run_is_reproducible_and_resumes_bit_for_bit(tmp_path, interrupt_at,
+                                                                monkeypatch):
+    settings = {"steps": 60, "batch_size": 32, "frame_every": 0, "log_every": 20,
+                "device": "cpu", "compile": "on", "checkpoint_every": 20}
+    first = vaelab.train(preset="default", progress=False, **settings)
+    again = vaelab.train(preset="default", progress=False, **settings)
+    whole = vaelab.train(preset="default", out=tmp_path / "whole", progress=False,
+                         **settings)
+    with monkeypatch.context() as m:
+        interrupt_at(m, 30)
+        with pytest.raises(TrainingInterrupted):
+            vaelab.train(preset="default", out=tmp_path / "cut", progress=False, **settings)
+    resumed = vaelab.resume(tmp_path / "cut", progress=False)
+    for run in (again, whole, resumed):
+        for name, value in first.model.state_dict().items():
+            assert torch.equal(value, run.model.state_dict()[name]), name
