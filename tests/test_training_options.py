@@ -272,8 +272,9 @@ def test_the_lean_adam_step_is_torch_adam_bit_for_bit(preset, monkeypatch):
 
 @pytest.mark.slow
 def test_compiled_training_follows_eager_training():
-    """--compile on (inductor on the CPU; CUDA graphs on a GPU) computes the same step:
-    the same loss terms and gradients on the same inputs, and the same loss curve."""
+    """The compiled autograd step (inductor on the CPU; CUDA graphs on a GPU) computes the
+    eager one's loss terms and gradients on the same inputs; and training with --compile on
+    (on the CPU the compiled explicit step) follows the eager loss curve."""
     from vaelab.resolve import build_config
     from vaelab.training.loop import _loss_function, init_model, prepare
 
@@ -299,5 +300,6 @@ def test_compiled_training_follows_eager_training():
                 "kl_warmup": 0.5, "log_every": 20}
     eager = vaelab.train(preset="default", progress=False, compile="off", **settings)
     compiled = vaelab.train(preset="default", progress=False, compile="on", **settings)
+    # the explicit step, compiled: rounding differences grow over the steps (test_compiled.py)
     for a, b in zip(eager.metrics, compiled.metrics, strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-2)

@@ -4,8 +4,8 @@
 loss) to two hundred (the IWAE bound with the mixture prior) separate tensor operations around
 the matrix products. Inductor, torch.compile's backend, fuses the element-wise ones into a few
 generated C++ loops and keeps the products on the BLAS. On 2 CPU cores this made the default
-preset's whole step 1.35x faster and the seed preset's 1.17x (benchmarks/speed.py). Compiling
-takes 18-23 s the first time on a machine and 3.5-4 s in later processes, which find the
+preset's whole step 1.37x faster and the seed preset's 1.11x (benchmarks/speed.py). Compiling
+takes 17-23 s the first time on a machine and 3-4 s in later processes, which find the
 generated code in torch's on-disk cache.
 
 The compiled step computes the same formulas, but it rounds differently (fused loops sum and
