@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import NamedTuple
 
 import torch
 
@@ -72,13 +73,35 @@ class CompiledStep:
         return self.seconds
 
 
-def compile_or_fall_back(step: ExplicitStep, device: torch.device, x: torch.Tensor,
-                         eps: torch.Tensor, kl_weight: float | torch.Tensor, required: bool
-                         ) -> tuple[ExplicitStep | CompiledStep, str | None]:
-    """``step`` compiled and warmed up for inputs shaped as ``x`` and ``eps``, or, if
-    torch.compile fails here and the compilation was not ``required`` (``train.compile =
-    'auto'``), ``step`` itself: (the step to train with, why it fell back or None). With
-    ``required`` (``'on'``) a failure raises :class:`RunError`."""
+class Prepared(NamedTuple):
+    """What a training loop steps with, and what its summary says of compiling it."""
+
+    step: ExplicitStep | CompiledStep | None
+    compile_seconds: float | None = None  # spent compiling (or failing to), before the clock
+    compile_note: str | None = None  # why a compilation fell back to the eager step
+
+    def summary(self, compiled: bool) -> dict[str, object]:
+        """summary.json's fields: ``compiled`` (``compiled``, the run's intent, unless it
+        fell back), and ``compile_seconds`` and ``compile_note`` where there are any."""
+        fields: dict[str, object] = {"compiled": compiled and self.compile_note is None}
+        if self.compile_seconds is not None:
+            fields["compile_seconds"] = self.compile_seconds
+        if self.compile_note is not None:
+            fields["compile_note"] = self.compile_note
+        return fields
+
+
+def prepare_step(step: ExplicitStep | None, compile_it: bool, device: torch.device,
+                 x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor,
+                 required: bool) -> Prepared:
+    """The explicit ``step`` (None: the loop's autograd step), compiled and warmed up for
+    inputs shaped as ``x`` and ``eps`` if ``compile_it``. If torch.compile fails here and
+    the compilation was not ``required`` (``train.compile = 'auto'``), the step itself, with
+    a warning and a note saying why; with ``required`` (``'on'``) a failure raises
+    :class:`RunError`."""
+    if step is None or not compile_it:
+        return Prepared(step)
+    started = time.perf_counter()
     compiled = CompiledStep(step, device)
     try:
         compiled.warm_up(x, eps, kl_weight)
@@ -87,5 +110,5 @@ def compile_or_fall_back(step: ExplicitStep, device: torch.device, x: torch.Tens
             raise
         note = f"{exc}".replace("; train with --compile off", "") + "; trained eagerly"
         warnings.warn(note, RuntimeWarning, stacklevel=2)
-        return step, note
-    return compiled, None
+        return Prepared(step, round(time.perf_counter() - started, 3), note)
+    return Prepared(compiled, round(time.perf_counter() - started, 3))

@@ -48,7 +48,7 @@ from vaelab.models import BaseVAE
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.checkpoint import set_generator_states
-from vaelab.training.compiled import CompiledStep, compile_or_fall_back
+from vaelab.training.compiled import prepare_step
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.explicit import ExplicitStep, check_explicit, split_parameters
 from vaelab.training.frames import Frame
@@ -351,15 +351,11 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
 
     # the explicit step, compiled before the training clock starts where it is to be (as in
     # fit; a group's autograd step is not compiled)
-    step_fn: ExplicitStep | CompiledStep | None = explicit
-    compile_seconds, compile_note = None, None
     compiled = explicit is not None and uses_compile(first, device, group=True)
-    if compiled:
-        started_compile = time.perf_counter()
-        step_fn, compile_note = compile_or_fall_back(
-            explicit, device, torch.zeros(m_count, batch, dim, device=device),
-            torch.zeros(eps_shape, device=device), kl_now, tc.compile == "on")
-        compile_seconds = round(time.perf_counter() - started_compile, 3)
+    prepared = prepare_step(explicit, compiled, device,
+                            torch.zeros(m_count, batch, dim, device=device),
+                            torch.zeros(eps_shape, device=device), kl_now, tc.compile == "on")
+    step_fn = prepared.step
 
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:
         """One group step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
@@ -495,17 +491,13 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             "device": str(device),
             "gradients": "explicit" if explicit is not None else "autograd",
             "cuda_graph": graphed,
-            "compiled": compiled and compile_note is None,
+            **prepared.summary(compiled),
             "final": metrics[i][-1],
             "torch_version": torch.__version__,
             "group": {"models": m_count, "index": i,
                       "model_steps_per_second": (round(m_count * step / seconds, 1)
                                                  if seconds > 0 else None)},
         }
-        if compile_seconds is not None:  # spent before the training clock started
-            summary["compile_seconds"] = compile_seconds
-        if compile_note is not None:
-            summary["compile_note"] = compile_note
         if resume is not None:
             summary["resumed_from_step"] = resume.loop.step
         results.append(TrainResult(cfg, model, metrics[i], frames[i], summary))

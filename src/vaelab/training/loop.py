@@ -30,7 +30,7 @@ from vaelab.models import BaseVAE, build_model, check_model_name
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.checkpoint import Checkpoint, LoopState, restore_checkpoint, save_checkpoint
-from vaelab.training.compiled import CompiledStep, compile_or_fall_back
+from vaelab.training.compiled import prepare_step
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.explicit import (
     ExplicitStep,
@@ -256,14 +256,11 @@ def fit(config: RunConfig, *, progress: bool = True,
         kl_weight = torch.full((), kl_weight, device=device)
 
     # the explicit step, compiled here (before the training clock starts) where it is to be
-    step_fn: ExplicitStep | CompiledStep | None = explicit
-    compile_seconds, compile_note = None, None
-    if explicit is not None and compiled:
-        started_compile = time.perf_counter()
-        step_fn, compile_note = compile_or_fall_back(
-            explicit, device, torch.zeros(batch, source.dim, device=device),
-            torch.zeros(eps_shape, device=device), kl_weight, tc.compile == "on")
-        compile_seconds = round(time.perf_counter() - started_compile, 3)
+    prepared = prepare_step(explicit, compiled, device,
+                            torch.zeros(batch, source.dim, device=device),
+                            torch.zeros(eps_shape, device=device), kl_weight,
+                            tc.compile == "on")
+    step_fn = prepared.step
 
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:
         """One step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
@@ -394,14 +391,10 @@ def fit(config: RunConfig, *, progress: bool = True,
         "device": str(device),
         "gradients": "explicit" if explicit is not None else "autograd",
         "cuda_graph": graphed,
-        "compiled": compiled and compile_note is None,
+        **prepared.summary(compiled),
         "final": metrics[-1],
         "torch_version": torch.__version__,
     }
-    if compile_seconds is not None:  # spent before the training clock started
-        summary["compile_seconds"] = compile_seconds
-    if compile_note is not None:
-        summary["compile_note"] = compile_note
     if resume is not None:
         summary["resumed_from_step"] = resume.loop.step
     return TrainResult(config, model, metrics, frames, summary)
