@@ -41,7 +41,6 @@ class CompiledStep:
         self.fn = torch.compile(step.__call__, dynamic=False)
         self._weight = torch.zeros((), device=device)  # a float KL weight, as a tensor
         self._weight_value: float | None = None
-        self.seconds = 0.0  # spent compiling, in warm_up
 
     def __call__(self, x: torch.Tensor, eps: torch.Tensor,
                  kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,24 +52,20 @@ class CompiledStep:
         return self.fn(x, eps, kl_weight)
 
     def warm_up(self, x: torch.Tensor, eps: torch.Tensor,
-                kl_weight: float | torch.Tensor) -> float:
-        """Compile for inputs shaped as ``x`` and ``eps`` (their values are not used; zeros
-        are passed) and return the seconds it took. Only ``.grad`` is written, which the
-        first training step overwrites. Raises :class:`RunError` (one line) if torch.compile
-        fails here, for example with no C++ compiler on the machine."""
-        t0 = time.perf_counter()
-        zeros_x, zeros_eps = torch.zeros_like(x), torch.zeros_like(eps)
+                kl_weight: float | torch.Tensor) -> None:
+        """Compile for inputs shaped as ``x`` and ``eps`` (any values: the loops pass zeros).
+        Only ``.grad`` is written, which the first training step overwrites. Raises
+        :class:`RunError` (one line) if torch.compile fails here, for example with no C++
+        compiler on the machine."""
         try:
             # twice: the first call finds no .grad on the parameters, the later ones do
             for _ in range(2):
-                self(zeros_x, zeros_eps, kl_weight)
+                self(x, eps, kl_weight)
         except Exception as exc:  # noqa: BLE001 - any compiler failure becomes one line
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise RunError(f"torch.compile could not compile the training step on this "
                            f"machine ({type(exc).__name__}: {first}); train with "
                            "--compile off") from exc
-        self.seconds = time.perf_counter() - t0
-        return self.seconds
 
 
 class Prepared(NamedTuple):
@@ -95,7 +90,7 @@ def prepare_step(step: ExplicitStep | None, compile_it: bool, device: torch.devi
                  x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor,
                  required: bool) -> Prepared:
     """The explicit ``step`` (None: the loop's autograd step), compiled and warmed up for
-    inputs shaped as ``x`` and ``eps`` if ``compile_it``. If torch.compile fails here and
+    inputs shaped as ``x`` and ``eps`` (zeros) if ``compile_it``. If torch.compile fails here and
     the compilation was not ``required`` (``train.compile = 'auto'``), the step itself, with
     a warning and a note saying why; with ``required`` (``'on'``) a failure raises
     :class:`RunError`."""
