@@ -13,6 +13,7 @@ from vaelab.models import build_model
 from vaelab.resolve import build_config
 from vaelab.training.explicit import (
     FLUSH_BELOW,
+    SKINNY,
     ExplicitStep,
     _flush_tiny,
     split_parameters,
@@ -25,6 +26,8 @@ CASES = [
     ("seed", {}),
     ("seed", {"hidden_dims": [64, 32, 16], "activation": "relu", "kld_weight": 0.3,
               "latent_dim": 3}),
+    # a latent wider than SKINNY: decoder_input runs by itself (no _Pair)
+    ("seed", {"hidden_dims": [32, 16], "latent_dim": 12}),
     ("default", {}),  # IWAE k = 4, mixture prior, learned sigma: closed form
     ("default", {"prior": "standard", "iwae_k": 2, "kld_weight": 0.7}),  # closed form
     ("default", {"iwae_k": 1, "loss.learn_decoder_std": False, "loss.decoder_std": 0.3}),
@@ -48,6 +51,7 @@ def _model(preset: str, settings: dict, standardize: bool = True):
 def test_explicit_gradients_are_autograds(preset, settings):
     cfg, model = _model(preset, settings)
     step = ExplicitStep.for_model(model)
+    assert step.pair == (cfg.model.latent_dim <= SKINNY)
     closed = {"seed_mse": cfg.model.prior == "standard", "iwae": cfg.model.prior != "flow"}
     expected = ("seed" if cfg.loss.name == "seed_mse" else "iwae") \
         if closed.get(cfg.loss.name) else "autograd"
@@ -196,9 +200,11 @@ def test_explicit_and_autograd_training_agree(preset):
 @pytest.mark.parametrize("preset", ["seed", "default"])
 def test_explicit_and_autograd_groups_agree(preset):
     """A group of models trained with explicit gradients (batched products) and with vmap +
-    autograd: the same metrics, model by model, over the first steps."""
+    autograd: the same metrics, model by model, over the first steps (the two round
+    differently, and at the seed's learning rate the difference grows about tenfold every
+    ten steps, so later steps are not compared closely)."""
     torch.set_num_threads(1)
-    settings = {"steps": 30, "batch_size": 64, "log_every": 10, "frame_every": 0,
+    settings = {"steps": 10, "batch_size": 64, "log_every": 2, "frame_every": 0,
                 "device": "cpu"}
     groups = {g: vaelab.train_many(sweep={"kld_weight": [0.5, 1.0]}, preset=preset,
                                    progress=False, gradients=g, **settings)

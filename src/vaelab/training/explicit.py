@@ -5,7 +5,10 @@ fixed chain of matrix products; autograd records and replays about a hundred sma
 around them, which on a CPU costs more than the products themselves (benchmarks/speed.py).
 Here the encoder and decoder run forward and backward with no autograd graph, each product in
 the operand layout the BLAS handles fastest (a layer with 2 inputs or outputs is a "skinny"
-product, slow in the textbook layout). The loss is then taken one of three ways:
+product, slow in the textbook layout). ``decoder_input`` has no activation, so it and the first
+decoder block's Linear run as one layer from the narrow z (:class:`_Pair`): that drops the
+full-width products of one of the seed model's three 128-wide layers. The loss is then taken
+one of three ways:
 
 * the seed's ``seed_mse`` with the N(0, I) prior: in closed form, below, with its gradients;
 * the IWAE bound (any k, fixed or learned sigma) with the N(0, I) or the mixture prior, as the
@@ -191,6 +194,45 @@ class _Layer:
         return self.mm(g, self.w) if need_input else None
 
 
+class _Pair:
+    """``decoder_input`` (A, a: no activation) and the first decoder block's Linear (B, b)
+    as one layer: B (A z + a) + b = C z + c with C = B A, c = B a + b. For a narrow z
+    (d <= :data:`SKINNY` against a width r) every product of the pair is then skinny or
+    r x r x (d + 1): the full-width N x r x r products (the forward, both backward ones)
+    are gone, a third of the seed model's product work. Same values and gradients up to
+    rounding (tests/test_explicit.py checks both against autograd in float64).
+
+    Backward, from g = d loss / d(C z + c) ``[(M,) N, r]``, with h = A z + a never formed
+    and the augmented G = [g^T z | g^T 1] ``[(M,) r, d + 1]``::
+
+        dB = g^T h = G [A | a]^T      db = g^T 1
+        [dA | da] = B^T G             dz = g C
+    """
+
+    __slots__ = ("inp", "block", "aug", "joined")
+
+    def __init__(self, inp: _Layer, block: _Layer) -> None:
+        self.inp, self.block = inp, block
+        self.aug = torch.cat((inp.w, inp.b.unsqueeze(-1)), dim=-1)  # [A | a]
+        bc = inp.mm(block.w, self.aug)  # B [A | a] = [C | B a]
+        self.joined = _Layer(bc[..., :-1], bc[..., -1] + block.b, "pair")
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.joined.forward(z)
+
+    def backward(self, g: torch.Tensor, z: torch.Tensor,
+                 grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Store dA, da, dB and db in ``grads``; return d loss / dz."""
+        mm = self.inp.mm
+        g_aug = torch.cat((mm(z.mT, g).mT, g.sum(-2).unsqueeze(-1)), dim=-1)
+        grads[self.block.names[0]] = mm(g_aug, self.aug.mT)
+        grads[self.block.names[1]] = g_aug[..., -1].contiguous()
+        back = mm(self.block.w.mT, g_aug)
+        grads[self.inp.names[0]] = back[..., :-1].contiguous()
+        grads[self.inp.names[1]] = back[..., -1].contiguous()
+        return mm(g, self.joined.w)
+
+
 class ExplicitStep:
     """Loss terms and gradients of a SimpleVAE's training loss, for one model or a stack.
 
@@ -220,6 +262,9 @@ class ExplicitStep:
         self.dec_in = _Layer.named(self.p, lay.decoder_input)
         self.dec = [_Layer.named(self.p, name) for name in lay.decoder]
         self.final = _Layer.named(self.p, lay.final)
+        # decoder_input has no activation, so with a narrow z it joins the first block's
+        # Linear (_Pair): one skinny product instead of a full-width one, forward and back
+        self.pair = self.dec_in.skinny_in
         self.shift, self.scale = shift, scale  # standardisation ([D] or [M, D]), or None
         # the Jacobian term of neg_elbo: -log|du/dx| = sum(log scale), per model
         self.log_scale_sum = scale.log().sum(-1) if scale is not None else None
@@ -272,11 +317,21 @@ class ExplicitStep:
         return out[..., :latent], out[..., latent:], ins, outs
 
     def _decode(self, z: torch.Tensor) -> tuple[torch.Tensor, list, list]:
-        """(u_hat, layer inputs, activated layer outputs) of the decoder."""
-        ins = [z]
-        c = self.dec_in.forward(z)
+        """(u_hat, layer inputs, activated layer outputs) of the decoder. With a narrow z,
+        ``decoder_input`` and the first block's Linear run as one product (:class:`_Pair`),
+        whose place in the inputs it takes, as the heads' does in the encoder's."""
+        ins: list = [z]
         outs = []
-        for layer in self.dec:
+        if self.pair:
+            pair = _Pair(self.dec_in, self.dec[0])
+            ins.append(pair)
+            c = torch.nn.functional.leaky_relu_(pair.forward(z), self.slope)
+            outs.append(c)
+            rest = self.dec[1:]
+        else:
+            c = self.dec_in.forward(z)
+            rest = self.dec
+        for layer in rest:
             ins.append(c)
             c = torch.nn.functional.leaky_relu_(layer.forward(c), self.slope)
             outs.append(c)
@@ -287,9 +342,13 @@ class ExplicitStep:
                           grads: dict[str, torch.Tensor]) -> torch.Tensor:
         """Store the decoder's gradients from g = d loss / d u_hat; return d loss / dz."""
         g = self.final.backward(g, ins[-1], True, grads)
-        for i in reversed(range(len(self.dec))):
+        first = 1 if self.pair else 0  # the blocks run by themselves
+        for i in reversed(range(first, len(self.dec))):
             g = torch.ops.aten.leaky_relu_backward(g, outs[i], self.slope, True)
             g = self.dec[i].backward(g, ins[i + 1], True, grads)
+        if self.pair:
+            g = torch.ops.aten.leaky_relu_backward(g, outs[0], self.slope, True)
+            return ins[1].backward(g, ins[0], grads)
         return self.dec_in.backward(g, ins[0], True, grads)
 
     def _encoder_backward(self, g_mu: torch.Tensor, g_lv: torch.Tensor, ins: list, outs: list,
