@@ -174,10 +174,10 @@ class _Layer:
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h W^T + b for h ``[(M,) N, in]``, each product in the layout the BLAS handles
         fastest."""
+        if self.skinny_in:  # few inputs: [h | 1] [W | b]^T, the bias in the product
+            return self.mm(_with_ones(h), _joined(self.w, self.b).mT)
         if self.skinny_out:  # few outputs: (W h^T)^T is the fast layout
             return self.mm(self.w, h.mT).mT + self.b_row
-        if self.skinny_in:  # few inputs: the product, then the bias in place
-            return self.mm(h, self.w_t).add_(self.b_row)
         if h.ndim == 2:
             return torch.addmm(self.b, h, self.w_t)
         return torch.baddbmm(self.b_row, h, self.w_t)
@@ -186,12 +186,31 @@ class _Layer:
                  grads: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """Store dW and db of y = h W^T + b in ``grads`` from g = d loss / dy; return
         d loss / dh (None if not needed)."""
-        if self.skinny_in:  # few inputs: (h^T g)^T is the fast layout
-            grads[self.names[0]] = self.mm(h.mT, g).mT.contiguous()
+        if self.skinny_in:  # few inputs: [dW | db] = g^T [h | 1], as ([h | 1]^T g)^T
+            _split_joined(self.mm(_with_ones(h).mT, g).mT, self.names, grads)
         else:
             grads[self.names[0]] = self.mm(g.mT, h)
-        grads[self.names[1]] = g.sum(-2)
+            grads[self.names[1]] = g.sum(-2)
         return self.mm(g, self.w) if need_input else None
+
+
+def _with_ones(h: torch.Tensor) -> torch.Tensor:
+    """[h | 1]: ``h`` ``[(M,) N, in]`` with a column of ones, so that a product with
+    [W | b] adds the bias (a narrow layer's bias then costs no pass of its own over the
+    N x out output, and its gradient comes out of the weight's product)."""
+    return torch.cat((h, torch.ones_like(h[..., :1])), dim=-1)
+
+
+def _joined(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[W | b] ``[(M,) out, in + 1]``."""
+    return torch.cat((w, b.unsqueeze(-1)), dim=-1)
+
+
+def _split_joined(wb: torch.Tensor, names: tuple[str, str],
+                  grads: dict[str, torch.Tensor]) -> None:
+    """Store [dW | db] ``[(M,) out, in + 1]`` as the two contiguous gradients ``names``."""
+    grads[names[0]] = wb[..., :-1].contiguous()
+    grads[names[1]] = wb[..., -1].contiguous()
 
 
 class _Pair:
@@ -202,35 +221,37 @@ class _Pair:
     are gone, a third of the seed model's product work. Same values and gradients up to
     rounding (tests/test_explicit.py checks both against autograd in float64).
 
-    Backward, from g = d loss / d(C z + c) ``[(M,) N, r]``, with h = A z + a never formed
-    and the augmented G = [g^T z | g^T 1] ``[(M,) r, d + 1]``::
+    With [z | 1] (a column of ones), the forward is one product, [z | 1] [C | c]^T, and
+    backward from g = d loss / d(C z + c) ``[(M,) N, r]``, with h = A z + a never formed
+    and G = g^T [z | 1] = [g^T z | g^T 1] ``[(M,) r, d + 1]``::
 
         dB = g^T h = G [A | a]^T      db = g^T 1
         [dA | da] = B^T G             dz = g C
     """
 
-    __slots__ = ("inp", "block", "aug", "joined")
+    __slots__ = ("inp", "block", "aug", "joined", "z1")
 
     def __init__(self, inp: _Layer, block: _Layer) -> None:
         self.inp, self.block = inp, block
-        self.aug = torch.cat((inp.w, inp.b.unsqueeze(-1)), dim=-1)  # [A | a]
-        bc = inp.mm(block.w, self.aug)  # B [A | a] = [C | B a]
-        self.joined = _Layer(bc[..., :-1], bc[..., -1] + block.b, "pair")
+        self.aug = _joined(inp.w, inp.b)  # [A | a]
+        joined = inp.mm(block.w, self.aug)  # B [A | a] = [C | B a]
+        joined[..., -1] += block.b  # [C | c]
+        self.joined = joined
+        self.z1: torch.Tensor | None = None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.joined.forward(z)
+        self.z1 = _with_ones(z)
+        return self.inp.mm(self.z1, self.joined.mT)
 
-    def backward(self, g: torch.Tensor, z: torch.Tensor,
-                 grads: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Store dA, da, dB and db in ``grads``; return d loss / dz."""
+    def backward(self, g: torch.Tensor, grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Store dA, da, dB and db in ``grads`` (after :meth:`forward`); return
+        d loss / dz."""
         mm = self.inp.mm
-        g_aug = torch.cat((mm(z.mT, g).mT, g.sum(-2).unsqueeze(-1)), dim=-1)
+        g_aug = mm(self.z1.mT, g).mT  # G = g^T [z | 1]
         grads[self.block.names[0]] = mm(g_aug, self.aug.mT)
         grads[self.block.names[1]] = g_aug[..., -1].contiguous()
-        back = mm(self.block.w.mT, g_aug)
-        grads[self.inp.names[0]] = back[..., :-1].contiguous()
-        grads[self.inp.names[1]] = back[..., -1].contiguous()
-        return mm(g, self.joined.w)
+        _split_joined(mm(self.block.w.mT, g_aug), self.inp.names, grads)
+        return mm(g, self.joined[..., :-1])
 
 
 class ExplicitStep:
@@ -348,7 +369,7 @@ class ExplicitStep:
             g = self.dec[i].backward(g, ins[i + 1], True, grads)
         if self.pair:
             g = torch.ops.aten.leaky_relu_backward(g, outs[0], self.slope, True)
-            return ins[1].backward(g, ins[0], grads)
+            return ins[1].backward(g, grads)
         return self.dec_in.backward(g, ins[0], True, grads)
 
     def _encoder_backward(self, g_mu: torch.Tensor, g_lv: torch.Tensor, ins: list, outs: list,
