@@ -441,8 +441,8 @@ def main() -> None:
               "on-disk cache (here an empty `TORCHINDUCTOR_CACHE_DIR`, then the same one "
               "again). `--compile auto` compiles the default preset's step (the IWAE bound) "
               "on the CPU for runs of at least 10,000 steps and, if time-limited, 10 s; the "
-              "seed preset's smaller gain does not repay the compilation within its 10,000 "
-              "steps, so it trains eagerly.", ""]
+              "seed preset's smaller gain saves less over its 10,000 steps than a first "
+              "compilation on a machine costs, so it trains eagerly.", ""]
     if compiled is not None:
         verdict = ("helps" if compiled > 1.05 * eager else
                    "does not help" if compiled < 0.95 * eager else "makes no difference")

@@ -149,8 +149,8 @@ class TrainConfig:
     compiled before the training clock starts), else the forward pass and loss under
     autograd (on CUDA in ``reduce-overhead`` mode, which captures them in CUDA graphs).
     ``auto`` compiles only the explicit step of the IWAE bound (the default preset) on the CPU,
-    for runs of at least 10,000 steps and, if time-limited, 10 s: there it trains 1.37x
-    faster, after compiling for 3-4 s (17-23 s the first time on a machine). Elsewhere
+    for runs of at least 10,000 steps and, if time-limited, 10 s: there it trains about 1.5x
+    faster, after compiling for about 3 s (15-22 s the first time on a machine). Elsewhere
     ``auto`` is off (measured slower, or not repaid: benchmarks/speed.py, gpu_speed.py). A
     compiled run rounds differently from an eager one, so the two are not bit-identical.
 

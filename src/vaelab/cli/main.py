@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the step (on the CPU the explicit step, compiled "
                    "before the training clock starts; auto: only the default preset's IWAE "
                    "step on the CPU, for runs of >= 10,000 steps and >= 10 s, where it is "
-                   "1.37x faster; elsewhere measured slower or not repaid)")
+                   "about 1.5x faster; elsewhere measured slower or not repaid)")
     g.add_argument("--cuda-graph", choices=["auto", "on", "off"],
                    help="on CUDA, replay the whole step as one CUDA graph, with the eager "
                    "step's results bit for bit (auto: wherever it can: a fresh batch every "

@@ -3,10 +3,11 @@
 :class:`~vaelab.training.explicit.ExplicitStep` computes a step as about a hundred (the seed's
 loss) to two hundred (the IWAE bound with the mixture prior) separate tensor operations around
 the matrix products. Inductor, torch.compile's backend, fuses the element-wise ones into a few
-generated C++ loops and keeps the products on the BLAS. On 2 CPU cores this made the default
-preset's whole step 1.37x faster and the seed preset's 1.11x (benchmarks/speed.py). Compiling
-takes 17-23 s the first time on a machine and 3-4 s in later processes, which find the
-generated code in torch's on-disk cache.
+generated C++ loops, keeps the products on the BLAS, and calls them all from a generated C++
+wrapper. On 2 CPU cores this made the default preset's whole step about 1.5x faster and the
+seed preset's about 1.3x (benchmarks/speed.py). Compiling takes 15-22 s the first time on a
+machine and about 3 s in later processes, which find the generated code in torch's on-disk
+cache.
 
 The compiled step computes the same formulas, but it rounds differently (fused loops sum and
 multiply in another order), so a compiled run is not bit-identical to an eager one; it is
@@ -39,7 +40,7 @@ class CompiledStep:
     def __init__(self, step: ExplicitStep, device: torch.device) -> None:
         self.step = step
         # cpp_wrapper: the generated code calls its kernels and products from C++, not
-        # Python; for this step's ~50 calls that is 1.07-1.2x (benchmarks/speed.py)
+        # Python; for this step's ~50 calls that measured 1.07-1.2x, same compile time
         self.fn = torch.compile(step.__call__, dynamic=False, options={"cpp_wrapper": True})
         self._weight = torch.zeros((), device=device)  # a float KL weight, as a tensor
         self._weight_value: float | None = None

@@ -101,10 +101,10 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
 
 
 #: the shortest run (in steps, and in seconds when time-limited) that ``train.compile =
-#: 'auto'`` compiles. On 2 CPU cores compiling the IWAE bound's step takes 3-4 s once torch's
-#: on-disk cache holds it (17-23 s the first time on a machine), and the compiled step saves
-#: about 0.8-1 ms per step (benchmarks/speed.py): 10,000 steps repay a cached compilation about
-#: twice over, and a 10 s time limit gets a third more steps into its clock
+#: 'auto'`` compiles. On 2 CPU cores compiling the IWAE bound's step takes about 3 s once
+#: torch's on-disk cache holds it (15-22 s the first time on a machine), and the compiled step
+#: saves about 0.9 ms per step (benchmarks/speed.py): 10,000 steps repay a cached compilation
+#: about three times over, and a 10 s time limit gets half again as many steps into its clock
 COMPILE_MIN_STEPS = 10_000
 COMPILE_MIN_SECONDS = 10.0
 
@@ -122,8 +122,9 @@ def uses_compile(config: RunConfig, device: torch.device, group: bool = False) -
     ``on``: always: the explicit step (:mod:`vaelab.training.compiled`) where the gradients
     are explicit, else the forward pass and loss under autograd. ``auto``: the explicit step
     of the IWAE bound (the default preset) on the CPU, for runs long enough to repay the
-    compilation (:func:`long_run`): there it trains 1.37x faster. Elsewhere ``auto`` is off:
-    the seed preset's compiled step gains 1.11x, which 10,000 steps barely repay; the compiled
+    compilation (:func:`long_run`): there it trains about 1.5x faster. Elsewhere ``auto`` is
+    off: the seed preset's compiled step gains about 1.3x, which saves about 4 s of its
+    10,000 steps, less than a first compilation on a machine (15 s) costs; the compiled
     autograd step was slower than eager on the CPU (0.64-0.74x, benchmarks/speed.py); and on an
     H100 its reduce-overhead step (590-714 steps/s for the seed preset) was about 5x slower
     than explicit gradients replayed as one CUDA graph (3,373; benchmarks/gpu_speed.py)."""
