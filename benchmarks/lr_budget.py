@@ -1,15 +1,14 @@
 """Does a higher learning rate buy quality on a short budget, and what does it cost at full length?
 
-The ``default`` preset's learning rate (3e-3, cosine decay) was chosen for its full 24,000 steps.
-On a 10 s budget (``vaelab train --time-limit 10``: about 4,200 steps on the 2-core Xeon of
-BENCHMARKS.md when this was measured, about 5,500 since the step was made faster) the Swiss
-roll prefers a larger one. This benchmark trains the default preset at
-each learning rate in ``--lrs`` on each data set in ``--datasets``, for ``--short-steps`` steps
-(a fixed step count standing in for the 10 s budget, so that the table does not depend on this
-machine's speed; the cosine decay is compressed to it, as a time limit compresses it) and for
-the preset's full steps, and scores every run as ablation.py does: the paired NLL gap to the
-true entropy (nats per point, IWAE K = ``--k``) and the classifier two-sample accuracy on
-``--n`` fresh test points, with precision and recall.
+The ``default`` preset's learning rate (3e-3, cosine decay) was chosen for its full 24,000
+steps. On a 10 s budget (``vaelab train --time-limit 10``: about 5,500 steps on the 2-core Xeon
+of BENCHMARKS.md; 4,200 before the step was made faster) the Swiss roll may prefer a larger one.
+This benchmark trains the default preset at each learning rate in ``--lrs`` on each data set in
+``--datasets``, for ``--short-steps`` steps (a fixed step count standing in for the 10 s budget,
+so that the table does not depend on this machine's speed; the cosine decay is compressed to it,
+as a time limit compresses it) and for the preset's full steps, and scores every run as
+ablation.py does: the paired NLL gap to the true entropy (nats per point, IWAE K = ``--k``) and
+the classifier two-sample accuracy on ``--n`` fresh test points, with precision and recall.
 
 Run::
 
@@ -39,10 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help=f"built-in data sets (default {','.join(DATASETS)})")
     ap.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in LRS),
                     help="learning rates to compare (default 0.003,0.01)")
-    ap.add_argument("--short-steps", type=int, default=4200,
-                    help="the short budget in steps (default 4200: what the default preset "
-                         "trained in 10 s on the benchmark machine before its step was "
-                         "made faster; about 5500 now)")
+    ap.add_argument("--short-steps", type=int, default=5500,
+                    help="the short budget in steps (default 5500: about what the default "
+                         "preset trains in 10 s on the benchmark machine)")
     ap.add_argument("--full-steps", type=int, default=None,
                     help="the full budget (default: the preset's own steps)")
     ap.add_argument("--seed", type=int, default=0)
