@@ -363,13 +363,11 @@ class ExplicitStep:
                           grads: dict[str, torch.Tensor]) -> torch.Tensor:
         """Store the decoder's gradients from g = d loss / d u_hat; return d loss / dz."""
         g = self.final.backward(g, ins[-1], True, grads)
-        first = 1 if self.pair else 0  # the blocks run by themselves
-        for i in reversed(range(first, len(self.dec))):
+        for i in reversed(range(len(self.dec))):
             g = torch.ops.aten.leaky_relu_backward(g, outs[i], self.slope, True)
+            if i == 0 and self.pair:  # the first block and decoder_input, as one (_Pair)
+                return ins[1].backward(g, grads)
             g = self.dec[i].backward(g, ins[i + 1], True, grads)
-        if self.pair:
-            g = torch.ops.aten.leaky_relu_backward(g, outs[0], self.slope, True)
-            return ins[1].backward(g, grads)
         return self.dec_in.backward(g, ins[0], True, grads)
 
     def _encoder_backward(self, g_mu: torch.Tensor, g_lv: torch.Tensor, ins: list, outs: list,
