@@ -49,6 +49,21 @@ def interrupt_at():
     return arm
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_step_cache(tmp_path_factory):
+    """Compiled training steps (vaelab.training.aot) go to a folder of this session, not the
+    user's cache: every session builds its own, as on a fresh machine."""
+    from vaelab.training.aot import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("vaelab-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     """Keep tests deterministic and light on the 2-core CI machine."""

@@ -14,8 +14,8 @@ from vaelab.cli.main import main
 from vaelab.errors import RunError, TrainingInterrupted
 from vaelab.models import build_model
 from vaelab.resolve import build_config
+from vaelab.training import aot, loop
 from vaelab.training import compiled as compiled_module
-from vaelab.training import loop
 from vaelab.training.compiled import CompiledStep
 from vaelab.training.explicit import ExplicitStep
 from vaelab.training.loop import resolve_config, uses_compile
@@ -28,7 +28,7 @@ def _uses(preset: str, device: torch.device = CPU, group: bool = False, **settin
     return uses_compile(resolve_config(build_config(preset, settings=settings)), device, group)
 
 
-def test_auto_compiles_the_default_presets_long_runs_on_the_cpu_only():
+def test_auto_compiles_long_closed_form_runs_on_the_cpu_only():
     assert _uses("default")  # 24,000 steps of the IWAE bound, explicit gradients
     assert _uses("default", group=True)  # vaelab train --seeds N
     assert _uses("default", time_limit=10.0)
@@ -39,12 +39,16 @@ def test_auto_compiles_the_default_presets_long_runs_on_the_cpu_only():
     assert not _uses("default", gradients="autograd")  # measured slower compiled
     assert not _uses("default", prior="flow")  # its loss goes through autograd
     assert not _uses("default", compile="off")
-    assert not _uses("seed")  # 1.2x, which 10,000 steps do not repay
-    assert _uses("seed", compile="on")
+    assert _uses("seed")  # 10,000 steps of the seed's loss, in closed form
+    assert not _uses("seed", steps=2000)
+    assert not _uses("seed", prior="mixture")  # the seed's loss through autograd
+    assert _uses("seed", compile="on", steps=5)
     assert _uses("seed", compile="on", steps=5, device=CUDA)  # the autograd step, there
 
 
-def _eager_and_compiled(preset: str, settings: dict, batch: int):
+def _eager_and_compiled(preset: str, settings: dict, batch: int, compiled: str):
+    """The eager step's and the compiled step's (``compiled``: "aot" or "torch.compile")
+    loss terms, z and gradients on one batch."""
     torch.manual_seed(0)
     cfg = resolve_config(build_config(preset, settings={"device": "cpu", **settings}))
     model = build_model(cfg)
@@ -55,37 +59,46 @@ def _eager_and_compiled(preset: str, settings: dict, batch: int):
     x = torch.randn(batch, 2) * 6
     eps = torch.randn(((samples,) if samples else ()) + (batch, model.latent_dim))
     params = list(model.parameters())
+    if compiled == "aot":
+        fast, _ = aot.load_or_build(step, CPU, x, eps, 0.7)
+    else:
+        fast = CompiledStep(step, CPU)
     results = []
-    for fn in (step, CompiledStep(step, CPU)):
+    for fn in (step, fast):
         for p in params:
             p.grad = None
         terms, z = fn(x, eps, 0.7)
-        results.append((terms, z, [p.grad.clone() for p in params]))
+        results.append((terms, z, [p.grad.clone() for p in params if p.grad is not None]))
     return results
 
 
-@pytest.mark.parametrize(("preset", "settings"), [
-    ("default", {}),  # IWAE k = 4, mixture prior, learned sigma
-    pytest.param("seed", {}, marks=pytest.mark.slow),
+@pytest.mark.parametrize(("preset", "settings", "compiled"), [
+    ("default", {}, "aot"),  # IWAE k = 4, mixture prior, learned sigma
+    pytest.param("seed", {}, "aot", marks=pytest.mark.slow),
+    # a loss through autograd (the flow prior) under torch.compile
+    pytest.param("default", {"prior": "flow", "gradients": "explicit"}, "torch.compile",
+                 marks=pytest.mark.slow),
 ])
-def test_the_compiled_step_computes_the_eager_steps_loss_and_gradients(preset, settings):
+def test_the_compiled_step_computes_the_eager_steps_loss_and_gradients(preset, settings,
+                                                                       compiled):
     (t_eager, z_eager, g_eager), (t_comp, z_comp, g_comp) = _eager_and_compiled(
-        preset, settings, batch=64)
+        preset, settings, 64, compiled)
     torch.testing.assert_close(t_comp, t_eager, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(z_comp, z_eager, rtol=1e-5, atol=1e-6)
-    for a, b in zip(g_comp, g_eager, strict=True):  # every parameter has its gradient
+    assert len(g_comp) == len(g_eager) >= 16  # every parameter the eager step trains
+    for a, b in zip(g_comp, g_eager, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
 
 
 def test_compiling_happens_before_the_training_clock(monkeypatch):
     monkeypatch.setattr(loop, "COMPILE_MIN_SECONDS", 0.5)  # so that auto compiles this run
-    warm_up = CompiledStep.warm_up
+    load_or_build = compiled_module.load_or_build
 
-    def slow_warm_up(self, *args):  # noqa: ANN001, ANN202 - a compilation of at least 2 s
-        warm_up(self, *args)
+    def slow_load_or_build(*args):  # noqa: ANN002, ANN202 - a compilation of at least 2 s
         time.sleep(2.0)
+        return load_or_build(*args)
 
-    monkeypatch.setattr(CompiledStep, "warm_up", slow_warm_up)
+    monkeypatch.setattr(compiled_module, "load_or_build", slow_load_or_build)
     result = vaelab.train(preset="default", progress=False, device="cpu", time_limit=1.0,
                           batch_size=32, frame_every=0, log_every=20)
     s = result.summary
@@ -96,14 +109,13 @@ def test_compiling_happens_before_the_training_clock(monkeypatch):
     assert 1.0 <= s["train_seconds"] < 2.0
 
 
-def _failing_compile(*args, **kwargs):
-    def fails(*a, **k):
-        raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found\nmore text")
-    return fails
+def _failing_build(*args, **kwargs):
+    raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found\nmore text")
 
 
 def test_a_failed_compilation_falls_back_or_says_why_in_one_line(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(compiled_module.torch, "compile", _failing_compile)
+    monkeypatch.setenv(aot.CACHE_ENV, str(tmp_path / "cache"))  # empty: every step is built
+    monkeypatch.setattr(aot, "_build", _failing_build)
     monkeypatch.setattr(loop, "COMPILE_MIN_STEPS", 10)  # so that auto compiles these runs
     settings = {"steps": 20, "batch_size": 32, "frame_every": 0, "log_every": 10,
                 "device": "cpu"}

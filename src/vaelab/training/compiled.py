@@ -21,13 +21,16 @@ warm-up does not recompile at each new value.
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
 from vaelab.errors import RunError
+from vaelab.training.aot import AotStep, load_or_build
 from vaelab.training.explicit import ExplicitStep
 
 
@@ -74,16 +77,20 @@ class CompiledStep:
 class Prepared(NamedTuple):
     """What a training loop steps with, and what its summary says of compiling it."""
 
-    step: ExplicitStep | CompiledStep | None
+    step: ExplicitStep | CompiledStep | AotStep | None
     compile_seconds: float | None = None  # spent compiling (or failing to), before the clock
     compile_note: str | None = None  # why a compilation fell back to the eager step
+    compile_cache: str | None = None  # an AOT package: "loaded" from the cache, or "built"
 
     def summary(self, compiled: bool) -> dict[str, object]:
         """summary.json's fields: ``compiled`` (``compiled``, the run's intent, unless it
-        fell back), and ``compile_seconds`` and ``compile_note`` where there are any."""
+        fell back), and ``compile_seconds``, ``compile_cache`` and ``compile_note`` where
+        there are any."""
         fields: dict[str, object] = {"compiled": compiled and self.compile_note is None}
         if self.compile_seconds is not None:
             fields["compile_seconds"] = self.compile_seconds
+        if self.compile_cache is not None:
+            fields["compile_cache"] = self.compile_cache
         if self.compile_note is not None:
             fields["compile_note"] = self.compile_note
         return fields
@@ -91,22 +98,34 @@ class Prepared(NamedTuple):
 
 def prepare_step(step: ExplicitStep | None, compile_it: bool, device: torch.device,
                  x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor,
-                 required: bool) -> Prepared:
-    """The explicit ``step`` (None: the loop's autograd step), compiled and warmed up for
-    inputs shaped as ``x`` and ``eps`` (zeros) if ``compile_it``. If torch.compile fails here and
-    the compilation was not ``required`` (``train.compile = 'auto'``), the step itself, with
-    a warning and a note saying why; with ``required`` (``'on'``) a failure raises
-    :class:`RunError`."""
+                 required: bool, announce: Callable[[str], None] | None = None) -> Prepared:
+    """The explicit ``step`` (None: the loop's autograd step), compiled for inputs shaped as
+    ``x`` and ``eps`` if ``compile_it``: a closed-form loss on the CPU ahead of time
+    (:mod:`vaelab.training.aot`, loaded from the cache or built and cached), any other under
+    torch.compile, warmed up. If compiling fails here and the compilation was not
+    ``required`` (``train.compile = 'auto'``), the step itself, with a warning and a note
+    saying why; with ``required`` (``'on'``) a failure raises :class:`RunError`.
+    ``announce``: told before an ahead-of-time build (the slow case), with a line to show."""
     if step is None or not compile_it:
         return Prepared(step)
     started = time.perf_counter()
-    compiled = CompiledStep(step, device)
+    cache = None
     try:
-        compiled.warm_up(x, eps, kl_weight)
+        if step.closed and device.type == "cpu":
+            ready, loaded = load_or_build(step, device, x, eps, kl_weight, announce)
+            cache = "loaded" if loaded else "built"
+        else:
+            ready = CompiledStep(step, device)
+            ready.warm_up(x, eps, kl_weight)
     except RunError as exc:
         if required:
             raise
         note = f"{exc}".replace("; train with --compile off", "") + "; trained eagerly"
         warnings.warn(note, RuntimeWarning, stacklevel=2)
         return Prepared(step, round(time.perf_counter() - started, 3), note)
-    return Prepared(compiled, round(time.perf_counter() - started, 3))
+    return Prepared(ready, round(time.perf_counter() - started, 3), None, cache)
+
+
+def to_stderr(line: str) -> None:
+    """Show ``line`` on standard error (where progress bars go): a loop's ``announce``."""
+    print(line, file=sys.stderr, flush=True)

@@ -276,6 +276,7 @@ class ExplicitStep:
                  shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
                  model: BaseVAE | None = None,
                  extras: Mapping[str, torch.Tensor] | None = None) -> None:
+        self.template = template
         self.slope = negative_slope(template)
         self.p = dict(params)
         lay = Layers.of(template)
@@ -388,15 +389,58 @@ class ExplicitStep:
     # -- the step ------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, eps: torch.Tensor,
                  kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.kind == "autograd":
+            return self._autograd_loss_step(x, eps, kl_weight)
+        terms, z, grads = self.gradients(x, eps, kl_weight)
+        self.store(grads)
+        return terms, z
+
+    @property
+    def closed(self) -> bool:
+        """Whether the whole loss is in closed form (the seed's, or the IWAE bound): then
+        :meth:`gradients` is a pure function of its inputs and the tensors, which
+        :mod:`vaelab.training.aot` compiles ahead of time."""
+        return self.kind != "autograd"
+
+    def inputs(self) -> dict[str, torch.Tensor]:
+        """Every tensor :meth:`gradients` reads besides its arguments, by name: the networks'
+        weights and biases, the likelihood's and prior's tensors, and the standardisation
+        (``data_shift``, ``data_scale``) where there is one."""
+        tensors = {**self.p, **self.extras}
+        if self.shift is not None:
+            tensors.update(data_shift=self.shift, data_scale=self.scale)
+        return tensors
+
+    @property
+    def grad_names(self) -> list[str]:
+        """The names of the gradients :meth:`gradients` returns, in its order."""
+        names = list(self.p)
+        if self.kind == "iwae":
+            if self.learn_std:
+                names.append("obs_std_raw")
+            if self.prior_kind is MixturePrior:
+                names += [f"prior.{k}" for k in ("means", "log_stds", "logits")]
+        return names
+
+    def gradients(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss terms, z, every gradient by name, in :attr:`grad_names` order) of a closed-form
+        loss, with no side effect: nothing is stored in ``.grad``."""
         if self.kind == "seed":
             return self._seed_step(x, eps, kl_weight)
         if self.kind == "iwae":
             return self._iwae_step(x, eps, kl_weight)
-        return self._autograd_loss_step(x, eps, kl_weight)
+        raise ValueError("gradients() covers the closed-form losses; call the step itself")
+
+    def store(self, grads: Mapping[str, torch.Tensor]) -> None:
+        """Put each gradient in its tensor's ``.grad``."""
+        tensors = {**self.p, **self.extras}
+        for name, grad in grads.items():
+            tensors[name].grad = grad
 
     @torch.no_grad()
-    def _seed_step(self, x: torch.Tensor, eps: torch.Tensor,
-                   kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _seed_step(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         u = self._standardize(x)
         n, dim = u.shape[-2], u.shape[-1]
         w = kl_weight
@@ -426,9 +470,7 @@ class ExplicitStep:
         g_mu = torch.add(g_z, mu * kl_scale)
         g_lv = g_z.mul_(z - mu).add_((var - 1.0) * kl_scale).mul_(0.5)
         self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
-        for name, t in self.p.items():
-            t.grad = grads[name]
-        return terms, z
+        return terms, z, {name: grads[name] for name in self.p}
 
     def _standardize(self, x: torch.Tensor) -> torch.Tensor:
         if self.shift is None:
@@ -456,18 +498,15 @@ class ExplicitStep:
         """Carry d loss / dz (``[(M,) S, N, d]`` or ``[(M,) N, d]``) through
         z = mu + std * eps onto the direct d loss / d mu (None: none) and d loss / d log_var
         (broadcastable to ``[(M,) N, d]``): d z / d mu = 1, d z / d log_var = (z - mu) / 2 =
-        ``diff`` / 2; then run the encoder backward and store every network gradient in
-        ``.grad``."""
+        ``diff`` / 2; then run the encoder backward, adding its gradients to ``grads``."""
         through_mu = _sum_draws(g_z, g_lv)
         g_mu = through_mu if g_mu is None else g_mu.add_(through_mu)
         g_lv = torch.add(g_lv, _sum_draws(g_z * diff, g_lv), alpha=0.5)
         self._encoder_backward(g_mu, g_lv, enc_in, enc_out, grads)
-        for name, t in self.p.items():
-            t.grad = grads[name]
 
     @torch.no_grad()
-    def _iwae_step(self, x: torch.Tensor, eps: torch.Tensor,
-                   b: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _iwae_step(self, x: torch.Tensor, eps: torch.Tensor, b: float | torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """The IWAE bound of :func:`vaelab.objectives.iwae_loss`, in closed form, for one
         model (x ``[N, D]``, eps ``[S, N, d]``, the KL weight b a float) or a stack (a leading
         model axis M on x, eps and every weight; b a float or ``[M]``).
@@ -516,10 +555,11 @@ class ExplicitStep:
         if self.learn_std:  # sigma = min + softplus(raw)
             raw = self.extras["obs_std_raw"]
             g_sigma = -(a_lik * (r.square() - 1.0)).sum((-3, -2)) / sigma
-            raw.grad = g_sigma * torch.sigmoid(raw)
+            g_raw = g_sigma * torch.sigmoid(raw)
         a_ratio = b_t * alpha  # d loss / d log_q = -d loss / d log_p, [(M,) S, N]
-        for name, grad in prior_grads(-a_ratio).items():
-            self.extras[name].grad = grad
+        others = prior_grads(-a_ratio)
+        if self.learn_std:
+            others["obs_std_raw"] = g_raw
         grads: dict[str, torch.Tensor] = {}
         g_z = self._decoder_backward(g_u_hat.reshape(*x.shape[:-2], -1, g_u_hat.shape[-1]),
                                      dec_in, dec_out, grads).view(z.shape)
@@ -528,7 +568,8 @@ class ExplicitStep:
         # log q's part (the docstring): -1/2 per unit of d loss / d log_q, summed over draws
         g_lv = a_ratio.sum(-2).unsqueeze(-1).mul_(-0.5)  # [(M,) N, 1]
         self._through_z(g_z, z - mu.unsqueeze(-3), None, g_lv, enc_in, enc_out, grads)
-        return terms, z
+        grads.update(others)
+        return terms, z, {name: grads[name] for name in self.grad_names}
 
     def _sigma(self) -> torch.Tensor:
         """The decoder's sigma per data dimension, ``[(M,) D]`` (as ``BaseVAE.obs_std``)."""
@@ -557,6 +598,7 @@ class ExplicitStep:
                 g_u_hat.reshape(-1, g_u_hat.shape[-1]), dec_in, dec_out, grads).view(z.shape))
             self._through_z(g_z, z - mu, _zeros_if_none(g_mu, mu),
                             _zeros_if_none(g_lv, log_var), enc_in, enc_out, grads)
+            self.store(grads)
             stacked = torch.stack(tuple(terms)).detach()
         return stacked, z
 

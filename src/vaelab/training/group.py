@@ -48,7 +48,7 @@ from vaelab.models import BaseVAE
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.checkpoint import set_generator_states
-from vaelab.training.compiled import prepare_step
+from vaelab.training.compiled import prepare_step, to_stderr
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.explicit import ExplicitStep, check_explicit, split_parameters
 from vaelab.training.frames import Frame
@@ -354,7 +354,8 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
     compiled = explicit is not None and uses_compile(first, device, group=True)
     prepared = prepare_step(explicit, compiled, device,
                             torch.zeros(m_count, batch, dim, device=device),
-                            torch.zeros(eps_shape, device=device), kl_now, tc.compile == "on")
+                            torch.zeros(eps_shape, device=device), kl_now, tc.compile == "on",
+                            to_stderr if progress else None)
     step_fn = prepared.step
 
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ from vaelab.models import BaseVAE, build_model, check_model_name
 from vaelab.objectives import LossTerms
 from vaelab.training import schedules
 from vaelab.training.checkpoint import Checkpoint, LoopState, restore_checkpoint, save_checkpoint
-from vaelab.training.compiled import prepare_step
+from vaelab.training.compiled import prepare_step, to_stderr
 from vaelab.training.devices import derive_seeds, make_generator, resolve_device
 from vaelab.training.explicit import (
     ExplicitStep,
@@ -101,10 +101,11 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
 
 
 #: the shortest run (in steps, and in seconds when time-limited) that ``train.compile =
-#: 'auto'`` compiles. On 2 CPU cores compiling the IWAE bound's step takes about 3 s once
-#: torch's on-disk cache holds it (15-22 s the first time on a machine), and the compiled step
-#: saves about 0.9 ms per step (benchmarks/speed.py): 10,000 steps repay a cached compilation
-#: about three times over, and a 10 s time limit gets half again as many steps into its clock
+#: 'auto'`` compiles. On 2 CPU cores building the compiled step takes 12-15 s once per machine
+#: and shapes (vaelab.training.aot); later runs load it in milliseconds. The compiled step
+#: saves about 0.6 ms per step for the seed preset and 1 ms for the default preset
+#: (benchmarks/speed.py): 10,000 steps save 6-10 s, so from the second such run on a machine
+#: compiling is ahead, and a 10 s time limit gets half again as many steps into its clock
 COMPILE_MIN_STEPS = 10_000
 COMPILE_MIN_SECONDS = 10.0
 
@@ -117,21 +118,23 @@ def long_run(tc: TrainConfig) -> bool:
 
 
 def uses_compile(config: RunConfig, device: torch.device, group: bool = False) -> bool:
-    """Whether the step runs under torch.compile.
+    """Whether the step runs compiled.
 
-    ``on``: always: the explicit step (:mod:`vaelab.training.compiled`) where the gradients
-    are explicit, else the forward pass and loss under autograd. ``auto``: the explicit step
-    of the IWAE bound (the default preset) on the CPU, for runs long enough to repay the
-    compilation (:func:`long_run`): there it trains about 1.5x faster. Elsewhere ``auto`` is
-    off: the seed preset's compiled step gains about 1.3x, which saves about 4 s of its
-    10,000 steps, less than a first compilation on a machine (15 s) costs; the compiled
-    autograd step was slower than eager on the CPU (0.64-0.74x, benchmarks/speed.py); and on an
-    H100 its reduce-overhead step (590-714 steps/s for the seed preset) was about 5x slower
-    than explicit gradients replayed as one CUDA graph (3,373; benchmarks/gpu_speed.py)."""
+    ``on``: always: on the CPU the explicit step (ahead of time, vaelab.training.aot, where
+    the loss is in closed form; else under torch.compile, vaelab.training.compiled), else the
+    forward pass and loss under torch.compile. ``auto``: the explicit step of a closed-form
+    loss (the seed's, or the IWAE bound with the standard or mixture prior: both presets) on
+    the CPU, for runs long enough to repay a first build (:func:`long_run`): the seed preset
+    trains about 1.5x faster, the default preset about 1.7x. The decision depends on the
+    config only, never on what the cache holds, so a command's result does not depend on
+    which runs came before it. Elsewhere ``auto`` is off: the compiled autograd step was
+    slower than eager on the CPU (0.64-0.74x, benchmarks/speed.py); and on an H100 its
+    reduce-overhead step (590-714 steps/s for the seed preset) was about 5x slower than
+    explicit gradients replayed as one CUDA graph (3,373; benchmarks/gpu_speed.py)."""
     mode = config.train.compile
     if mode != "auto":
         return mode == "on"
-    return (device.type == "cpu" and iwae_closed_form(config)
+    return (device.type == "cpu" and (closed_form(config) or iwae_closed_form(config))
             and uses_explicit(config, device, group) and long_run(config.train))
 
 
@@ -260,7 +263,7 @@ def fit(config: RunConfig, *, progress: bool = True,
     prepared = prepare_step(explicit, compiled, device,
                             torch.zeros(batch, source.dim, device=device),
                             torch.zeros(eps_shape, device=device), kl_weight,
-                            tc.compile == "on")
+                            tc.compile == "on", to_stderr if progress else None)
     step_fn = prepared.step
 
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:

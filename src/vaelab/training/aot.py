@@ -1,0 +1,270 @@
+"""The explicit step compiled ahead of time (AOTInductor), cached on disk, loaded in ms.
+
+:class:`~vaelab.training.compiled.CompiledStep` runs the step under ``torch.compile``, which
+traces it again in every process (about 3 s with a warm cache) and checks its guards on every
+call: for the seed preset at batch 512 those checks and wrappers cost about 170 us of a 1 ms
+step. A step whose loss is in closed form (the seed's loss, the IWAE bound) is a pure function
+of the batch, the noise, the KL weight and the model's tensors, so here it is exported once
+(``torch.export``), compiled by AOTInductor into a shared library, and kept in a package file
+under the cache folder (:func:`cache_dir`). A later process finds the package by its key and
+loads it in milliseconds; each call then goes straight to the generated C++.
+
+The key is a hash of everything the generated code depends on: the versions of vaelab, torch
+and Python, the CPU (architecture, torch's vector ISA) and torch's thread count (baked into
+the generated loops), the step's kind and settings, every input's name, shape and dtype, and
+the source text of the modules the traced step runs. A package whose checksum (kept beside it)
+does not match is built again, with a warning. Packages are written to a temporary file and
+renamed, so a cache never holds half a package.
+
+The package holds generated C++ and the library built from it (no pickle, no weights: the
+tensors are inputs). Loading it runs that library, as torch.compile runs the ones it caches;
+the folder should be writable by its user only, as any cache of compiled code.
+
+Numerically the package computes what ``torch.compile`` compiles from the same step (the same
+Inductor lowering): the same formulas as the eager step, rounded in another order. Runs with
+the same package are reproducible bit for bit, and resume bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import vaelab
+from vaelab.errors import RunError
+from vaelab.training import explicit as explicit_module
+from vaelab.training.explicit import ExplicitStep
+
+#: bump when the package layout or the key's fields change
+FORMAT = 1
+#: the environment variable naming the cache folder
+CACHE_ENV = "VAELAB_CACHE_DIR"
+#: packages kept in the cache (about 2 MB each), the most recently used ones
+KEEP = 32
+
+
+def cache_dir() -> Path:
+    """Where compiled steps are kept: ``$VAELAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/vaelab``,
+    else ``~/.cache/vaelab``; packages go in its ``steps`` folder."""
+    if os.environ.get(CACHE_ENV):
+        root = Path(os.environ[CACHE_ENV])
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = (Path(xdg) if xdg else Path.home() / ".cache") / "vaelab"
+    return root / "steps"
+
+
+def _source_digest() -> str:
+    """sha256 of the source of the modules the exported step runs (an edited step, in a
+    development install with an unchanged version, gets a new key)."""
+    from vaelab.models import priors
+    from vaelab.objectives import iwae, seed_loss
+
+    h = hashlib.sha256()
+    for module in (explicit_module, iwae, seed_loss, priors, sys.modules[__name__]):
+        h.update(Path(inspect.getsourcefile(module)).read_bytes())
+    return h.hexdigest()
+
+
+def describe(step: ExplicitStep, args: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    """What the compiled code depends on (the key is its hash); ``args``: (x, eps, KL weight
+    as a tensor)."""
+    template = step.template
+    inputs = {"x": args[0], "eps": args[1], "kl_weight": args[2], **step.inputs()}
+    return {
+        "format": FORMAT,
+        "vaelab": vaelab.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "device": str(args[0].device.type),
+        "kind": step.kind,
+        "slope": step.slope,
+        "learn_std": bool(template.learn_std),
+        "min_std": float(template.min_std),
+        "prior": step.prior_kind.__name__,
+        "grads": step.grad_names,
+        "inputs": [[name, list(t.shape), str(t.dtype)] for name, t in inputs.items()],
+        "source": _source_digest(),
+    }
+
+
+def key_of(description: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class _Gradients(torch.nn.Module):
+    """:meth:`ExplicitStep.gradients` as a module of its inputs alone, for ``torch.export``:
+    forward(x, eps, kl_weight, *tensors in ``names`` order) -> (terms, z, *gradients in
+    ``step.grad_names`` order)."""
+
+    def __init__(self, step: ExplicitStep) -> None:
+        super().__init__()
+        self._template = (step.template,)  # a tuple: not a submodule, its weights not lifted
+        self.names = list(step.inputs())
+        self.net_names = list(step.p)
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: torch.Tensor,
+                *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        named = dict(zip(self.names, tensors, strict=True))
+        shift, scale = named.pop("data_shift", None), named.pop("data_scale", None)
+        net = {name: named.pop(name) for name in self.net_names}
+        step = ExplicitStep(self._template[0], net, shift, scale, extras=named)
+        terms, z, grads = step.gradients(x, eps, kl_weight)
+        return (terms, z, *grads.values())
+
+
+class AotStep:
+    """``step`` (closed-form loss, one model or a stack) as a loaded AOTInductor package,
+    called as the step itself: ``(x, eps, kl_weight) -> (loss terms, z)``, the gradients in
+    ``.grad``. Build or load it with :func:`load_or_build`."""
+
+    def __init__(self, step: ExplicitStep, runner: Any, device: torch.device) -> None:
+        self.step, self.runner = step, runner
+        self.tensors = list(step.inputs().values())
+        every = {**step.p, **step.extras}
+        self.targets = [every[name] for name in step.grad_names]
+        self._weight = torch.zeros((), device=device)  # a float KL weight, as a tensor
+        self._weight_value: float | None = None
+
+    def __call__(self, x: torch.Tensor, eps: torch.Tensor,
+                 kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(kl_weight, torch.Tensor):
+            if kl_weight != self._weight_value:
+                self._weight.fill_(kl_weight)
+                self._weight_value = kl_weight
+            kl_weight = self._weight
+        with torch.no_grad():
+            out = self.runner.run([x, eps, kl_weight, *self.tensors])
+        for t, grad in zip(self.targets, out[2:], strict=True):
+            t.grad = grad
+        return out[0], out[1]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """Call ``write(temporary path)`` in ``path``'s folder, then rename it to ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _build(step: ExplicitStep, args: tuple[torch.Tensor, ...], package: Path) -> None:
+    example = (*args, *(t.detach() for t in step.inputs().values()))
+    with warnings.catch_warnings():  # torch's own deprecation notices while packaging
+        warnings.simplefilter("ignore", FutureWarning)
+        with torch.no_grad():
+            program = torch.export.export(_Gradients(step), example, strict=False)
+        _write_atomic(package, lambda tmp: torch._inductor.aoti_compile_and_package(
+            program, package_path=str(tmp)))
+
+
+def _open(package: Path) -> Any:
+    """The package's runner: ``run(flat list of input tensors) -> flat list of outputs``.
+
+    This is the loader ``torch._inductor.aoti_load_package`` wraps, called directly: that
+    function first imports Inductor and probes the CPU's vector ISA by compiling test programs
+    (about 2 s in all, every process) only to warn on a mismatch, which the key here already
+    rules out (it holds torch's ISA); and its wrapper flattens and unflattens the arguments
+    on every call, which the flat list here does not need."""
+    return torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)
+
+
+def _load(package: Path, meta: Path, description: dict[str, Any]) -> Any | None:
+    """The runner of a cached package, or None if there is none, or it does not match its
+    record (with a warning: it is then built again)."""
+    if not package.exists() or not meta.exists():
+        return None
+    try:
+        record = json.loads(meta.read_text())
+        ok = record.get("description") == description and record.get("sha256") == _digest(
+            package)
+    except (OSError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        warnings.warn(f"the cached compiled step {package} does not match its record "
+                      f"({meta.name}); building it again", RuntimeWarning, stacklevel=3)
+        return None
+    try:
+        return _open(package)
+    except Exception as exc:  # noqa: BLE001 - a package that will not load is rebuilt
+        warnings.warn(f"the cached compiled step {package} could not be loaded "
+                      f"({type(exc).__name__}); building it again", RuntimeWarning,
+                      stacklevel=3)
+        return None
+
+
+def _prune(folder: Path, keep: int = KEEP) -> None:
+    """Delete all but the ``keep`` most recently used packages (and their records)."""
+    packages = sorted(folder.glob("*.pt2"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in packages[keep:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
+
+
+def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
+                  eps: torch.Tensor, kl_weight: float | torch.Tensor,
+                  announce: Callable[[str], None] | None = None) -> tuple[AotStep, bool]:
+    """``step`` compiled for inputs shaped as ``x``, ``eps`` and ``kl_weight``: loaded from
+    the cache if it holds this step, else built (12-15 s on 2 CPU cores) and cached; a
+    build is first ``announce``d. Returns (the step, whether it was loaded from the cache).
+    Raises :class:`RunError` (one line) if it cannot be built, for example with no C++
+    compiler, or no writable cache folder."""
+    if not step.closed:
+        raise ValueError("ahead-of-time compilation covers the closed-form losses")
+    weight = (kl_weight if isinstance(kl_weight, torch.Tensor)
+              else torch.full((), float(kl_weight), device=device))
+    args = (x, eps, weight)
+    description = describe(step, args)
+    folder = cache_dir()
+    key = key_of(description)
+    package, meta = folder / f"{key}.pt2", folder / f"{key}.json"
+    runner = _load(package, meta, description)
+    if runner is not None:
+        with contextlib.suppress(OSError):  # most recently used: kept longest by _prune
+            os.utime(package)
+        return AotStep(step, runner, device), True
+    if announce is not None:
+        announce(f"compiling the training step for this machine and these shapes (once: "
+                 f"later runs load it from {folder})")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        _build(step, args, package)
+        record = {"description": description, "sha256": _digest(package),
+                  "build_seconds": round(time.perf_counter() - started, 3)}
+        _write_atomic(meta, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+        runner = _open(package)
+        _prune(folder)
+    except OSError as exc:
+        raise RunError(f"could not write the compiled training step to {folder} ({exc}); set "
+                       f"{CACHE_ENV} to a writable folder, or train with --compile off") from exc
+    except Exception as exc:  # noqa: BLE001 - any compiler failure becomes one line
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise RunError(f"torch.compile could not compile the training step on this machine "
+                       f"({type(exc).__name__}: {first}); train with --compile off") from exc
+    return AotStep(step, runner, device), False

@@ -1,0 +1,203 @@
+"""The ahead-of-time compiled step's cache (vaelab.training.aot): what its key depends on,
+that a cached package is loaded and computes what the built one did, and that a damaged,
+stale or unwritable cache is rebuilt or named in one line, never trusted."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+import vaelab
+from vaelab.cli.main import main
+from vaelab.errors import RunError
+from vaelab.models import build_model
+from vaelab.resolve import build_config
+from vaelab.training import aot
+from vaelab.training.explicit import ExplicitStep
+from vaelab.training.loop import resolve_config
+
+CPU = torch.device("cpu")
+
+
+def _step(preset: str = "default", batch: int = 64, seed: int = 0, **settings):
+    torch.manual_seed(seed)
+    cfg = resolve_config(build_config(preset, settings={"device": "cpu", **settings}))
+    model = build_model(cfg)
+    step = ExplicitStep.for_model(model)
+    samples = model.training_samples()
+    x = torch.randn(batch, 2) * 6
+    eps = torch.randn(((samples,) if samples else ()) + (batch, model.latent_dim))
+    return model, step, x, eps
+
+
+def _key(step: ExplicitStep, x: torch.Tensor, eps: torch.Tensor) -> str:
+    return aot.key_of(aot.describe(step, (x, eps, torch.ones(()))))
+
+
+def test_the_key_follows_shapes_settings_and_threads_not_weights():
+    _, step, x, eps = _step()
+    _, other_weights, _, _ = _step(seed=1)
+    assert _key(other_weights, x, eps) == _key(step, x, eps)  # values are inputs
+    assert _key(step, x[:32], eps[:, :32]) != _key(step, x, eps)  # another batch
+    _, seed_step, _, seed_eps = _step("seed")
+    assert _key(seed_step, x, seed_eps) != _key(step, x, eps)  # another loss and network
+    _, std, _, _ = _step(**{"loss.learn_decoder_std": False})
+    assert _key(std, x, eps) != _key(step, x, eps)  # fixed sigma: another computation
+    before, key = torch.get_num_threads(), _key(step, x, eps)
+    torch.set_num_threads(1 if before > 1 else 2)  # baked into the generated loops
+    try:
+        assert _key(step, x, eps) != key
+    finally:
+        torch.set_num_threads(before)
+    description = aot.describe(step, (x, eps, torch.ones(())))
+    assert description["torch"] == torch.__version__ and description["kind"] == "iwae"
+    assert description["grads"][-4:] == ["obs_std_raw", "prior.means", "prior.log_stds",
+                                         "prior.logits"]
+
+
+def test_a_cached_step_loads_and_computes_what_the_built_one_did():
+    model, step, x, eps = _step()  # the shapes test_compiled.py builds: often a cached one
+    first, _ = aot.load_or_build(step, CPU, x, eps, 0.7)
+    again, loaded = aot.load_or_build(step, CPU, x, eps, 0.7)
+    assert loaded
+    results = []
+    for fn in (first, again):
+        for p in model.parameters():
+            p.grad = None
+        terms, z = fn(x, eps, 0.7)
+        results.append((terms, z, [p.grad.clone() for p in model.parameters()]))
+    (t1, z1, g1), (t2, z2, g2) = results
+    assert torch.equal(t1, t2) and torch.equal(z1, z2)
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2, strict=True))
+
+
+class _FakeRunner:
+    """A package's runner, computing with the eager step (so that cache handling is tested
+    without a 15 s build)."""
+
+    def __init__(self, step: ExplicitStep) -> None:
+        self.step = step
+
+    def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        terms, z, grads = self.step.gradients(*inputs[:3])
+        return [terms, z, *grads.values()]
+
+
+@pytest.fixture
+def fake_builds(monkeypatch, tmp_path):
+    """An empty cache folder, with builds that write a small file and count themselves."""
+    monkeypatch.setenv(aot.CACHE_ENV, str(tmp_path / "cache"))
+    built = []
+
+    def build(step, args, package):  # noqa: ANN001, ANN202
+        built.append(package)
+        aot._write_atomic(package, lambda tmp: tmp.write_bytes(b"package " * 100))
+
+    monkeypatch.setattr(aot, "_build", build)
+    steps = {}
+    monkeypatch.setattr(aot, "_open", lambda package: _FakeRunner(steps["step"]))
+    return built, steps
+
+
+def test_a_cached_step_is_loaded_not_built_again_and_fills_every_grad(fake_builds):
+    built, steps = fake_builds
+    model, step, x, eps = _step()
+    steps["step"] = step
+    fast, loaded = aot.load_or_build(step, CPU, x, eps, 0.7)
+    assert not loaded and len(built) == 1
+    package = built[0]
+    assert package.parent == aot.cache_dir() and package.exists()
+    record = json.loads(package.with_suffix(".json").read_text())
+    assert record["description"] == aot.describe(step, (x, eps, torch.ones(())))
+    _, loaded = aot.load_or_build(step, CPU, x, eps, 0.7)
+    assert loaded and len(built) == 1
+    # the step stores each gradient in its tensor's .grad, as the eager step does
+    terms, _ = fast(x, eps, 0.7)
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = None
+    step(x, eps, 0.7)
+    assert len(expected) == len(list(model.parameters()))
+    for name, p in model.named_parameters():
+        assert torch.equal(p.grad, expected[name]), name
+    assert not list(aot.cache_dir().glob(".*"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("damage", ["package", "record", "stale"])
+def test_a_damaged_or_stale_cache_entry_is_built_again(fake_builds, damage):
+    built, steps = fake_builds
+    _, step, x, eps = _step()
+    steps["step"] = step
+    aot.load_or_build(step, CPU, x, eps, 0.7)
+    package = built[0]
+    record = package.with_suffix(".json")
+    if damage == "package":
+        package.write_bytes(package.read_bytes()[:-1] + b"!")
+    elif damage == "record":
+        record.write_text("{not json")
+    else:  # a record that describes something else
+        data = json.loads(record.read_text())
+        data["description"]["torch"] = "0.0.1"
+        record.write_text(json.dumps(data))
+    with pytest.warns(RuntimeWarning, match="does not match its record.*building it again"):
+        _, loaded = aot.load_or_build(step, CPU, x, eps, 0.7)
+    assert not loaded and len(built) == 2
+    _, loaded = aot.load_or_build(step, CPU, x, eps, 0.7)
+    assert loaded and len(built) == 2  # the rebuilt entry is trusted again
+
+
+def test_a_package_that_does_not_load_is_built_again(fake_builds, monkeypatch):
+    built, steps = fake_builds
+    _, step, x, eps = _step()
+    steps["step"] = step
+    aot.load_or_build(step, CPU, x, eps, 0.7)
+    opened = []
+
+    def open_once_broken(package):  # noqa: ANN001, ANN202
+        opened.append(package)
+        if len(opened) == 1:
+            raise RuntimeError("Error in dlopen: invalid ELF header")
+        return _FakeRunner(step)
+
+    monkeypatch.setattr(aot, "_open", open_once_broken)
+    with pytest.warns(RuntimeWarning, match="could not be loaded.*building it again"):
+        _, loaded = aot.load_or_build(step, CPU, x, eps, 0.7)
+    assert not loaded and len(built) == 2
+
+
+def test_the_cache_keeps_the_most_recently_used_packages(tmp_path):
+    for i in range(aot.KEEP + 3):
+        package = tmp_path / f"{i:02d}.pt2"
+        package.write_bytes(b"x")
+        package.with_suffix(".json").write_text("{}")
+        os.utime(package, (1000 + i, 1000 + i))
+    aot._prune(tmp_path)
+    kept = sorted(p.stem for p in tmp_path.glob("*.pt2"))
+    assert kept == [f"{i:02d}" for i in range(3, aot.KEEP + 3)]
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == kept
+
+
+def test_an_unwritable_cache_is_named_in_one_line(monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(aot.CACHE_ENV, str(blocker))
+    _, step, x, eps = _step()
+    with pytest.raises(RunError, match="could not write the compiled training step.*"
+                                       "VAELAB_CACHE_DIR"):
+        aot.load_or_build(step, CPU, x, eps, 0.7)
+    settings = {"steps": 20, "batch_size": 32, "frame_every": 0, "log_every": 10,
+                "device": "cpu"}
+    # auto: trains eagerly, saying why; on: stops, saying why in one line
+    monkeypatch.setattr("vaelab.training.loop.COMPILE_MIN_STEPS", 10)
+    with pytest.warns(RuntimeWarning, match="could not write.*trained eagerly"):
+        result = vaelab.train(preset="default", progress=False, **settings)
+    assert not result.summary["compiled"] and result.summary["steps"] == 20
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "default", "--steps", "20", "--batch-size", "32",
+                 "--compile", "on", "--device", "cpu", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "VAELAB_CACHE_DIR" in err[0]
+    assert not (out / "model.safetensors").exists()
