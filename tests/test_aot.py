@@ -4,6 +4,7 @@ stale or unwritable cache is rebuilt or named in one line, never trusted."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -18,6 +19,7 @@ from vaelab.resolve import build_config
 from vaelab.training import aot
 from vaelab.training.explicit import ExplicitStep
 from vaelab.training.loop import resolve_config
+from vaelab.training.optim import LeanAdam, build_optimizer
 
 CPU = torch.device("cpu")
 
@@ -92,7 +94,7 @@ def fake_builds(monkeypatch, tmp_path):
     monkeypatch.setenv(aot.CACHE_ENV, str(tmp_path / "cache"))
     built = []
 
-    def build(step, args, package):  # noqa: ANN001, ANN202
+    def build(step, args, package, adam=None):  # noqa: ANN001, ANN202
         built.append(package)
         aot._write_atomic(package, lambda tmp: tmp.write_bytes(b"package " * 100))
 
@@ -201,3 +203,45 @@ def test_an_unwritable_cache_is_named_in_one_line(monkeypatch, tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "VAELAB_CACHE_DIR" in err[0]
     assert not (out / "model.safetensors").exists()
+
+
+def _adam(model, cfg):  # noqa: ANN001, ANN202
+    return LeanAdam(build_optimizer(model.parameters(), cfg.optim, CPU))
+
+
+def test_a_step_with_adam_folded_in_updates_as_the_eager_step_and_adam_do():
+    cfg = resolve_config(build_config("default", settings={"device": "cpu"}))
+    model, step, x, eps = _step()
+    twin = copy.deepcopy(model)
+    twin_step = ExplicitStep.for_model(twin)
+    opt, twin_opt = _adam(model, cfg), _adam(twin, cfg)
+    fast, _ = aot.load_or_build(step, CPU, x, eps, 0.7, adam=aot.adam_state(step, opt))
+    assert fast.updates
+    gen = torch.Generator().manual_seed(3)
+    for lr in (1e-3, 1e-3, 5e-4):  # the learning rate is an input, not baked in
+        xs, es = torch.randn(x.shape, generator=gen) * 6, torch.randn(eps.shape, generator=gen)
+        opt.set_lr(lr)
+        twin_opt.set_lr(lr)
+        terms, _ = fast(xs, es, 0.7)
+        twin_terms, _ = twin_step(xs, es, 0.7)
+        twin_opt.step()
+        torch.testing.assert_close(terms, twin_terms, rtol=1e-5, atol=1e-5)
+    for (name, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
+        assert p.grad is None, name  # the update used the gradients; none is kept
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+        ours, theirs = opt.adam.state[p], twin_opt.adam.state[q]
+        assert float(ours["step"]) == float(theirs["step"]) == 3.0
+        for moment in ("exp_avg", "exp_avg_sq"):  # the gradients' rounding, over a tensor
+            gap = (ours[moment] - theirs[moment]).norm()
+            assert gap <= 1e-4 * theirs[moment].norm(), (name, moment)
+
+
+def test_adam_is_folded_in_only_over_exactly_the_steps_gradients():
+    cfg = resolve_config(build_config("default", settings={"device": "cpu"}))
+    model, step, _, _ = _step()
+    assert aot.adam_state(step, _adam(model, cfg)) is not None
+    assert aot.adam_state(step, None) is None
+    encoder_only = LeanAdam(build_optimizer(model.encoder.parameters(), cfg.optim, CPU))
+    assert aot.adam_state(step, encoder_only) is None
+    plain = LeanAdam(torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=0.1))
+    assert not plain.direct and aot.adam_state(step, plain) is None

@@ -39,7 +39,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -47,6 +47,7 @@ import vaelab
 from vaelab.errors import RunError
 from vaelab.training import explicit as explicit_module
 from vaelab.training.explicit import ExplicitStep
+from vaelab.training.optim import LeanAdam
 
 #: bump when the package layout or the key's fields change
 FORMAT = 1
@@ -79,11 +80,14 @@ def _source_digest() -> str:
     return h.hexdigest()
 
 
-def describe(step: ExplicitStep, args: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+def describe(step: ExplicitStep, args: tuple[torch.Tensor, ...],
+             adam: AdamState | None = None) -> dict[str, Any]:
     """What the compiled code depends on (the key is its hash); ``args``: (x, eps, KL weight
-    as a tensor)."""
+    as a tensor); ``adam``: the optimizer whose update the step folds in, if any."""
     template = step.template
     inputs = {"x": args[0], "eps": args[1], "kl_weight": args[2], **step.inputs()}
+    if adam is not None:
+        inputs.update({f"adam.{i}": t for i, t in enumerate(adam.tensors())})
     return {
         "format": FORMAT,
         "vaelab": vaelab.__version__,
@@ -100,6 +104,7 @@ def describe(step: ExplicitStep, args: tuple[torch.Tensor, ...]) -> dict[str, An
         "prior": step.prior_kind.__name__,
         "grads": step.grad_names,
         "inputs": [[name, list(t.shape), str(t.dtype)] for name, t in inputs.items()],
+        "adam": [*adam.betas, adam.eps] if adam is not None else None,
         "source": _source_digest(),
     }
 
@@ -108,35 +113,107 @@ def key_of(description: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
 
 
-class _Gradients(torch.nn.Module):
+class AdamState(NamedTuple):
+    """A fused Adam's hyper-parameters and tensors, for a compiled step that also updates
+    the weights (:func:`adam_state`); the tensors in the step's ``grad_names`` order."""
+
+    betas: tuple[float, float]
+    eps: float
+    lr: torch.Tensor  # 0-d, filled by the optimizer's set_lr
+    steps: torch.Tensor  # [n] each parameter's step count (LeanAdam keeps them in one tensor)
+    exp_avgs: list[torch.Tensor]
+    exp_avg_sqs: list[torch.Tensor]
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.lr, self.steps, *self.exp_avgs, *self.exp_avg_sqs]
+
+
+def adam_state(step: ExplicitStep, optimizer: LeanAdam | None) -> AdamState | None:
+    """``optimizer``'s state for a step that folds its update in, or None where it cannot:
+    no optimizer, not the direct fused Adam (no weight decay, amsgrad or maximize), or
+    parameters other than exactly those the step computes gradients for."""
+    if optimizer is None or not optimizer.direct:
+        return None
+    every = {**step.p, **step.extras}
+    targets = [every[name] for name in step.grad_names]
+    index = {id(p): i for i, p in enumerate(optimizer.params)}
+    if len(targets) != len(index) or any(id(t) not in index for t in targets):
+        return None
+    order = [index[id(t)] for t in targets]
+    if optimizer.lr_tensor is None:
+        optimizer.use_device_lr()
+    group = optimizer.param_groups[0]
+    return AdamState(tuple(group["betas"]), float(group["eps"]), optimizer.lr_tensor,
+                     optimizer._step_all, [optimizer._exp_avgs[i] for i in order],
+                     [optimizer._exp_avg_sqs[i] for i in order])
+
+
+def adam_update(params: list[torch.Tensor], grads: list[torch.Tensor],
+                exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor],
+                steps: torch.Tensor, lr: torch.Tensor, betas: tuple[float, float],
+                eps: float) -> None:
+    """Adam's update in place, as torch's fused CPU kernel computes it (no weight decay,
+    amsgrad or maximize), every parameter at the same step count::
+
+        m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2
+        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+    beta1, beta2 = betas
+    steps.add_(1)
+    t = steps[0]
+    step_size = lr / (1.0 - torch.pow(beta1, t))
+    bias2_sqrt = torch.sqrt(1.0 - torch.pow(beta2, t))
+    for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
+        m.lerp_(g, 1.0 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        p.sub_(step_size * m / (v.sqrt() / bias2_sqrt + eps))
+
+
+class _Program(torch.nn.Module):
     """:meth:`ExplicitStep.gradients` as a module of its inputs alone, for ``torch.export``:
     forward(x, eps, kl_weight, *tensors in ``names`` order) -> (terms, z, *gradients in
-    ``step.grad_names`` order)."""
+    ``step.grad_names`` order); with ``adam``, forward(..., *tensors, *Adam's tensors) ->
+    (terms, z), the weights and Adam's state updated in place."""
 
-    def __init__(self, step: ExplicitStep) -> None:
+    def __init__(self, step: ExplicitStep, adam: AdamState | None) -> None:
         super().__init__()
         self._template = (step.template,)  # a tuple: not a submodule, its weights not lifted
         self.names = list(step.inputs())
         self.net_names = list(step.p)
+        self.adam = (adam.betas, adam.eps, len(adam.exp_avgs)) if adam is not None else None
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: torch.Tensor,
                 *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        named = dict(zip(self.names, tensors, strict=True))
+        named = dict(zip(self.names, tensors[:len(self.names)], strict=True))
+        every = dict(named)
         shift, scale = named.pop("data_shift", None), named.pop("data_scale", None)
         net = {name: named.pop(name) for name in self.net_names}
         step = ExplicitStep(self._template[0], net, shift, scale, extras=named)
         terms, z, grads = step.gradients(x, eps, kl_weight)
-        return (terms, z, *grads.values())
+        if self.adam is None:
+            return (terms, z, *grads.values())
+        betas, adam_eps, n = self.adam
+        lr, steps, *state = tensors[len(self.names):]
+        adam_update([every[name] for name in grads], list(grads.values()), state[:n],
+                    state[n:], steps, lr, betas, adam_eps)
+        return terms, z
 
 
 class AotStep:
     """``step`` (closed-form loss, one model or a stack) as a loaded AOTInductor package,
     called as the step itself: ``(x, eps, kl_weight) -> (loss terms, z)``, the gradients in
-    ``.grad``. Build or load it with :func:`load_or_build`."""
+    ``.grad``; or, built with an :class:`AdamState` (``updates``), the weights and Adam's
+    state updated in place instead, with no ``.grad``. Build or load it with
+    :func:`load_or_build`. The tensors are taken once: an optimizer that replaces its state
+    tensors (``load_state_dict``) needs a new AotStep."""
 
-    def __init__(self, step: ExplicitStep, runner: Any, device: torch.device) -> None:
+    def __init__(self, step: ExplicitStep, runner: Any, device: torch.device,
+                 adam: AdamState | None = None) -> None:
         self.step, self.runner = step, runner
         self.tensors = list(step.inputs().values())
+        self.updates = adam is not None
+        if adam is not None:
+            self.tensors += adam.tensors()
         every = {**step.p, **step.extras}
         self.targets = [every[name] for name in step.grad_names]
         self._weight = torch.zeros((), device=device)  # a float KL weight, as a tensor
@@ -149,10 +226,10 @@ class AotStep:
                 self._weight.fill_(kl_weight)
                 self._weight_value = kl_weight
             kl_weight = self._weight
-        with torch.no_grad():
-            out = self.runner.run([x, eps, kl_weight, *self.tensors])
-        for t, grad in zip(self.targets, out[2:], strict=True):
-            t.grad = grad
+        out = self.runner.run([x, eps, kl_weight, *self.tensors])
+        if not self.updates:
+            for t, grad in zip(self.targets, out[2:], strict=True):
+                t.grad = grad
         return out[0], out[1]
 
 
@@ -173,12 +250,15 @@ def _write_atomic(path: Path, write: Any) -> None:
         raise
 
 
-def _build(step: ExplicitStep, args: tuple[torch.Tensor, ...], package: Path) -> None:
-    example = (*args, *(t.detach() for t in step.inputs().values()))
+def _build(step: ExplicitStep, args: tuple[torch.Tensor, ...], package: Path,
+           adam: AdamState | None = None) -> None:
+    # copies: exporting runs the step (and Adam's in-place update) on these
+    tensors = [*step.inputs().values(), *(adam.tensors() if adam is not None else [])]
+    example = (*args, *(t.detach().clone() for t in tensors))
     with warnings.catch_warnings():  # torch's own deprecation notices while packaging
         warnings.simplefilter("ignore", FutureWarning)
         with torch.no_grad():
-            program = torch.export.export(_Gradients(step), example, strict=False)
+            program = torch.export.export(_Program(step, adam), example, strict=False)
         _write_atomic(package, lambda tmp: torch._inductor.aoti_compile_and_package(
             program, package_path=str(tmp)))
 
@@ -228,10 +308,12 @@ def _prune(folder: Path, keep: int = KEEP) -> None:
 
 def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
                   eps: torch.Tensor, kl_weight: float | torch.Tensor,
-                  announce: Callable[[str], None] | None = None) -> tuple[AotStep, bool]:
-    """``step`` compiled for inputs shaped as ``x``, ``eps`` and ``kl_weight``: loaded from
-    the cache if it holds this step, else built (12-15 s on 2 CPU cores) and cached; a
-    build is first ``announce``d. Returns (the step, whether it was loaded from the cache).
+                  announce: Callable[[str], None] | None = None,
+                  adam: AdamState | None = None) -> tuple[AotStep, bool]:
+    """``step`` compiled for inputs shaped as ``x``, ``eps`` and ``kl_weight``, with Adam's
+    update folded in where ``adam`` is given: loaded from the cache if it holds this step,
+    else built (12-15 s on 2 CPU cores) and cached; a build is first ``announce``d.
+    Returns (the step, whether it was loaded from the cache).
     Raises :class:`RunError` (one line) if it cannot be built, for example with no C++
     compiler, or no writable cache folder."""
     if not step.closed:
@@ -239,7 +321,7 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
     weight = (kl_weight if isinstance(kl_weight, torch.Tensor)
               else torch.full((), float(kl_weight), device=device))
     args = (x, eps, weight)
-    description = describe(step, args)
+    description = describe(step, args, adam)
     folder = cache_dir()
     key = key_of(description)
     package, meta = folder / f"{key}.pt2", folder / f"{key}.json"
@@ -247,14 +329,14 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
     if runner is not None:
         with contextlib.suppress(OSError):  # most recently used: kept longest by _prune
             os.utime(package)
-        return AotStep(step, runner, device), True
+        return AotStep(step, runner, device, adam), True
     if announce is not None:
         announce(f"compiling the training step for this machine and these shapes (once: "
                  f"later runs load it from {folder})")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        _build(step, args, package)
+        _build(step, args, package, adam)
         record = {"description": description, "sha256": _digest(package),
                   "build_seconds": round(time.perf_counter() - started, 3)}
         _write_atomic(meta, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
@@ -267,4 +349,4 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise RunError(f"torch.compile could not compile the training step on this machine "
                        f"({type(exc).__name__}: {first}); train with --compile off") from exc
-    return AotStep(step, runner, device), False
+    return AotStep(step, runner, device, adam), False

@@ -1,13 +1,18 @@
-"""The explicit training step under ``torch.compile``: the CPU's fast path for long runs.
+"""The compiled explicit training step: the CPU's fast path for long runs.
 
 :class:`~vaelab.training.explicit.ExplicitStep` computes a step as about a hundred (the seed's
 loss) to two hundred (the IWAE bound with the mixture prior) separate tensor operations around
 the matrix products. Inductor, torch.compile's backend, fuses the element-wise ones into a few
-generated C++ loops, keeps the products on the BLAS, and calls them all from a generated C++
-wrapper. On 2 CPU cores this made the default preset's whole step about 1.5x faster and the
-seed preset's about 1.3x (benchmarks/speed.py). Compiling takes 15-22 s the first time on a
-machine and about 3 s in later processes, which find the generated code in torch's on-disk
-cache.
+generated C++ loops, keeps the products on the BLAS, and calls them all from generated C++.
+
+:func:`prepare_step` picks how: a closed-form loss (the seed's, the IWAE bound) is compiled
+ahead of time into a package cached on disk (:mod:`vaelab.training.aot`: built once per
+machine and shapes, then loaded in milliseconds, and called with no guards); a loss through
+autograd runs under ``torch.compile`` here (:class:`CompiledStep`), which traces it again in
+every process (about 3 s once torch's own cache holds the generated code, 15-22 s the first
+time) and checks its guards at every call. On 2 CPU cores the ahead-of-time step made the
+seed preset's whole step about 1.5x faster and the default preset's about 1.7x
+(benchmarks/speed.py).
 
 The compiled step computes the same formulas, but it rounds differently (fused loops sum and
 multiply in another order), so a compiled run is not bit-identical to an eager one; it is
@@ -30,8 +35,9 @@ from typing import NamedTuple
 import torch
 
 from vaelab.errors import RunError
-from vaelab.training.aot import AotStep, load_or_build
+from vaelab.training.aot import AotStep, adam_state, load_or_build
 from vaelab.training.explicit import ExplicitStep
+from vaelab.training.optim import LeanAdam
 
 
 class CompiledStep:
@@ -82,6 +88,12 @@ class Prepared(NamedTuple):
     compile_note: str | None = None  # why a compilation fell back to the eager step
     compile_cache: str | None = None  # an AOT package: "loaded" from the cache, or "built"
 
+    @property
+    def updates(self) -> bool:
+        """Whether the step also updates the weights (Adam folded in): the loop then does not
+        call the optimizer."""
+        return isinstance(self.step, AotStep) and self.step.updates
+
     def summary(self, compiled: bool) -> dict[str, object]:
         """summary.json's fields: ``compiled`` (``compiled``, the run's intent, unless it
         fell back), and ``compile_seconds``, ``compile_cache`` and ``compile_note`` where
@@ -98,21 +110,25 @@ class Prepared(NamedTuple):
 
 def prepare_step(step: ExplicitStep | None, compile_it: bool, device: torch.device,
                  x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor,
-                 required: bool, announce: Callable[[str], None] | None = None) -> Prepared:
+                 required: bool, announce: Callable[[str], None] | None = None,
+                 optimizer: LeanAdam | None = None) -> Prepared:
     """The explicit ``step`` (None: the loop's autograd step), compiled for inputs shaped as
     ``x`` and ``eps`` if ``compile_it``: a closed-form loss on the CPU ahead of time
     (:mod:`vaelab.training.aot`, loaded from the cache or built and cached), any other under
     torch.compile, warmed up. If compiling fails here and the compilation was not
     ``required`` (``train.compile = 'auto'``), the step itself, with a warning and a note
     saying why; with ``required`` (``'on'``) a failure raises :class:`RunError`.
-    ``announce``: told before an ahead-of-time build (the slow case), with a line to show."""
+    ``announce``: told before an ahead-of-time build (the slow case), with a line to show.
+    ``optimizer``: a single model's Adam, whose update the ahead-of-time step then folds in
+    where it can (:func:`~vaelab.training.aot.adam_state`; :attr:`Prepared.updates`)."""
     if step is None or not compile_it:
         return Prepared(step)
     started = time.perf_counter()
     cache = None
     try:
         if step.closed and device.type == "cpu":
-            ready, loaded = load_or_build(step, device, x, eps, kl_weight, announce)
+            ready, loaded = load_or_build(step, device, x, eps, kl_weight, announce,
+                                          adam_state(step, optimizer))
             cache = "loaded" if loaded else "built"
         else:
             ready = CompiledStep(step, device)

@@ -263,8 +263,8 @@ def fit(config: RunConfig, *, progress: bool = True,
     prepared = prepare_step(explicit, compiled, device,
                             torch.zeros(batch, source.dim, device=device),
                             torch.zeros(eps_shape, device=device), kl_weight,
-                            tc.compile == "on", to_stderr if progress else None)
-    step_fn = prepared.step
+                            tc.compile == "on", to_stderr if progress else None, optimizer)
+    step_fn, updates = prepared.step, prepared.updates
 
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:
         """One step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
@@ -278,7 +278,8 @@ def fit(config: RunConfig, *, progress: bool = True,
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             stacked = torch.stack(terms).detach()
-        optimizer.step()
+        if not updates:  # (a compiled step with Adam folded in has updated the weights)
+            optimizer.step()
         with torch.no_grad():
             finite.index_copy_(0, slot, torch.isfinite(stacked[:1]))
             slot.add_(1)
