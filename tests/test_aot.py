@@ -245,3 +245,29 @@ def test_adam_is_folded_in_only_over_exactly_the_steps_gradients():
     assert aot.adam_state(step, encoder_only) is None
     plain = LeanAdam(torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=0.1))
     assert not plain.direct and aot.adam_state(step, plain) is None
+
+
+def test_the_cli_says_whether_it_built_or_loaded_the_step(fake_builds, monkeypatch, tmp_path,
+                                                          capsys):
+    built, steps = fake_builds
+    real_build = aot._build
+
+    def remember(step, args, package, adam=None):  # noqa: ANN001, ANN202
+        steps["step"] = step
+        real_build(step, args, package, adam)
+
+    monkeypatch.setattr(aot, "_build", remember)
+    said = []
+    for attempt in ("first", "second"):
+        out = tmp_path / attempt
+        code = main(["train", "--preset", "seed", "--steps", "20", "--batch-size", "32",
+                     "--compile", "on", "--device", "cpu", "--out", str(out), "--no-figures"])
+        captured = capsys.readouterr()
+        summary = json.loads((out / "summary.json").read_text())
+        said.append((code, captured.out, captured.err, summary["compile_cache"]))
+    (code1, out1, err1, cache1), (code2, out2, err2, cache2) = said
+    assert code1 == code2 == 0 and len(built) == 1
+    assert cache1 == "built" and "compiling the training step for this machine" in err1
+    assert "compiled the training step in" in out1
+    assert cache2 == "loaded" and "loaded the compiled training step from the cache" in out2
+    assert "compiling" not in err2

@@ -20,9 +20,15 @@ The package holds generated C++ and the library built from it (no pickle, no wei
 tensors are inputs). Loading it runs that library, as torch.compile runs the ones it caches;
 the folder should be writable by its user only, as any cache of compiled code.
 
-Numerically the package computes what ``torch.compile`` compiles from the same step (the same
-Inductor lowering): the same formulas as the eager step, rounded in another order. Runs with
-the same package are reproducible bit for bit, and resume bit for bit.
+For a single model the package also takes Adam's state and learning rate and applies the
+update in place (:func:`adam_update`, torch's fused Adam formula): the loop then calls no
+optimizer, and no gradient is stored. A group (stacked weights) gets the gradients, and its own
+optimizer steps.
+
+Numerically the package computes the eager step's formulas (and Adam's), fused and rounded in
+another order, as ``torch.compile`` would; a compiled run is not bit-identical to an eager
+one. Runs with the same package are reproducible bit for bit, and resume bit for bit; a package
+built again from the same code computes the same bits.
 """
 
 from __future__ import annotations
