@@ -144,19 +144,19 @@ class TrainConfig:
     ``checkpoint_every``: steps between the checkpoints a run directory keeps for
     ``vaelab train --resume`` (0: only at the end and on SIGINT/SIGTERM).
 
-    ``compile``: ``on`` compiles the step's gradient computation, before the training clock
-    starts: on the CPU the explicit step where the gradients are explicit (a closed-form loss
-    ahead of time, :mod:`vaelab.training.aot`: built once per machine and shapes, 12-15 s on
-    2 cores, kept in the cache folder and loaded in milliseconds by later runs; any other
-    loss under ``torch.compile``, :mod:`vaelab.training.compiled`), else the forward pass and
-    loss under ``torch.compile`` (on CUDA in ``reduce-overhead`` mode, which captures them in
-    CUDA graphs). ``auto`` compiles the explicit step of a closed-form loss (the seed's, the
-    IWAE bound: both presets) on the CPU, for runs of at least 10,000 steps and, if
-    time-limited, 10 s: there the seed preset trains about 1.5x faster and the default preset
-    about 1.7x. Elsewhere ``auto`` is off (measured slower, or not repaid:
-    benchmarks/speed.py, gpu_speed.py). The choice follows the config alone, never the
-    cache's contents. A compiled run rounds differently from an eager one, so the two are not
-    bit-identical.
+    ``compile``: ``on`` compiles the step's gradient computation (and, ahead of time for one
+    model, Adam's update), before the training clock starts: on the CPU the explicit step
+    where the gradients are explicit (a closed-form loss ahead of time,
+    :mod:`vaelab.training.aot`: built once per machine and shapes, 12-24 s on 2 cores, kept in
+    the cache folder and loaded in milliseconds by later runs; any other loss under
+    ``torch.compile``, :mod:`vaelab.training.compiled`), else the forward pass and loss under
+    ``torch.compile`` (on CUDA in ``reduce-overhead`` mode, which captures them in CUDA
+    graphs). ``auto`` compiles the explicit step of a closed-form loss (the seed's, the IWAE
+    bound: both presets) on the CPU, for runs of at least 10,000 steps and, if time-limited,
+    10 s: there the seed preset trains about 1.5x faster and the default preset 1.8-1.9x.
+    Elsewhere ``auto`` is off (measured slower, or not repaid: benchmarks/speed.py,
+    gpu_speed.py). The choice follows the config alone, never the cache's contents. A
+    compiled run rounds differently from an eager one, so the two are not bit-identical.
 
     ``cuda_graph``: on CUDA, capture the whole step (batch draw, noise, gradients, Adam) as one
     CUDA graph and replay it every step (:mod:`vaelab.training.graphs`); the weights are the

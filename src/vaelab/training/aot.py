@@ -318,7 +318,7 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
                   adam: AdamState | None = None) -> tuple[AotStep, bool]:
     """``step`` compiled for inputs shaped as ``x``, ``eps`` and ``kl_weight``, with Adam's
     update folded in where ``adam`` is given: loaded from the cache if it holds this step,
-    else built (12-15 s on 2 CPU cores) and cached; a build is first ``announce``d.
+    else built (12-24 s on 2 CPU cores) and cached; a build is first ``announce``d.
     Returns (the step, whether it was loaded from the cache).
     Raises :class:`RunError` (one line) if it cannot be built, for example with no C++
     compiler, or no writable cache folder."""

@@ -101,11 +101,11 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
 
 
 #: the shortest run (in steps, and in seconds when time-limited) that ``train.compile =
-#: 'auto'`` compiles. On 2 CPU cores building the compiled step takes 12-15 s once per machine
+#: 'auto'`` compiles. On 2 CPU cores building the compiled step takes 12-24 s once per machine
 #: and shapes (vaelab.training.aot); later runs load it in milliseconds. The compiled step
-#: saves about 0.6 ms per step for the seed preset and 1 ms for the default preset
-#: (benchmarks/speed.py): 10,000 steps save 6-10 s, so from the second such run on a machine
-#: compiling is ahead, and a 10 s time limit gets half again as many steps into its clock
+#: saves about 0.5 ms per step for the seed preset and 1.2 ms for the default preset
+#: (benchmarks/speed.py): 10,000 steps save 5-12 s, so from the second such run on a machine
+#: compiling is ahead, and a 10 s time limit gets about 1.6x as many steps into its clock
 COMPILE_MIN_STEPS = 10_000
 COMPILE_MIN_SECONDS = 10.0
 
@@ -125,7 +125,7 @@ def uses_compile(config: RunConfig, device: torch.device, group: bool = False) -
     forward pass and loss under torch.compile. ``auto``: the explicit step of a closed-form
     loss (the seed's, or the IWAE bound with the standard or mixture prior: both presets) on
     the CPU, for runs long enough to repay a first build (:func:`long_run`): the seed preset
-    trains about 1.5x faster, the default preset about 1.7x. The decision depends on the
+    trains about 1.5x faster, the default preset 1.8-1.9x. The decision depends on the
     config only, never on what the cache holds, so a command's result does not depend on
     which runs came before it. Elsewhere ``auto`` is off: the compiled autograd step was
     slower than eager on the CPU (0.64-0.74x, benchmarks/speed.py); and on an H100 its
