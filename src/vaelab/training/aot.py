@@ -339,8 +339,14 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
     if announce is not None:
         announce(f"compiling the training step for this machine and these shapes (once: "
                  f"later runs load it from {folder})")
-    try:
+    try:  # a cache folder that cannot be written is named as such, before any build
         folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / ".probe", lambda tmp: tmp.write_bytes(b""))
+        (folder / ".probe").unlink()
+    except OSError as exc:
+        raise RunError(f"could not write the compiled training step to {folder} ({exc}); set "
+                       f"{CACHE_ENV} to a writable folder, or train with --compile off") from exc
+    try:
         started = time.perf_counter()
         _build(step, args, package, adam)
         record = {"description": description, "sha256": _digest(package),
@@ -348,11 +354,8 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
         _write_atomic(meta, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
         runner = _open(package)
         _prune(folder)
-    except OSError as exc:
-        raise RunError(f"could not write the compiled training step to {folder} ({exc}); set "
-                       f"{CACHE_ENV} to a writable folder, or train with --compile off") from exc
     except Exception as exc:  # noqa: BLE001 - any compiler failure becomes one line
         first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise RunError(f"torch.compile could not compile the training step on this machine "
+        raise RunError(f"could not compile the training step on this machine "
                        f"({type(exc).__name__}: {first}); train with --compile off") from exc
     return AotStep(step, runner, device, adam), False
