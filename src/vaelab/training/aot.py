@@ -119,6 +119,24 @@ def key_of(description: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
 
 
+class WeightTensor:
+    """A KL weight given as a float, kept in one 0-d device tensor (refilled only when it
+    changes), for a compiled step that takes it as an input: a Python float would be baked
+    into the compiled code. A tensor weight (a group's, ``[M]``) passes through."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.tensor = torch.zeros((), device=device)
+        self.value: float | None = None
+
+    def __call__(self, kl_weight: float | torch.Tensor) -> torch.Tensor:
+        if isinstance(kl_weight, torch.Tensor):
+            return kl_weight
+        if kl_weight != self.value:
+            self.tensor.fill_(kl_weight)
+            self.value = kl_weight
+        return self.tensor
+
+
 class AdamState(NamedTuple):
     """A fused Adam's hyper-parameters and tensors, for a compiled step that also updates
     the weights (:func:`adam_state`); the tensors in the step's ``grad_names`` order."""
@@ -149,9 +167,9 @@ def adam_state(step: ExplicitStep, optimizer: LeanAdam | None) -> AdamState | No
     if optimizer.lr_tensor is None:
         optimizer.use_device_lr()
     group = optimizer.param_groups[0]
-    return AdamState(tuple(group["betas"]), float(group["eps"]), optimizer.lr_tensor,
-                     optimizer._step_all, [optimizer._exp_avgs[i] for i in order],
-                     [optimizer._exp_avg_sqs[i] for i in order])
+    steps, exp_avgs, exp_avg_sqs = optimizer.fused_state()
+    return AdamState(tuple(group["betas"]), float(group["eps"]), optimizer.lr_tensor, steps,
+                     [exp_avgs[i] for i in order], [exp_avg_sqs[i] for i in order])
 
 
 def adam_update(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -222,17 +240,11 @@ class AotStep:
             self.tensors += adam.tensors()
         every = {**step.p, **step.extras}
         self.targets = [every[name] for name in step.grad_names]
-        self._weight = torch.zeros((), device=device)  # a float KL weight, as a tensor
-        self._weight_value: float | None = None
+        self.weight = WeightTensor(device)
 
     def __call__(self, x: torch.Tensor, eps: torch.Tensor,
                  kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(kl_weight, torch.Tensor):
-            if kl_weight != self._weight_value:
-                self._weight.fill_(kl_weight)
-                self._weight_value = kl_weight
-            kl_weight = self._weight
-        out = self.runner.run([x, eps, kl_weight, *self.tensors])
+        out = self.runner.run([x, eps, self.weight(kl_weight), *self.tensors])
         if not self.updates:
             for t, grad in zip(self.targets, out[2:], strict=True):
                 t.grad = grad

@@ -69,6 +69,14 @@ class LeanAdam:
             self._exp_avgs = [s["exp_avg"] for s in states]
             self._exp_avg_sqs = [s["exp_avg_sq"] for s in states]
 
+    def fused_state(self) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """(every parameter's step count in one tensor, the exp_avg tensors, the exp_avg_sq
+        tensors), in ``params`` order: Adam's own state, for a compiled step that updates it
+        in place (vaelab.training.aot). Replaced by :meth:`load_state_dict`."""
+        if not self.direct:
+            raise ValueError("the fused state needs the fused Adam")
+        return self._step_all, self._exp_avgs, self._exp_avg_sqs
+
     def use_device_lr(self) -> None:
         """Keep the learning rate in a device tensor that :meth:`set_lr` fills (CUDA graphs)."""
         if not self.direct:
