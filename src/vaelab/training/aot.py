@@ -158,8 +158,7 @@ def adam_state(step: ExplicitStep, optimizer: LeanAdam | None) -> AdamState | No
     parameters other than exactly those the step computes gradients for."""
     if optimizer is None or not optimizer.direct:
         return None
-    every = {**step.p, **step.extras}
-    targets = [every[name] for name in step.grad_names]
+    targets = [step.named[name] for name in step.grad_names]
     index = {id(p): i for i, p in enumerate(optimizer.params)}
     if len(targets) != len(index) or any(id(t) not in index for t in targets):
         return None
@@ -238,8 +237,7 @@ class AotStep:
         self.updates = adam is not None
         if adam is not None:
             self.tensors += adam.tensors()
-        every = {**step.p, **step.extras}
-        self.targets = [every[name] for name in step.grad_names]
+        self.targets = [step.named[name] for name in step.grad_names]
         self.weight = WeightTensor(device)
 
     def __call__(self, x: torch.Tensor, eps: torch.Tensor,

@@ -309,6 +309,15 @@ class ExplicitStep:
             self.kind = "autograd"
         else:
             raise ValueError("stacked weights cover the closed-form losses only")
+        # every tensor a gradient is stored in, by name (store, and the compiled steps)
+        self.named = {**self.p, **self.extras}
+        # the names of the gradients gradients() returns, in its order
+        self.grad_names = list(self.p)
+        if self.kind == "iwae":
+            if self.learn_std:
+                self.grad_names.append("obs_std_raw")
+            if self.prior_kind is MixturePrior:
+                self.grad_names += [f"prior.{k}" for k in ("means", "log_stds", "logits")]
 
     @classmethod
     def for_model(cls, model: BaseVAE) -> ExplicitStep:
@@ -406,21 +415,10 @@ class ExplicitStep:
         """Every tensor :meth:`gradients` reads besides its arguments, by name: the networks'
         weights and biases, the likelihood's and prior's tensors, and the standardisation
         (``data_shift``, ``data_scale``) where there is one."""
-        tensors = {**self.p, **self.extras}
+        tensors = dict(self.named)
         if self.shift is not None:
             tensors.update(data_shift=self.shift, data_scale=self.scale)
         return tensors
-
-    @property
-    def grad_names(self) -> list[str]:
-        """The names of the gradients :meth:`gradients` returns, in its order."""
-        names = list(self.p)
-        if self.kind == "iwae":
-            if self.learn_std:
-                names.append("obs_std_raw")
-            if self.prior_kind is MixturePrior:
-                names += [f"prior.{k}" for k in ("means", "log_stds", "logits")]
-        return names
 
     def gradients(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -434,9 +432,8 @@ class ExplicitStep:
 
     def store(self, grads: Mapping[str, torch.Tensor]) -> None:
         """Put each gradient in its tensor's ``.grad``."""
-        tensors = {**self.p, **self.extras}
         for name, grad in grads.items():
-            tensors[name].grad = grad
+            self.named[name].grad = grad
 
     @torch.no_grad()
     def _seed_step(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor
