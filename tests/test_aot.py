@@ -15,11 +15,13 @@ import vaelab
 from vaelab.cli.main import main
 from vaelab.errors import RunError
 from vaelab.models import build_model
+from vaelab.objectives import LossTerms
 from vaelab.resolve import build_config
 from vaelab.training import aot
 from vaelab.training.explicit import ExplicitStep
 from vaelab.training.loop import resolve_config
 from vaelab.training.optim import LeanAdam, build_optimizer
+from vaelab.training.tally import Tally
 
 CPU = torch.device("cpu")
 
@@ -77,15 +79,17 @@ def test_a_cached_step_loads_and_computes_what_the_built_one_did():
 
 
 class _FakeRunner:
-    """A package's runner, computing with the eager step (so that cache handling is tested
-    without a 15 s build)."""
+    """A package's runner, computing with the exported program run eagerly (so that cache
+    handling is tested without a 15 s build): gradients out, or, with Adam and the tally
+    folded in, those updated in place."""
 
-    def __init__(self, step: ExplicitStep) -> None:
-        self.step = step
+    def __init__(self, step: ExplicitStep, adam: aot.AdamState | None = None,
+                 tally: bool = False) -> None:
+        self.program = aot._Program(step, adam, tally)
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        terms, z, grads = self.step.gradients(*inputs[:3])
-        return [terms, z, *grads.values()]
+        with torch.no_grad():
+            return list(self.program(*inputs))
 
 
 @pytest.fixture
@@ -94,13 +98,15 @@ def fake_builds(monkeypatch, tmp_path):
     monkeypatch.setenv(aot.CACHE_ENV, str(tmp_path / "cache"))
     built = []
 
-    def build(step, args, package, adam=None):  # noqa: ANN001, ANN202
+    def build(step, args, package, adam=None, tally=None):  # noqa: ANN001, ANN202
         built.append(package)
+        steps["folded"] = (adam, tally is not None)
         aot._write_atomic(package, lambda tmp: tmp.write_bytes(b"package " * 100))
 
     monkeypatch.setattr(aot, "_build", build)
     steps = {}
-    monkeypatch.setattr(aot, "_open", lambda package: _FakeRunner(steps["step"]))
+    monkeypatch.setattr(aot, "_open", lambda package: _FakeRunner(
+        steps["step"], *steps.get("folded", (None, False))))
     return built, steps
 
 
@@ -209,14 +215,16 @@ def _adam(model, cfg):  # noqa: ANN001, ANN202
     return LeanAdam(build_optimizer(model.parameters(), cfg.optim, CPU))
 
 
-def test_a_step_with_adam_folded_in_updates_as_the_eager_step_and_adam_do():
+def test_a_step_with_adam_and_the_tally_folded_in_updates_as_the_eager_step_does():
     cfg = resolve_config(build_config("default", settings={"device": "cpu"}))
     model, step, x, eps = _step()
     twin = copy.deepcopy(model)
     twin_step = ExplicitStep.for_model(twin)
     opt, twin_opt = _adam(model, cfg), _adam(twin, cfg)
-    fast, _ = aot.load_or_build(step, CPU, x, eps, 0.7, adam=aot.adam_state(step, opt))
-    assert fast.updates
+    tally, twin_tally = (Tally.start(torch.zeros(len(LossTerms._fields)), 0) for _ in "ab")
+    fast, _ = aot.load_or_build(step, CPU, x, eps, 0.7, adam=aot.adam_state(step, opt),
+                                tally=tally)
+    assert fast.updates and fast.tallies
     gen = torch.Generator().manual_seed(3)
     for lr in (1e-3, 1e-3, 5e-4):  # the learning rate is an input, not baked in
         xs, es = torch.randn(x.shape, generator=gen) * 6, torch.randn(eps.shape, generator=gen)
@@ -225,7 +233,11 @@ def test_a_step_with_adam_folded_in_updates_as_the_eager_step_and_adam_do():
         terms, _ = fast(xs, es, 0.7)
         twin_terms, _ = twin_step(xs, es, 0.7)
         twin_opt.step()
+        twin_tally.add(twin_terms.detach())
         torch.testing.assert_close(terms, twin_terms, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tally.sums, twin_tally.sums, rtol=1e-5, atol=1e-5)
+    assert int(tally.step) == 3 and int(tally.bad_step) == 0
+    assert int(tally.sums.abs().sum()) > 0
     for (name, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
         assert p.grad is None, name  # the update used the gradients; none is kept
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
@@ -234,6 +246,9 @@ def test_a_step_with_adam_folded_in_updates_as_the_eager_step_and_adam_do():
         for moment in ("exp_avg", "exp_avg_sq"):  # the gradients' rounding, over a tensor
             gap = (ours[moment] - theirs[moment]).norm()
             assert gap <= 1e-4 * theirs[moment].norm(), (name, moment)
+    fast(torch.full_like(x, float("nan")), eps, 0.7)  # a non-finite loss is noted by its step
+    fast(x, eps, 0.7)
+    assert int(tally.step) == 5 and int(tally.bad_step) == 4
 
 
 def test_adam_is_folded_in_only_over_exactly_the_steps_gradients():
@@ -252,9 +267,9 @@ def test_the_cli_says_whether_it_built_or_loaded_the_step(fake_builds, monkeypat
     built, steps = fake_builds
     real_build = aot._build
 
-    def remember(step, args, package, adam=None):  # noqa: ANN001, ANN202
+    def remember(step, args, package, adam=None, tally=None):  # noqa: ANN001, ANN202
         steps["step"] = step
-        real_build(step, args, package, adam)
+        real_build(step, args, package, adam, tally)
 
     monkeypatch.setattr(aot, "_build", remember)
     said = []

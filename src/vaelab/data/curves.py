@@ -83,7 +83,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from vaelab.data.base import DataSource, device_constant
+from vaelab.data.base import DataSource, device_constant, polar_points
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _ELEMENTS = 1 << 21  # (points x nodes) per chunk in log_prob: bounds memory to ~100 MB
@@ -228,7 +228,7 @@ class Moons(_CurveSource):
         inner = torch.rand(n, generator=generator, device=device) < 0.5
         t = math.pi * torch.rand(n, generator=generator, device=device)
         eps = torch.randn(n, 2, generator=generator, device=device)
-        c, s = torch.cos(t), torch.sin(t)
+        c, s = polar_points(torch.ones((), device=device), t).unbind(1)
         x = torch.where(inner, 1.0 - c, c)
         y = torch.where(inner, 0.5 - s, s)
         pts = torch.stack((x, y), 1) + self.noise * eps
@@ -277,7 +277,7 @@ class TwoSpirals(_CurveSource):
         t = torch.sqrt(torch.rand(n, generator=generator, device=device)) * self.n_max
         u = torch.rand(n, 2, generator=generator, device=device)
         mirror = torch.rand(n, generator=generator, device=device) < 0.5
-        d = torch.stack((-torch.cos(t) * t, torch.sin(t) * t), 1) + 0.5 * u
+        d = polar_points(t, t) * device_constant((-1.0, 1.0), device) + 0.5 * u
         d = torch.where(mirror[:, None], -d, d) / 3.0
         return d + self.noise * torch.randn(n, 2, generator=generator, device=device)
 
@@ -322,7 +322,7 @@ class Pinwheel(_CurveSource):
     def forward(self, f: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """FFJORD's map: ``2 * f @ R(2 pi k/5 + rate exp(f0))`` for features ``f`` [N, 2]."""
         a = 2.0 * math.pi * k / self.num_classes + self.rate * torch.exp(f[:, 0])
-        c, s = torch.cos(a), torch.sin(a)
+        c, s = polar_points(torch.ones((), dtype=a.dtype, device=a.device), a).unbind(1)
         rot = torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)
         return 2.0 * torch.einsum("ti,tij->tj", f, rot)
 

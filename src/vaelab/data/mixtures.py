@@ -66,7 +66,7 @@ import math
 import numpy as np
 import torch
 
-from vaelab.data.base import DataSource, device_constant
+from vaelab.data.base import DataSource, device_constant, polar_points
 
 #: FFJORD's divisor for 8gaussians (exactly 1.414, not sqrt 2)
 GAUSS_DIVISOR = 1.414
@@ -137,7 +137,7 @@ def _sample_rings(n: int, radii: tuple[float, ...], s: float, generator: torch.G
     k = torch.randint(0, len(radii), (n,), generator=generator, device=device)
     theta = 2 * math.pi * torch.rand(n, generator=generator, device=device)
     big_r = device_constant(radii, device)[k]
-    x = big_r.unsqueeze(1) * torch.stack((torch.cos(theta), torch.sin(theta)), dim=1)
+    x = polar_points(big_r, theta)
     return x + s * torch.randn(n, 2, generator=generator, device=device)
 
 
@@ -192,7 +192,7 @@ class EightGaussians(DataSource):
     ) -> torch.Tensor:
         k = torch.randint(0, 8, (n,), generator=generator, device=device)
         a = k.to(torch.float32) * (math.pi / 4)
-        centre = GAUSS_RADIUS * torch.stack((torch.cos(a), torch.sin(a)), dim=1)
+        centre = polar_points(torch.full((), GAUSS_RADIUS, device=device), a)
         z = torch.randn(n, 2, generator=generator, device=device)
         return (centre + self.noise * z) / GAUSS_DIVISOR
 

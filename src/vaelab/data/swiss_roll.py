@@ -81,6 +81,14 @@ def _t_rule(noise: float, panels_per_width: float = PANELS_PER_WIDTH,
     return torch.from_numpy(t), torch.from_numpy(np.log(w))
 
 
+def roll_curve(t: torch.Tensor) -> torch.Tensor:
+    """The roll's centre line ``(t cos t, t sin t)``, ``[N, 2]``, in ``t``'s dtype and device:
+    one kernel, the same bits on any number of threads (as
+    :func:`~vaelab.data.base.polar_points`, without its broadcasting: this is the training
+    stream's draw, at every step)."""
+    return torch.view_as_real(torch.polar(t, t))
+
+
 def roll_log_prob(x: torch.Tensor, noise: float, panels_per_width: float = PANELS_PER_WIDTH,
                   nodes: int = NODES) -> torch.Tensor:
     """log p(x) of the 2-D roll, float64 ``[N]``, by the quadrature in the module docstring."""
@@ -90,7 +98,7 @@ def roll_log_prob(x: torch.Tensor, noise: float, panels_per_width: float = PANEL
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"points must have shape [N, 2], got {tuple(x.shape)}")
     t, log_w = _t_rule(float(noise), panels_per_width, nodes)
-    curve = torch.stack((t * torch.cos(t), t * torch.sin(t)), dim=1)  # [T, 2]
+    curve = roll_curve(t)  # [T, 2]
     const = -math.log(2 * math.pi * noise**2)
     out = torch.empty(x.shape[0], dtype=torch.float64)
     for a in range(0, x.shape[0], CHUNK):
@@ -157,7 +165,7 @@ class SwissRoll2D(DataSource):
             return _sklearn_roll(n, self.noise, generator)[:, [0, 2]].to(device)
         u = torch.rand(n, generator=generator, device=device)
         t = T_MIN + (T_MAX - T_MIN) * u
-        x = torch.stack((t * torch.cos(t), t * torch.sin(t)), dim=1)
+        x = roll_curve(t)
         if self.noise > 0:
             x = x + self.noise * torch.randn(n, 2, generator=generator, device=device)
         return x
@@ -186,7 +194,8 @@ class SwissRoll3D(SwissRoll2D):
         u = torch.rand(n, generator=generator, device=device)
         v = torch.rand(n, generator=generator, device=device)
         t = T_MIN + (T_MAX - T_MIN) * u
-        x = torch.stack((t * torch.cos(t), HEIGHT * v, t * torch.sin(t)), dim=1)
+        c = roll_curve(t)
+        x = torch.stack((c[:, 0], HEIGHT * v, c[:, 1]), dim=1)
         if self.noise > 0:
             x = x + self.noise * torch.randn(n, 3, generator=generator, device=device)
         return x

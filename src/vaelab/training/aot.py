@@ -21,9 +21,9 @@ tensors are inputs). Loading it runs that library, as torch.compile runs the one
 the folder should be writable by its user only, as any cache of compiled code.
 
 For a single model the package also takes Adam's state and learning rate and applies the
-update in place (:func:`adam_update`, torch's fused Adam formula): the loop then calls no
-optimizer, and no gradient is stored. A group (stacked weights) gets the gradients, and its own
-optimizer steps.
+update in place (:func:`adam_update`, torch's fused Adam formula), and the loop's tally
+(:mod:`vaelab.training.tally`): the loop then calls no optimizer and adds nothing up, and no
+gradient is stored. A group (stacked weights) gets the gradients, and its own optimizer steps.
 
 Numerically the package computes the eager step's formulas (and Adam's), fused and rounded in
 another order, as ``torch.compile`` would; a compiled run is not bit-identical to an eager
@@ -52,11 +52,13 @@ import torch
 import vaelab
 from vaelab.errors import RunError
 from vaelab.training import explicit as explicit_module
+from vaelab.training import tally as tally_module
 from vaelab.training.explicit import ExplicitStep
 from vaelab.training.optim import LeanAdam
+from vaelab.training.tally import Tally, tally_update
 
 #: bump when the package layout or the key's fields change
-FORMAT = 1
+FORMAT = 2
 #: the environment variable naming the cache folder
 CACHE_ENV = "VAELAB_CACHE_DIR"
 #: packages kept in the cache (about 2 MB each), the most recently used ones
@@ -81,19 +83,24 @@ def _source_digest() -> str:
     from vaelab.objectives import iwae, seed_loss
 
     h = hashlib.sha256()
-    for module in (explicit_module, iwae, seed_loss, priors, sys.modules[__name__]):
+    for module in (explicit_module, iwae, seed_loss, priors, tally_module,
+                   sys.modules[__name__]):
         h.update(Path(inspect.getsourcefile(module)).read_bytes())
     return h.hexdigest()
 
 
 def describe(step: ExplicitStep, args: tuple[torch.Tensor, ...],
-             adam: AdamState | None = None) -> dict[str, Any]:
+             adam: AdamState | None = None, tally: Tally | None = None) -> dict[str, Any]:
     """What the compiled code depends on (the key is its hash); ``args``: (x, eps, KL weight
-    as a tensor); ``adam``: the optimizer whose update the step folds in, if any."""
+    as a tensor); ``adam``: the optimizer whose update the step folds in, if any; ``tally``:
+    the loop's tally the step keeps, if any."""
     template = step.template
     inputs = {"x": args[0], "eps": args[1], "kl_weight": args[2], **step.inputs()}
     if adam is not None:
         inputs.update({f"adam.{i}": t for i, t in enumerate(adam.tensors())})
+    if tally is not None:
+        inputs.update({f"tally.{name}": t for name, t in zip(
+            Tally._fields, tally.tensors(), strict=True)})
     return {
         "format": FORMAT,
         "vaelab": vaelab.__version__,
@@ -196,14 +203,16 @@ class _Program(torch.nn.Module):
     """:meth:`ExplicitStep.gradients` as a module of its inputs alone, for ``torch.export``:
     forward(x, eps, kl_weight, *tensors in ``names`` order) -> (terms, z, *gradients in
     ``step.grad_names`` order); with ``adam``, forward(..., *tensors, *Adam's tensors) ->
-    (terms, z), the weights and Adam's state updated in place."""
+    (terms, z), the weights and Adam's state updated in place; with ``tally``, the tally's
+    three tensors follow (last) and are updated in place too."""
 
-    def __init__(self, step: ExplicitStep, adam: AdamState | None) -> None:
+    def __init__(self, step: ExplicitStep, adam: AdamState | None, tally: bool) -> None:
         super().__init__()
         self._template = (step.template,)  # a tuple: not a submodule, its weights not lifted
         self.names = list(step.inputs())
         self.net_names = list(step.p)
         self.adam = (adam.betas, adam.eps, len(adam.exp_avgs)) if adam is not None else None
+        self.tally = tally
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: torch.Tensor,
                 *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -213,10 +222,14 @@ class _Program(torch.nn.Module):
         net = {name: named.pop(name) for name in self.net_names}
         step = ExplicitStep(self._template[0], net, shift, scale, extras=named)
         terms, z, grads = step.gradients(x, eps, kl_weight)
+        rest = list(tensors[len(self.names):])
+        if self.tally:
+            tally_update(*rest[-3:], terms)
+            rest = rest[:-3]
         if self.adam is None:
             return (terms, z, *grads.values())
         betas, adam_eps, n = self.adam
-        lr, steps, *state = tensors[len(self.names):]
+        lr, steps, *state = rest
         adam_update([every[name] for name in grads], list(grads.values()), state[:n],
                     state[n:], steps, lr, betas, adam_eps)
         return terms, z
@@ -226,17 +239,21 @@ class AotStep:
     """``step`` (closed-form loss, one model or a stack) as a loaded AOTInductor package,
     called as the step itself: ``(x, eps, kl_weight) -> (loss terms, z)``, the gradients in
     ``.grad``; or, built with an :class:`AdamState` (``updates``), the weights and Adam's
-    state updated in place instead, with no ``.grad``. Build or load it with
+    state updated in place instead, with no ``.grad``; built with a :class:`Tally`
+    (``tallies``), that tally updated in place too. Build or load it with
     :func:`load_or_build`. The tensors are taken once: an optimizer that replaces its state
     tensors (``load_state_dict``) needs a new AotStep."""
 
     def __init__(self, step: ExplicitStep, runner: Any, device: torch.device,
-                 adam: AdamState | None = None) -> None:
+                 adam: AdamState | None = None, tally: Tally | None = None) -> None:
         self.step, self.runner = step, runner
         self.tensors = list(step.inputs().values())
         self.updates = adam is not None
+        self.tallies = tally is not None
         if adam is not None:
             self.tensors += adam.tensors()
+        if tally is not None:
+            self.tensors += tally.tensors()
         self.targets = [step.named[name] for name in step.grad_names]
         self.weight = WeightTensor(device)
 
@@ -267,14 +284,16 @@ def _write_atomic(path: Path, write: Any) -> None:
 
 
 def _build(step: ExplicitStep, args: tuple[torch.Tensor, ...], package: Path,
-           adam: AdamState | None = None) -> None:
-    # copies: exporting runs the step (and Adam's in-place update) on these
-    tensors = [*step.inputs().values(), *(adam.tensors() if adam is not None else [])]
+           adam: AdamState | None = None, tally: Tally | None = None) -> None:
+    # copies: exporting runs the step (and the in-place updates) on these
+    tensors = [*step.inputs().values(), *(adam.tensors() if adam is not None else []),
+               *(tally.tensors() if tally is not None else [])]
     example = (*args, *(t.detach().clone() for t in tensors))
     with warnings.catch_warnings():  # torch's own deprecation notices while packaging
         warnings.simplefilter("ignore", FutureWarning)
         with torch.no_grad():
-            program = torch.export.export(_Program(step, adam), example, strict=False)
+            program = torch.export.export(_Program(step, adam, tally is not None), example,
+                                          strict=False)
         _write_atomic(package, lambda tmp: torch._inductor.aoti_compile_and_package(
             program, package_path=str(tmp)))
 
@@ -325,10 +344,12 @@ def _prune(folder: Path, keep: int = KEEP) -> None:
 def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
                   eps: torch.Tensor, kl_weight: float | torch.Tensor,
                   announce: Callable[[str], None] | None = None,
-                  adam: AdamState | None = None) -> tuple[AotStep, bool]:
+                  adam: AdamState | None = None,
+                  tally: Tally | None = None) -> tuple[AotStep, bool]:
     """``step`` compiled for inputs shaped as ``x``, ``eps`` and ``kl_weight``, with Adam's
-    update folded in where ``adam`` is given: loaded from the cache if it holds this step,
-    else built (12-24 s on 2 CPU cores) and cached; a build is first ``announce``d.
+    update folded in where ``adam`` is given and the loop's ``tally`` where it is: loaded
+    from the cache if it holds this step, else built (12-24 s on 2 CPU cores) and cached; a
+    build is first ``announce``d.
     Returns (the step, whether it was loaded from the cache).
     Raises :class:`RunError` (one line) if it cannot be built, for example with no C++
     compiler, or no writable cache folder."""
@@ -337,7 +358,7 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
     weight = (kl_weight if isinstance(kl_weight, torch.Tensor)
               else torch.full((), float(kl_weight), device=device))
     args = (x, eps, weight)
-    description = describe(step, args, adam)
+    description = describe(step, args, adam, tally)
     folder = cache_dir()
     key = key_of(description)
     package, meta = folder / f"{key}.pt2", folder / f"{key}.json"
@@ -345,7 +366,7 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
     if runner is not None:
         with contextlib.suppress(OSError):  # most recently used: kept longest by _prune
             os.utime(package)
-        return AotStep(step, runner, device, adam), True
+        return AotStep(step, runner, device, adam, tally), True
     if announce is not None:
         announce(f"compiling the training step for this machine and these shapes (once: "
                  f"later runs load it from {folder})")
@@ -358,7 +379,7 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
                        f"{CACHE_ENV} to a writable folder, or train with --compile off") from exc
     try:
         started = time.perf_counter()
-        _build(step, args, package, adam)
+        _build(step, args, package, adam, tally)
         record = {"description": description, "sha256": _digest(package),
                   "build_seconds": round(time.perf_counter() - started, 3)}
         _write_atomic(meta, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
@@ -368,4 +389,4 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise RunError(f"could not compile the training step on this machine "
                        f"({type(exc).__name__}: {first}); train with --compile off") from exc
-    return AotStep(step, runner, device, adam), False
+    return AotStep(step, runner, device, adam, tally), False

@@ -19,8 +19,9 @@ multiply in another order), so a compiled run is not bit-identical to an eager o
 reproducible run to run, and a compiled run resumed from its checkpoint ends bit for bit as
 an uninterrupted compiled run.
 
-What is compiled is the gradient computation only (network passes, loss, gradients); the batch
-draw, Adam and the loop's tally stay eager. The KL weight enters as a tensor, so that a KL
+What is compiled is the gradient computation (network passes, loss, gradients); for a single
+model's ahead-of-time step also Adam's update and the loop's tally. The batch draw stays eager
+(its random streams are torch's generators). The KL weight enters as a tensor, so that a KL
 warm-up does not recompile at each new value.
 """
 
@@ -38,6 +39,7 @@ from vaelab.errors import RunError
 from vaelab.training.aot import AotStep, WeightTensor, adam_state, load_or_build
 from vaelab.training.explicit import ExplicitStep
 from vaelab.training.optim import LeanAdam
+from vaelab.training.tally import Tally
 
 
 class CompiledStep:
@@ -88,6 +90,11 @@ class Prepared(NamedTuple):
         call the optimizer."""
         return isinstance(self.step, AotStep) and self.step.updates
 
+    @property
+    def tallies(self) -> bool:
+        """Whether the step also keeps the loop's tally: the loop then does not."""
+        return isinstance(self.step, AotStep) and self.step.tallies
+
     def summary(self, compiled: bool) -> dict[str, object]:
         """summary.json's fields: ``compiled`` (``compiled``, the run's intent, unless it
         fell back), and ``compile_seconds``, ``compile_cache`` and ``compile_note`` where
@@ -105,7 +112,7 @@ class Prepared(NamedTuple):
 def prepare_step(step: ExplicitStep | None, compile_it: bool, device: torch.device,
                  x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor,
                  required: bool, announce: Callable[[str], None] | None = None,
-                 optimizer: LeanAdam | None = None) -> Prepared:
+                 optimizer: LeanAdam | None = None, tally: Tally | None = None) -> Prepared:
     """The explicit ``step`` (None: the loop's autograd step), compiled for inputs shaped as
     ``x`` and ``eps`` if ``compile_it``: a closed-form loss on the CPU ahead of time
     (:mod:`vaelab.training.aot`, loaded from the cache or built and cached), any other under
@@ -114,7 +121,9 @@ def prepare_step(step: ExplicitStep | None, compile_it: bool, device: torch.devi
     saying why; with ``required`` (``'on'``) a failure raises :class:`RunError`.
     ``announce``: told before an ahead-of-time build (the slow case), with a line to show.
     ``optimizer``: a single model's Adam, whose update the ahead-of-time step then folds in
-    where it can (:func:`~vaelab.training.aot.adam_state`; :attr:`Prepared.updates`)."""
+    where it can (:func:`~vaelab.training.aot.adam_state`; :attr:`Prepared.updates`);
+    ``tally``: the loop's tally, which the ahead-of-time step then keeps
+    (:attr:`Prepared.tallies`)."""
     if step is None or not compile_it:
         return Prepared(step)
     started = time.perf_counter()
@@ -122,7 +131,7 @@ def prepare_step(step: ExplicitStep | None, compile_it: bool, device: torch.devi
     try:
         if step.closed and device.type == "cpu":
             ready, loaded = load_or_build(step, device, x, eps, kl_weight, announce,
-                                          adam_state(step, optimizer))
+                                          adam_state(step, optimizer), tally)
             cache = "loaded" if loaded else "built"
         else:
             ready = CompiledStep(step, device)

@@ -10,8 +10,8 @@ What a graphed step may hold (the loops keep to it, :func:`graph_blocker` names 
 
 * device work only, with no host synchronisation (a capture fails on one);
 * every value that changes between steps in a device tensor, set before the replay (the
-  learning rate, the KL weight, the tally's slot), never a Python number, which the capture
-  would bake in;
+  learning rate, the KL weight, the tally's step count), never a Python number, which the
+  capture would bake in;
 * no Python state that the step advances: a fixed training set's epoch position does, so its
   runs stay eager; a fresh batch drawn from a generator does not;
 * random draws from generators registered with the graph. Each replay advances their offsets

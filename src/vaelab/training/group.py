@@ -72,6 +72,7 @@ from vaelab.training.loop import (
     uses_compile,
     uses_explicit,
 )
+from vaelab.training.tally import tally_update
 
 #: the settings that may differ between the models of a group (dotted config paths)
 VARYING = ("train.seed", "optim.lr", "loss.kld_weight")
@@ -372,12 +373,9 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             terms, z = batched(params, buffers, x, eps, kl_now)
             optimizer.zero_grad()
             terms[:, 0].sum().backward()
-        with torch.no_grad():  # a non-finite gradient makes the next loss non-finite
-            finite = torch.isfinite(terms[:, 0])
-            step_t.add_(1)  # the step's number, on the device so that a replay advances it
-            bad_step.copy_(torch.where(finite | (bad_step > 0), bad_step, step_t))
         optimizer.step()
-        sums.add_(terms.detach())
+        with torch.no_grad():  # step_t: on the device, so that a graph's replay advances it
+            tally_update(sums, step_t, bad_step, terms.detach())
         return x, z
 
     run_step = GraphedStep(device_step, device, [data_gen, noise_gen], graphed)

@@ -42,6 +42,7 @@ from vaelab.training.explicit import (
 from vaelab.training.frames import Frame
 from vaelab.training.graphs import GraphedStep, graph_blocker, uses_cuda_graph
 from vaelab.training.optim import LeanAdam, build_optimizer
+from vaelab.training.tally import Tally
 
 #: columns of the metrics file, in order
 METRIC_FIELDS = ("step", "lr", "loss", "reconstruction", "kld", "neg_elbo", "elapsed_s")
@@ -233,12 +234,13 @@ def fit(config: RunConfig, *, progress: bool = True,
 
     metrics: list[dict[str, float]] = state.metrics
     frames: list[Frame] = state.frames
-    sums = state.sums.to(device=device, dtype=torch.float32)
     count = state.count
     step = state.step
-    # whether each loss since the last metrics row was finite, kept on the device so that
-    # the check costs no host synchronisation per step (read at metrics rows and checkpoints)
-    finite = torch.ones(tc.log_every, dtype=torch.bool, device=device)
+    # the loss terms summed since the last metrics row, and the first step whose loss was
+    # not finite, on the device: no host synchronisation per step (read at metrics rows and
+    # checkpoints; a checkpoint is written only when every loss so far was finite)
+    tally = Tally.start(state.sums, step, device=device)
+    sums = tally.sums
     params = list(model.parameters())
     samples = model.training_samples()
     compiled = uses_compile(config, device)
@@ -252,9 +254,6 @@ def fit(config: RunConfig, *, progress: bool = True,
     # graphed or not, so that the eager and the graphed step compute the same bits
     device_scalars = device.type == "cuda"
     kl_weight: float | torch.Tensor = config.loss.kld_weight
-    # the tally's slot in `finite`, on the device so that a graph's replay advances it (it
-    # equals `count`; a resumed run's interval may have begun before its checkpoint)
-    slot = torch.full((1,), count, dtype=torch.long, device=device)
     if device_scalars:
         optimizer.use_device_lr()
         kl_weight = torch.full((), kl_weight, device=device)
@@ -263,8 +262,9 @@ def fit(config: RunConfig, *, progress: bool = True,
     prepared = prepare_step(explicit, compiled, device,
                             torch.zeros(batch, source.dim, device=device),
                             torch.zeros(eps_shape, device=device), kl_weight,
-                            tc.compile == "on", to_stderr if progress else None, optimizer)
-    step_fn, updates = prepared.step, prepared.updates
+                            tc.compile == "on", to_stderr if progress else None, optimizer,
+                            tally)
+    step_fn, updates, tallies = prepared.step, prepared.updates, prepared.tallies
 
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:
         """One step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
@@ -280,10 +280,9 @@ def fit(config: RunConfig, *, progress: bool = True,
             stacked = torch.stack(terms).detach()
         if not updates:  # (a compiled step with Adam folded in has updated the weights)
             optimizer.step()
-        with torch.no_grad():
-            finite.index_copy_(0, slot, torch.isfinite(stacked[:1]))
-            slot.add_(1)
-            sums.add_(stacked)
+        if not tallies:  # (nor does it need this)
+            with torch.no_grad():
+                tally.add(stacked)
         return x, z
 
     run_step = GraphedStep(device_step, device, [data_gen, noise_gen], graphed)
@@ -299,13 +298,11 @@ def fit(config: RunConfig, *, progress: bool = True,
 
         A non-finite gradient makes Adam's update, and so the weights and the next loss,
         non-finite: the weights are checked too, so it is caught even on the last step."""
-        flags = finite[:count].tolist()
+        bad = int(tally.bad_step)
         weights_ok = bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all())
-        if all(flags) and weights_ok:
-            finite[:count] = True
+        if not bad and weights_ok:
             return
-        first = step - count + 1 + flags.index(False) if not all(flags) else step
-        where = f"at step {first}" if not all(flags) else f"by step {step}"
+        where = f"at step {bad}" if bad else f"by step {step}"
         kept = (f"the last good checkpoint (step {last_saved}) is kept in {checkpoint_path}"
                 if checkpoint_path is not None and last_saved is not None
                 else "no checkpoint was written")
@@ -376,7 +373,6 @@ def fit(config: RunConfig, *, progress: bool = True,
                                     rec=f"{row['reconstruction']:.4f}", kld=f"{row['kld']:.4f}",
                                     refresh=False)
                     sums.zero_()
-                    slot.zero_()
                     count = 0
                 if last:
                     break
