@@ -144,7 +144,11 @@ def pythae_rate(batch: int, steps: int) -> float | None:
         return None
     import logging
 
-    logging.getLogger("pythae").setLevel(logging.ERROR)
+    # pythae's modules set their own loggers to INFO, with handlers bound to the streams of
+    # import time (which redirect_stdout below does not reach): quieted one by one
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("pythae"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     net = SimpleVAE()
 
     class Encoder(BaseEncoder):
