@@ -452,9 +452,10 @@ def main() -> None:
               f"{threads} threads {rates['vaelab, eager'][512]:.0f} steps/s "
               f"({rates['vaelab, eager'][512] / one_thread:.2f}x). vaelab keeps torch's "
               "default, one thread per core.", ""]
-    lines += ["The compiled explicit step (`--compile on`: network passes, loss, gradients and "
-              "Adam's update exported once and compiled ahead of time by AOTInductor into a "
-              "package cached on disk, `vaelab/training/aot.py`; the batch draw stays eager), "
+    lines += ["The compiled explicit step (`--compile on`: network passes, loss, gradients, "
+              "Adam's update and the loop's tally exported once and compiled ahead of time by "
+              "AOTInductor into a package cached on disk, `vaelab/training/aot.py`; the batch "
+              "draw stays eager), "
               "from interleaved pairs of runs (eager, then compiled; "
               f"{compile_steps:,} steps each):", "",
               "| preset, batch | eager steps/s | compiled steps/s | speed-up | building it in a "
