@@ -153,7 +153,7 @@ class TrainConfig:
     ``torch.compile`` (on CUDA in ``reduce-overhead`` mode, which captures them in CUDA
     graphs). ``auto`` compiles the explicit step of a closed-form loss (the seed's, the IWAE
     bound: both presets) on the CPU, for runs of at least 10,000 steps and, if time-limited,
-    10 s: there the seed preset trains about 1.5x faster and the default preset 1.8-1.9x.
+    10 s: there the seed preset trains about 1.6x faster and the default preset 1.8x.
     Elsewhere ``auto`` is off (measured slower, or not repaid: benchmarks/speed.py,
     gpu_speed.py). The choice follows the config alone, never the cache's contents. A
     compiled run rounds differently from an eager one, so the two are not bit-identical.

@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "time once per machine and shapes, cached in ~/.cache/vaelab or "
                    "$VAELAB_CACHE_DIR, and loaded before the training clock starts; auto: "
                    "the seed's and the IWAE loss on the CPU, for runs of >= 10,000 steps "
-                   "and >= 10 s, where it trains 1.5-1.9x faster; elsewhere measured "
+                   "and >= 10 s, where it trains 1.6-1.8x faster; elsewhere measured "
                    "slower or not repaid)")
     g.add_argument("--cuda-graph", choices=["auto", "on", "off"],
                    help="on CUDA, replay the whole step as one CUDA graph, with the eager "

@@ -11,7 +11,7 @@ machine and shapes, then loaded in milliseconds, and called with no guards); a l
 autograd runs under ``torch.compile`` here (:class:`CompiledStep`), which traces it again in
 every process (about 3 s once torch's own cache holds the generated code, 15-22 s the first
 time) and checks its guards at every call. On 2 CPU cores the ahead-of-time step made the
-seed preset's whole step about 1.5x faster and the default preset's 1.8-1.9x
+seed preset's whole step about 1.6x faster and the default preset's 1.8x
 (benchmarks/speed.py).
 
 The compiled step computes the same formulas, but it rounds differently (fused loops sum and

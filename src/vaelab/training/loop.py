@@ -126,7 +126,7 @@ def uses_compile(config: RunConfig, device: torch.device, group: bool = False) -
     forward pass and loss under torch.compile. ``auto``: the explicit step of a closed-form
     loss (the seed's, or the IWAE bound with the standard or mixture prior: both presets) on
     the CPU, for runs long enough to repay a first build (:func:`long_run`): the seed preset
-    trains about 1.5x faster, the default preset 1.8-1.9x. The decision depends on the
+    trains about 1.6x faster, the default preset 1.8x. The decision depends on the
     config only, never on what the cache holds, so a command's result does not depend on
     which runs came before it. Elsewhere ``auto`` is off: the compiled autograd step was
     slower than eager on the CPU (0.64-0.74x, benchmarks/speed.py); and on an H100 its
