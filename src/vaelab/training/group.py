@@ -72,7 +72,7 @@ from vaelab.training.loop import (
     uses_compile,
     uses_explicit,
 )
-from vaelab.training.tally import tally_update
+from vaelab.training.tally import Tally
 
 #: the settings that may differ between the models of a group (dotted config paths)
 VARYING = ("train.seed", "optim.lr", "loss.kld_weight")
@@ -338,14 +338,15 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             gen = model.decode(display_z)
         return Frame(step, x.detach().cpu(), z.detach().cpu(), gen.cpu())
 
-    sums = state.sums.to(device=device, dtype=torch.float32)
+    # each model's loss terms summed on the device, the step count (on the device, so that a
+    # graph's replay advances it) and each model's first non-finite step (tally.py)
+    tally = Tally.start(state.sums, state.step, state.bad_step, device)
+    sums, bad_step = tally.sums, tally.bad_step
     count = state.count
-    bad_step = state.bad_step.to(device)
     graphed = uses_cuda_graph(first, device, streams is not None, False)
     # what changes between steps as device tensors on CUDA, which a graph's replay reads
     # (graphs.py), graphed or not, so that both compute the same bits (as in fit)
     device_scalars = device.type == "cuda"
-    step_t = torch.full((), state.step, dtype=torch.long, device=device)
     kl_base = kl_now.clone()
     if device_scalars:
         optimizer.use_device_scalars()
@@ -374,8 +375,8 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
             optimizer.zero_grad()
             terms[:, 0].sum().backward()
         optimizer.step()
-        with torch.no_grad():  # step_t: on the device, so that a graph's replay advances it
-            tally_update(sums, step_t, bad_step, terms.detach())
+        with torch.no_grad():
+            tally.add(terms.detach())
         return x, z
 
     run_step = GraphedStep(device_step, device, [data_gen, noise_gen], graphed)
