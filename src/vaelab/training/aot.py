@@ -223,9 +223,10 @@ class _Program(torch.nn.Module):
         step = ExplicitStep(self._template[0], net, shift, scale, extras=named)
         terms, z, grads = step.gradients(x, eps, kl_weight)
         rest = list(tensors[len(self.names):])
-        if self.tally:
-            tally_update(*rest[-3:], terms)
-            rest = rest[:-3]
+        if self.tally:  # the tally's tensors come last (AotStep's order)
+            cut = len(rest) - len(Tally._fields)
+            tally_update(*rest[cut:], terms)
+            rest = rest[:cut]
         if self.adam is None:
             return (terms, z, *grads.values())
         betas, adam_eps, n = self.adam
