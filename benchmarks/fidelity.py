@@ -38,6 +38,7 @@ from benchmarks_md import machine, update_section
 
 from vaelab.baselines import Baseline, fit_gmm, fit_kde
 from vaelab.data.toys import TOY_SOURCES
+from vaelab.devices import derive_seeds, make_generator
 from vaelab.errors import ConfigError
 from vaelab.evaluation import evaluate, test_data
 from vaelab.metrics import sample_report
@@ -45,7 +46,6 @@ from vaelab.metrics.sample_metrics import REPORT_METRICS
 from vaelab.presets import get_preset
 from vaelab.resolve import build_config
 from vaelab.runs import Run, train_run
-from vaelab.training.devices import derive_seeds, make_generator
 
 #: the components the BIC search may go up to
 GMM_MAX_COMPONENTS = 30

@@ -13,7 +13,7 @@ process, after a warm-up run. Rows:
   own loop (scikit-learn batches copied to the GPU, three ``.item()`` per step).
 * **default preset** at batch 128, graphed and eager.
 * **many models at once**: aggregate model-steps/s of M = 1, 8, 64, 256 seed-preset models
-  (:func:`vaelab.training.group.fit_group`, graphed) at batch 128 and 512, M = 256 eager, and
+  (:func:`vaelab.training.loop.fit_group`, graphed) at batch 128 and 512, M = 256 eager, and
   the default preset's M = 1 .. 256 at 128; each against one model trained alone.
 * **bit for bit**: a graphed and an eager run of both presets (1,000 steps) hold equal weights.
 * **time to quality**: the default preset with ``--time-limit T``, scored by
@@ -44,10 +44,10 @@ from seed_walltime import seed_loop
 
 from vaelab.errors import TrainingDiverged
 from vaelab.evaluation import evaluate
+from vaelab.groups import seed_group
 from vaelab.resolve import build_config
 from vaelab.runs import Run
-from vaelab.training.group import fit_group, seed_group
-from vaelab.training.loop import fit
+from vaelab.training.loop import fit, fit_group
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_speed.json"
 TARGET_STEPS, TARGET_GROUP = 20_000, 50  # issue 5: seed preset steps/s; 256 models' gain

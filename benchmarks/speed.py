@@ -25,7 +25,7 @@ in this process one after another (nothing else should run meanwhile):
 * **the headline**: the seed preset at batch 512 (compiled, as it trains by default)
   against the seed's loop, from interleaved pairs of runs.
 * **many models at once**: aggregate model-steps/s of M = 1, 8, 64 seed-preset models trained
-  by :func:`vaelab.training.group.fit_group` (batched weights, eager), at batch 128 and 512,
+  by :func:`vaelab.training.loop.fit_group` (batched weights, eager), at batch 128 and 512,
   against the eager single-model loop; the
   cost of 8 default-preset models against one, explicit gradients against vmap + autograd; and
   the cost of a step of 8 models against one model's, from interleaved pairs of runs.
@@ -64,14 +64,14 @@ from benchmarks_md import machine, update_section
 from seed_walltime import seed_loop
 
 from vaelab.data.swiss_roll import SwissRoll2D
+from vaelab.devices import make_generator
 from vaelab.evaluation import evaluate
+from vaelab.groups import seed_group
 from vaelab.models import SimpleVAE
 from vaelab.objectives import seed_loss
 from vaelab.resolve import build_config
 from vaelab.runs import Run
-from vaelab.training.devices import make_generator
-from vaelab.training.group import fit_group, seed_group
-from vaelab.training.loop import fit
+from vaelab.training.loop import fit, fit_group
 
 BATCHES = (128, 512, 4096)
 #: the fidelity threshold of time to quality (issue 5): classifier two-sample accuracy

@@ -14,13 +14,14 @@ import torch
 import vaelab
 from vaelab.cli.main import main
 from vaelab.errors import RunError
+from vaelab.fileio import atomic_write
 from vaelab.models import build_model
 from vaelab.objectives import LossTerms
 from vaelab.resolve import build_config
 from vaelab.training import aot
 from vaelab.training.explicit import ExplicitStep
 from vaelab.training.loop import resolve_config
-from vaelab.training.optim import LeanAdam, build_optimizer
+from vaelab.training.optim import Adam
 from vaelab.training.tally import Tally
 
 CPU = torch.device("cpu")
@@ -83,7 +84,7 @@ class _FakeRunner:
     handling is tested without a 15 s build): gradients out, or, with Adam and the tally
     folded in, those updated in place."""
 
-    def __init__(self, step: ExplicitStep, adam: aot.AdamState | None = None,
+    def __init__(self, step: ExplicitStep, adam: aot.AdamTensors | None = None,
                  tally: bool = False) -> None:
         self.program = aot._Program(step, adam, tally)
 
@@ -101,7 +102,7 @@ def fake_builds(monkeypatch, tmp_path):
     def build(step, args, package, adam=None, tally=None):  # noqa: ANN001, ANN202
         built.append(package)
         steps["folded"] = (adam, tally is not None)
-        aot._write_atomic(package, lambda tmp: tmp.write_bytes(b"package " * 100))
+        atomic_write(package, lambda tmp: tmp.write_bytes(b"package " * 100))
 
     monkeypatch.setattr(aot, "_build", build)
     steps = {}
@@ -199,7 +200,7 @@ def test_an_unwritable_cache_is_named_in_one_line(monkeypatch, tmp_path, capsys)
     settings = {"steps": 20, "batch_size": 32, "frame_every": 0, "log_every": 10,
                 "device": "cpu"}
     # auto: trains eagerly, saying why; on: stops, saying why in one line
-    monkeypatch.setattr("vaelab.training.loop.COMPILE_MIN_STEPS", 10)
+    monkeypatch.setattr("vaelab.training.plan.COMPILE_MIN_STEPS", 10)
     with pytest.warns(RuntimeWarning, match="could not write.*trained eagerly"):
         result = vaelab.train(preset="default", progress=False, **settings)
     assert not result.summary["compiled"] and result.summary["steps"] == 20
@@ -212,7 +213,7 @@ def test_an_unwritable_cache_is_named_in_one_line(monkeypatch, tmp_path, capsys)
 
 
 def _adam(model, cfg):  # noqa: ANN001, ANN202
-    return LeanAdam(build_optimizer(model.parameters(), cfg.optim, CPU))
+    return Adam(list(model.parameters()), [cfg.optim.lr])
 
 
 def test_a_step_with_adam_and_the_tally_folded_in_updates_as_the_eager_step_does():
@@ -221,15 +222,16 @@ def test_a_step_with_adam_and_the_tally_folded_in_updates_as_the_eager_step_does
     twin = copy.deepcopy(model)
     twin_step = ExplicitStep.for_model(twin)
     opt, twin_opt = _adam(model, cfg), _adam(twin, cfg)
-    tally, twin_tally = (Tally.start(torch.zeros(len(LossTerms._fields)), 0) for _ in "ab")
-    fast, _ = aot.load_or_build(step, CPU, x, eps, 0.7, adam=aot.adam_state(step, opt),
+    tally, twin_tally = (Tally.start(torch.zeros(1, len(LossTerms._fields)), 0)
+                         for _ in "ab")
+    fast, _ = aot.load_or_build(step, CPU, x, eps, 0.7, adam=aot.AdamTensors.of(opt, step),
                                 tally=tally)
     assert fast.updates and fast.tallies
     gen = torch.Generator().manual_seed(3)
     for lr in (1e-3, 1e-3, 5e-4):  # the learning rate is an input, not baked in
         xs, es = torch.randn(x.shape, generator=gen) * 6, torch.randn(eps.shape, generator=gen)
-        opt.set_lr(lr)
-        twin_opt.set_lr(lr)
+        opt.set_factor(lr / cfg.optim.lr)
+        twin_opt.set_factor(lr / cfg.optim.lr)
         terms, _ = fast(xs, es, 0.7)
         twin_terms, _ = twin_step(xs, es, 0.7)
         twin_opt.step()
@@ -238,14 +240,15 @@ def test_a_step_with_adam_and_the_tally_folded_in_updates_as_the_eager_step_does
     torch.testing.assert_close(tally.sums, twin_tally.sums, rtol=1e-5, atol=1e-5)
     assert int(tally.step) == 3 and int(tally.bad_step) == 0
     assert int(tally.sums.abs().sum()) > 0
-    for (name, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
+    assert opt.export_state().step == twin_opt.export_state().step == 3
+    for i, ((name, p), q) in enumerate(zip(model.named_parameters(), twin.parameters(),
+                                           strict=True)):
         assert p.grad is None, name  # the update used the gradients; none is kept
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
-        ours, theirs = opt.adam.state[p], twin_opt.adam.state[q]
-        assert float(ours["step"]) == float(theirs["step"]) == 3.0
-        for moment in ("exp_avg", "exp_avg_sq"):  # the gradients' rounding, over a tensor
-            gap = (ours[moment] - theirs[moment]).norm()
-            assert gap <= 1e-4 * theirs[moment].norm(), (name, moment)
+        for ours, theirs in ((opt.exp_avgs[i], twin_opt.exp_avgs[i]),
+                             (opt.exp_avg_sqs[i], twin_opt.exp_avg_sqs[i])):
+            # the gradients' rounding, over a tensor
+            assert (ours - theirs).norm() <= 1e-4 * theirs.norm(), name
     fast(torch.full_like(x, float("nan")), eps, 0.7)  # a non-finite loss is noted by its step
     fast(x, eps, 0.7)
     assert int(tally.step) == 5 and int(tally.bad_step) == 4
@@ -254,12 +257,12 @@ def test_a_step_with_adam_and_the_tally_folded_in_updates_as_the_eager_step_does
 def test_adam_is_folded_in_only_over_exactly_the_steps_gradients():
     cfg = resolve_config(build_config("default", settings={"device": "cpu"}))
     model, step, _, _ = _step()
-    assert aot.adam_state(step, _adam(model, cfg)) is not None
-    assert aot.adam_state(step, None) is None
-    encoder_only = LeanAdam(build_optimizer(model.encoder.parameters(), cfg.optim, CPU))
-    assert aot.adam_state(step, encoder_only) is None
-    plain = LeanAdam(torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=0.1))
-    assert not plain.direct and aot.adam_state(step, plain) is None
+    assert aot.AdamTensors.of(_adam(model, cfg), step) is not None
+    with pytest.raises(ValueError, match="only over the step's own tensors"):
+        aot.AdamTensors.of(Adam(list(model.encoder.parameters()), [1e-3]), step)
+    stacked = [torch.zeros(2, *p.shape) for p in model.parameters()]
+    with pytest.raises(ValueError, match="only over the step's own tensors"):  # two rates
+        aot.AdamTensors.of(Adam(stacked, [1e-3, 2e-3]), step)
 
 
 def test_the_cli_says_whether_it_built_or_loaded_the_step(fake_builds, monkeypatch, tmp_path,
@@ -286,3 +289,33 @@ def test_the_cli_says_whether_it_built_or_loaded_the_step(fake_builds, monkeypat
     assert "compiled the training step in" in out1
     assert cache2 == "loaded" and "loaded the compiled training step from the cache" in out2
     assert "compiling" not in err2
+
+
+def test_the_key_covers_every_module_the_traced_step_runs():
+    """Every vaelab source file in the exported program's stack traces is in the key's
+    digest: an edited loss, prior or optimiser never reuses a stale package."""
+    import inspect
+    from pathlib import Path
+
+    for preset in ("seed", "default"):
+        model, step, x, eps = _step(preset)
+        opt = _adam(model, resolve_config(build_config(preset, settings={"device": "cpu"})))
+        adam = aot.AdamTensors.of(opt, step)
+        tally = Tally.start(torch.zeros(1, len(LossTerms._fields)), 0)
+        tensors = [*step.inputs().values(), *adam.tensors(), *tally.tensors()]
+        example = (x, eps, torch.ones(()), *(t.detach().clone() for t in tensors))
+        with torch.no_grad():
+            program = torch.export.export(aot._Program(step, adam, True), example,
+                                          strict=False)
+        root = Path(inspect.getsourcefile(vaelab)).parent
+        traced = set()
+        for node in program.graph.nodes:
+            for line in (node.meta.get("stack_trace") or "").splitlines():
+                if 'File "' in line:
+                    path = Path(line.split('File "')[1].split('"')[0])
+                    if root in path.parents:
+                        traced.add(path.resolve())
+        keyed = {Path(inspect.getsourcefile(__import__(name, fromlist=["_"]))).resolve()
+                 for name in aot.traced_modules()}
+        assert traced, "no stack traces: the check would pass vacuously"
+        assert traced <= keyed, sorted(str(p) for p in traced - keyed)

@@ -26,11 +26,11 @@ from safetensors.torch import save as save_tensors
 import vaelab
 from vaelab.errors import RunError, TrainingDiverged, TrainingInterrupted
 from vaelab.fileio import safetensors_metadata
+from vaelab.frames import load_frames
 from vaelab.resolve import build_config
 from vaelab.runs import CHECKPOINT_FILE, MODEL_FILE, load_run, resume_run, train_run
 from vaelab.training import loop as loop_module
 from vaelab.training.checkpoint import read_checkpoint
-from vaelab.training.frames import load_frames
 from vaelab.training.loop import METRIC_FIELDS
 
 # -- helpers ------------------------------------------------
@@ -284,12 +284,30 @@ def test_a_checkpoint_with_a_recomputed_checksum_but_wrong_shapes_is_refused(int
     from vaelab.fileio import tensors_digest
 
     def edit(tensors, meta):
-        tensors["model/fc_mu.weight"] = torch.zeros(3, 3)
+        tensors["params/fc_mu.weight"] = torch.zeros(1, 3, 3)
         meta["sha256"] = tensors_digest(tensors)
 
     _rewrite(interrupted_run / CHECKPOINT_FILE, edit)
     with pytest.raises(RunError, match="fc_mu.weight"):
         resume_run(interrupted_run, progress=False, figures=False)
+
+
+@pytest.mark.parametrize("old", ["vaelab-checkpoint-1", "vaelab-group-checkpoint-1"])
+def test_a_checkpoint_of_an_earlier_format_is_refused_in_one_line(interrupted_run, old):
+    """Checkpoints written before the one loop (per-model or group formats) do not resume;
+    the error says so, and the run's files stay as they were."""
+    from vaelab.fileio import tensors_digest
+
+    def edit(tensors, meta):
+        meta["format"] = old
+        meta["sha256"] = tensors_digest(tensors)
+
+    _rewrite(interrupted_run / CHECKPOINT_FILE, edit)
+    before = {p.name: p.read_bytes() for p in interrupted_run.iterdir() if p.is_file()}
+    with pytest.raises(RunError, match=f"earlier vaelab.*{old}.*cannot resume") as caught:
+        resume_run(interrupted_run, progress=False, figures=False)
+    assert "\n" not in str(caught.value)
+    assert {p.name: p.read_bytes() for p in interrupted_run.iterdir() if p.is_file()} == before
 
 
 def test_a_checkpoint_of_another_config_is_refused(interrupted_run):
@@ -322,7 +340,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert not (tmp_path / "r" / MODEL_FILE).exists()
     ckpt = read_checkpoint(tmp_path / "r" / CHECKPOINT_FILE, METRIC_FIELDS)
     assert ckpt.loop.step == 120
-    assert all(torch.isfinite(t).all() for t in ckpt.model_state.values())
+    assert all(torch.isfinite(t).all() for t in ckpt.weights["params"].values())
 
 
 def test_divergence_through_the_cli_is_one_line(tmp_path):

@@ -9,8 +9,7 @@ import pytest
 from vaelab.config import RunConfig, load_config_file
 from vaelab.errors import ConfigError
 from vaelab.presets import get_preset
-from vaelab.resolve import build_config
-from vaelab.training import resolve_config
+from vaelab.resolve import build_config, resolve_config
 
 
 def test_json_round_trip_is_exact():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch.func import stack_module_state
@@ -9,6 +11,7 @@ from torch.func import stack_module_state
 import vaelab
 from vaelab.cli.main import main
 from vaelab.errors import ConfigError
+from vaelab.groups import seed_group
 from vaelab.models import build_model
 from vaelab.resolve import build_config
 from vaelab.training.explicit import (
@@ -18,8 +21,8 @@ from vaelab.training.explicit import (
     _flush_tiny,
     split_parameters,
 )
-from vaelab.training.group import fit_group, seed_group
-from vaelab.training.loop import resolve_config, uses_explicit
+from vaelab.training.loop import fit_group, resolve_config
+from vaelab.training.plan import plan_step
 
 CPU = torch.device("cpu")
 CASES = [
@@ -31,9 +34,6 @@ CASES = [
     ("default", {}),  # IWAE k = 4, mixture prior, learned sigma: closed form
     ("default", {"prior": "standard", "iwae_k": 2, "kld_weight": 0.7}),  # closed form
     ("default", {"iwae_k": 1, "loss.learn_decoder_std": False, "loss.decoder_std": 0.3}),
-    ("default", {"loss": "gaussian", "iwae_k": 1, "kld_weight": 0.5}),
-    ("default", {"prior": "standard", "loss": "gaussian", "iwae_k": 1}),
-    ("default", {"prior": "flow", "decoder_hidden_dims": [32, 64]}),
 ]
 
 
@@ -52,10 +52,7 @@ def test_explicit_gradients_are_autograds(preset, settings):
     cfg, model = _model(preset, settings)
     step = ExplicitStep.for_model(model)
     assert step.pair == (cfg.model.latent_dim <= SKINNY)
-    closed = {"seed_mse": cfg.model.prior == "standard", "iwae": cfg.model.prior != "flow"}
-    expected = ("seed" if cfg.loss.name == "seed_mse" else "iwae") \
-        if closed.get(cfg.loss.name) else "autograd"
-    assert step.kind == expected
+    assert step.kind == ("seed" if cfg.loss.name == "seed_mse" else "iwae")
     samples = model.training_samples()
     x = torch.randn(64, 2, dtype=torch.float64) * 5
     eps = torch.randn(*((samples,) if samples else ()), 64, cfg.model.latent_dim,
@@ -143,23 +140,32 @@ def test_tiny_gradients_are_flushed_and_the_rest_kept():
     assert _flush_tiny(None) is None
 
 
+def _explicit(cfg, device=CPU, group=False) -> bool:  # noqa: ANN001
+    configs = [cfg, dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, seed=cfg.train.seed + 1))] if group else [cfg]
+    try:
+        return plan_step(configs, device, False).gradients == "explicit"
+    except ConfigError:
+        return False
+
+
 def test_auto_takes_explicit_gradients_where_the_loss_is_in_closed_form():
     seed = resolve_config(build_config("seed"))
     default = resolve_config(build_config("default"))
-    assert uses_explicit(seed, CPU) and uses_explicit(seed, CPU, group=True)
-    assert uses_explicit(default, CPU) and uses_explicit(default, CPU, group=True)
+    assert _explicit(seed) and _explicit(seed, group=True)
+    assert _explicit(default) and _explicit(default, group=True)
     flow = resolve_config(build_config("default", settings={"prior": "flow"}))
-    assert not uses_explicit(flow, CPU)  # its loss would go through autograd: little gain
-    explicit = resolve_config(build_config("default", settings={"gradients": "explicit",
-                                                                "prior": "flow"}))
-    assert uses_explicit(explicit, CPU) and not uses_explicit(explicit, CPU, group=True)
+    assert not _explicit(flow)  # its loss would go through autograd: little gain
+    with pytest.raises(ConfigError, match="closed-form losses"):  # not in closed form
+        resolve_config(build_config("default", settings={"gradients": "explicit",
+                                                         "prior": "flow"}))
     off = resolve_config(build_config("seed", settings={"gradients": "autograd"}))
-    assert not uses_explicit(off, CPU)
+    assert not _explicit(off)
     compiled = resolve_config(build_config("seed", settings={"compile": "on"}))
-    assert uses_explicit(compiled, CPU)  # the explicit step, compiled (test_compiled.py)
-    assert not uses_explicit(compiled, torch.device("cuda"))  # the compiled autograd step
+    assert _explicit(compiled)  # the explicit step, compiled (test_compiled.py)
+    assert not _explicit(compiled, torch.device("cuda"))  # the compiled autograd step
     silu = resolve_config(build_config("seed", settings={"activation": "silu"}))
-    assert not uses_explicit(silu, CPU)
+    assert not _explicit(silu)
 
 
 def test_impossible_gradient_settings_are_refused_by_name():
@@ -170,8 +176,11 @@ def test_impossible_gradient_settings_are_refused_by_name():
                                                       "activation": "silu"}))
     group = seed_group(build_config("default", settings={"gradients": "explicit", "prior": "flow",
                                                          "steps": 5, "device": "cpu"}), 2)
-    with pytest.raises(ConfigError, match="group"):
+    with pytest.raises(ConfigError, match="explicit.*closed-form losses"):
         fit_group(group, progress=False)
+    with pytest.raises(ValueError, match="closed-form losses only"):
+        ExplicitStep.for_model(build_model(resolve_config(build_config(
+            "default", settings={"prior": "flow"}))))
 
 
 @pytest.mark.parametrize("preset", ["seed", "default"])

@@ -18,12 +18,13 @@ import torch
 from vaelab import resume_many, train_many
 from vaelab.config import RunConfig
 from vaelab.errors import ConfigError
+from vaelab.groups import seed_group, sweep_group
 from vaelab.resolve import build_config
 from vaelab.runs import resume_run, train_run
-from vaelab.training.graphs import GraphedStep, graph_blocker
-from vaelab.training.group import StackedAdam, fit_group, seed_group, sweep_group
-from vaelab.training.loop import fit, prepare
-from vaelab.training.optim import LeanAdam, build_optimizer
+from vaelab.training.graphs import GraphedStep
+from vaelab.training.loop import fit, fit_group, prepare
+from vaelab.training.optim import Adam
+from vaelab.training.plan import graph_blocker
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -88,14 +89,14 @@ def test_adam_with_a_device_learning_rate_is_adams_update():
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(2)]
     twin = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    ref = LeanAdam(torch.optim.Adam(params, lr=0.1, fused=True))
-    dev = LeanAdam(build_optimizer(twin, RunConfig().optim, torch.device("cpu")))
-    dev.use_device_lr()
+    ref = torch.optim.Adam(params, lr=0.1, fused=True)
+    dev = Adam(twin, [RunConfig().optim.lr])
+    dev.use_device_scalars()
     for i in range(12):
-        lr = 0.1 * 0.7 ** (i // 4)
-        ref.set_lr(lr)
-        dev.set_lr(lr)
-        assert dev.lr_tensor is not None and float(dev.lr_tensor) == pytest.approx(lr)
+        factor = 0.7 ** (i // 4)
+        ref.param_groups[0]["lr"] = 0.1 * factor
+        dev.set_factor(factor * 0.1 / RunConfig().optim.lr)
+        assert dev.lr_tensor is not None and float(dev.lr_tensor) == pytest.approx(0.1 * factor)
         grads = [torch.randn(5, 3) for _ in params]
         for p, q, g in zip(params, twin, grads, strict=True):
             p.grad, q.grad = g, g.clone()
@@ -103,7 +104,7 @@ def test_adam_with_a_device_learning_rate_is_adams_update():
         dev.step()
     for p, q in zip(params, twin, strict=True):
         torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7)
-    assert dev.param_groups[0]["lr"] == ref.param_groups[0]["lr"]  # a float, for state_dict
+    assert dev.lr == pytest.approx(ref.param_groups[0]["lr"])  # a float too
 
 
 def test_stacked_adam_with_device_scalars_matches_its_eager_update():
@@ -111,8 +112,8 @@ def test_stacked_adam_with_device_scalars_matches_its_eager_update():
     shapes = [(3, 4, 2), (3, 4)]
     params = [torch.randn(s) for s in shapes]
     twin = [p.clone() for p in params]
-    lrs = torch.tensor([1e-2, 3e-3, 1e-3])
-    eager, dev = StackedAdam(params, lrs), StackedAdam(twin, lrs)
+    lrs = [1e-2, 3e-3, 1e-3]
+    eager, dev = Adam(params, lrs), Adam(twin, lrs)
     dev.use_device_scalars()
     for i in range(10):
         for opt in (eager, dev):
@@ -205,7 +206,7 @@ def test_graphed_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch,
     ("seed", lambda c: seed_group(c, 4)),
     ("default", lambda c: seed_group(c, 3)),
     ("seed", lambda c: seed_group(c.replace({"loss.kl_warmup": 0.3}), 3)),
-    ("seed", lambda c: sweep_group(c, {"lr": [1e-2, 3e-3]})),  # StackedAdam
+    ("seed", lambda c: sweep_group(c, {"lr": [1e-2, 3e-3]})),  # one rate per model
     ("default", lambda c: sweep_group(c, {"kld_weight": [1.0, 0.5]})),
 ])
 def test_graphed_group_equals_eager_group_bit_for_bit(preset, make):

@@ -11,17 +11,12 @@ from torch.func import functional_call, stack_module_state, vmap
 
 import vaelab
 from vaelab.errors import ConfigError, RunError
+from vaelab.groups import check_group, group_labels, seed_group, sweep_group
 from vaelab.resolve import build_config
 from vaelab.runs import load_run
-from vaelab.training.group import (
-    StackedAdam,
-    _LossOf,
-    check_group,
-    group_labels,
-    seed_group,
-    sweep_group,
-)
 from vaelab.training.loop import init_model, prepare
+from vaelab.training.optim import Adam
+from vaelab.training.stack import _LossOf
 
 SMALL = {"steps": 150, "batch_size": 64, "log_every": 50, "frame_every": 75,
          "display_points": 50, "device": "cpu"}
@@ -58,16 +53,17 @@ def test_the_batched_step_gives_each_model_its_own_loss_and_gradient(preset):
                                        rtol=1e-4, atol=1e-6)
 
 
-def test_stacked_adam_is_torch_adam_with_one_learning_rate_per_model():
+@pytest.mark.parametrize("lrs", [[1e-2, 3e-3], [1e-2, 1e-2]])  # formula; fused kernel
+def test_stacked_adam_is_torch_adam_with_one_learning_rate_per_model(lrs):
     torch.manual_seed(1)
     shapes = [(3, 4), (4,)]
-    lrs = [1e-2, 3e-3]
     singles = [[torch.randn(s, requires_grad=True) for s in shapes] for _ in lrs]
     stacked = [torch.stack([singles[m][j].detach() for m in range(2)]).requires_grad_()
                for j in range(len(shapes))]
     adams = [torch.optim.Adam(p, lr=lr, foreach=False) for p, lr in zip(singles, lrs,
                                                                          strict=True)]
-    ours = StackedAdam(stacked, torch.tensor(lrs))
+    ours = Adam(stacked, lrs)
+    assert ours.fused == (len(set(lrs)) == 1)
     for _ in range(5):
         grads = [[torch.randn(s) for s in shapes] for _ in lrs]
         for m, adam in enumerate(adams):

@@ -25,7 +25,7 @@ import vaelab
 from vaelab.errors import RunError, TrainingInterrupted
 from vaelab.fileio import safetensors_metadata
 from vaelab.runs import GROUP_FILE, MODEL_FILE, load_run, resume_run
-from vaelab.training.group_checkpoint import GROUP_CHECKPOINT_FILE, read_group_checkpoint
+from vaelab.training.checkpoint import GROUP_CHECKPOINT_FILE, read_checkpoint
 from vaelab.training.loop import METRIC_FIELDS
 
 SMALL = {"steps": 200, "batch_size": 64, "log_every": 40, "frame_every": 80,
@@ -47,7 +47,7 @@ def _assert_same_runs(a: list, b: list) -> None:
 
 @pytest.mark.parametrize("kwargs", [
     {"seeds": 2, "preset": "seed"},  # one learning rate: torch's fused Adam, explicit step
-    {"sweep": {"lr": [1e-3, 3e-3]}, "preset": "seed"},  # StackedAdam, one lr per model
+    {"sweep": {"lr": [1e-3, 3e-3]}, "preset": "seed"},  # one learning rate per model
     {"seeds": 2, "preset": "seed", "n_train": 300},  # fixed sets: each model's permutation
     {"seeds": 2, "preset": "default", "steps": 120},  # vmap + autograd, standardised data
 ])
@@ -63,7 +63,7 @@ def test_an_interrupted_group_resumes_to_the_same_state(tmp_path, monkeypatch, i
             vaelab.train_many(out=tmp_path / "cut", progress=False, figures=False, **settings)
     assert not any((p / MODEL_FILE).exists() for p in (tmp_path / "cut").iterdir()
                    if p.is_dir())
-    ckpt = read_group_checkpoint(tmp_path / "cut" / GROUP_CHECKPOINT_FILE, METRIC_FIELDS)
+    ckpt = read_checkpoint(tmp_path / "cut" / GROUP_CHECKPOINT_FILE, METRIC_FIELDS)
     assert ckpt.loop.step == 71 and not ckpt.loop.finished
     for r in whole:  # each model's metrics.csv grew as it trained: the rows before the cut
         lines = (tmp_path / "cut" / r.path.name / "metrics.csv").read_text().splitlines()
@@ -83,7 +83,7 @@ def test_a_time_limited_group_resumes_with_the_time_it_had_left(tmp_path, monkey
         with pytest.raises(TrainingInterrupted):
             vaelab.train_many(seeds=2, preset="seed", out=tmp_path / "g", progress=False,
                               figures=False, **settings)
-    spent = read_group_checkpoint(tmp_path / "g" / GROUP_CHECKPOINT_FILE,
+    spent = read_checkpoint(tmp_path / "g" / GROUP_CHECKPOINT_FILE,
                                   METRIC_FIELDS).loop.elapsed_s
     assert 0 < spent < 1.5
     runs = vaelab.resume_many(tmp_path / "g", progress=False, figures=False)
@@ -122,7 +122,7 @@ def test_training_into_an_interrupted_group_points_to_resume(cut_group):
     runs = vaelab.train_many(seeds=2, preset="seed", out=cut_group, force=True,
                              progress=False, figures=False, **SMALL)
     assert all("resumed_from_step" not in r.summary for r in runs)
-    assert read_group_checkpoint(cut_group / GROUP_CHECKPOINT_FILE, METRIC_FIELDS).loop.finished
+    assert read_checkpoint(cut_group / GROUP_CHECKPOINT_FILE, METRIC_FIELDS).loop.finished
 
 
 def test_a_run_and_a_group_do_not_share_a_directory(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from vaelab.frames import Frame
 from vaelab.plots import draw_panels, render_run, run_limits
 from vaelab.runs import load_run
-from vaelab.training.frames import Frame
 
 
 def test_render_run_writes_every_figure(tiny_run_dir, tmp_path):

@@ -240,7 +240,7 @@ def test_compare_draws_runs_beside_the_truth(tiny_run_dir, tmp_path, capsys):
 def test_threads_are_capped_at_the_cores_this_process_may_use(monkeypatch):
     import os
 
-    from vaelab.training.devices import choose_threads
+    from vaelab.devices import choose_threads
 
     torch.set_num_threads(2)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -252,19 +252,22 @@ def test_threads_are_capped_at_the_cores_this_process_may_use(monkeypatch):
 
 
 @pytest.mark.parametrize("preset", ["seed", "default"])
-def test_the_lean_adam_step_is_torch_adam_bit_for_bit(preset, monkeypatch):
+def test_the_fused_adam_step_is_torch_adam_bit_for_bit(preset, monkeypatch):
+    """vaelab's Adam calls torch's fused kernel directly: the weights are those of
+    torch.optim.Adam(fused=True) stepping through the same run."""
     from vaelab.training import optim
 
     torch.set_num_threads(1)
     settings = {"steps": 120, "batch_size": 64, "frame_every": 0, "device": "cpu"}
     lean = vaelab.train(preset=preset, progress=False, **settings)
-    original = optim.LeanAdam.__init__
 
-    def plain(self, adam):
-        original(self, adam)
-        self.direct = False  # torch.optim.Adam.step() itself
+    def reference_step(self):  # noqa: ANN001, ANN202 - torch.optim.Adam's own step
+        if not hasattr(self, "_torch"):
+            self._torch = torch.optim.Adam(self.params, lr=self.lr, fused=True)
+        self._torch.param_groups[0]["lr"] = self.lr
+        self._torch.step()
 
-    monkeypatch.setattr(optim.LeanAdam, "__init__", plain)
+    monkeypatch.setattr(optim.Adam, "step", reference_step)
     reference = vaelab.train(preset=preset, progress=False, **settings)
     for name, value in reference.model.state_dict().items():
         assert torch.equal(value, lean.model.state_dict()[name]), name
@@ -276,7 +279,9 @@ def test_compiled_training_follows_eager_training():
     eager one's loss terms and gradients on the same inputs; and training with --compile on
     (on the CPU the compiled explicit step) follows the eager loss curve."""
     from vaelab.resolve import build_config
-    from vaelab.training.loop import _loss_function, init_model, prepare
+    from vaelab.training.loop import init_model, prepare
+    from vaelab.training.stack import ModelStack
+    from vaelab.training.step import torch_compiled
 
     torch.set_num_threads(1)
     cfg = prepare(build_config("default", settings={"device": "cpu"}))[0]
@@ -287,10 +292,12 @@ def test_compiled_training_follows_eager_training():
     results = []
     for compiled in (False, True):
         model.zero_grad(set_to_none=True)
-        terms, _ = _loss_function(model, samples, compiled, torch.device("cpu"))(x, eps, 0.5)
-        terms.loss.backward()
-        results.append((torch.stack(tuple(terms)).detach(),
-                        [p.grad.clone() for p in model.parameters()]))
+        loss = ModelStack([model]).loss_function()
+        if compiled:
+            loss = torch_compiled(loss, torch.device("cpu"))
+        total, terms, _ = loss(x, eps, 0.5)
+        total.backward()
+        results.append((terms.detach(), [p.grad.clone() for p in model.parameters()]))
     (t_eager, g_eager), (t_comp, g_comp) = results
     torch.testing.assert_close(t_comp, t_eager, rtol=1e-5, atol=1e-5)
     for a, b in zip(g_comp, g_eager, strict=True):

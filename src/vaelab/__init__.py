@@ -50,7 +50,7 @@ def train_many(configs: list[str | Path | dict | RunConfig] | None = None, *,
     :func:`train`'s ``config``, then ``settings`` applied). Returns one :class:`Run` per
     model; with ``out`` each is written to ``out/NAME``, named by the settings that differ
     (``seed-3``, ``lr-0.01_seed-0``)."""
-    from vaelab.training.group import seed_group, sweep_group
+    from vaelab.groups import seed_group, sweep_group
 
     if (configs is None) == (seeds is None and sweep is None):
         raise ConfigError("give either configs, or seeds and/or sweep")

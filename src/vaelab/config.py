@@ -147,14 +147,14 @@ class TrainConfig:
     ``compile``: ``on`` compiles the step's gradient computation (and, ahead of time for one
     model, Adam's update), before the training clock starts: on the CPU the explicit step
     where the gradients are explicit (a closed-form loss ahead of time,
-    :mod:`vaelab.training.aot`: built once per machine and shapes, 12-24 s on 2 cores, kept in
-    the cache folder and loaded in milliseconds by later runs; any other loss under
+    :mod:`vaelab.training.aot`: built once per machine and shapes, kept in the cache folder
+    and loaded from it by later runs; any other loss under
     ``torch.compile``, :mod:`vaelab.training.compiled`), else the forward pass and loss under
     ``torch.compile`` (on CUDA in ``reduce-overhead`` mode, which captures them in CUDA
     graphs). ``auto`` compiles the explicit step of a closed-form loss (the seed's, the IWAE
     bound: both presets) on the CPU, for runs of at least 10,000 steps and, if time-limited,
-    10 s: there the seed preset trains about 1.6x faster and the default preset 1.8x.
-    Elsewhere ``auto`` is off (measured slower, or not repaid: benchmarks/speed.py,
+    10 s: the runs where the compiled step repays its build. Elsewhere ``auto`` is off,
+    because compiling did not pay there (see BENCHMARKS.md; benchmarks/speed.py,
     gpu_speed.py). The choice follows the config alone, never the cache's contents. A
     compiled run rounds differently from an eager one, so the two are not bit-identical.
 
@@ -168,7 +168,8 @@ class TrainConfig:
     IWAE bound with the standard or mixture prior in closed form (any other loss through
     autograd on its small inputs; :mod:`vaelab.training.explicit`); ``autograd``
     backpropagates through everything. ``auto``: explicit where the loss is in closed form
-    (the seed and default presets: 1.2-1.4x and about 1.15x faster on the CPU), except with
+    (the seed and default presets), because there it needs less work per step than autograd
+    (see BENCHMARKS.md), except with
     ``compile = 'on'`` on CUDA; else autograd.
     Both give the same gradients up to float rounding, so the two runs are not bit-identical.
     """

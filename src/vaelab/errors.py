@@ -1,10 +1,12 @@
-"""The one exception type vaelab raises for problems a user can fix.
+"""The one exception type vaelab raises for problems a user can fix, and its message helpers.
 
 The CLI turns a :class:`VaelabError` into a single ``vaelab: error: ...`` line and a
 non-zero exit code; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
+
+import difflib
 
 
 class VaelabError(Exception):
@@ -33,3 +35,10 @@ class TrainingInterrupted(VaelabError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+def unknown_name_message(what: str, name: str, valid: list[str]) -> str:
+    """'unknown preset 'sed' (did you mean: seed?; valid: seed)': the close matches first."""
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    hint = f"did you mean: {', '.join(close)}?; " if close else ""
+    return f"unknown {what} {name!r} ({hint}valid: {', '.join(valid)})"

@@ -11,18 +11,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from vaelab.data import build_source
 from vaelab.data.base import DataSource
 from vaelab.data.files import FileSource, read_points, split_points
+from vaelab.devices import derive_seeds, make_generator
 from vaelab.errors import VaelabError
 from vaelab.estimators import log_density
-from vaelab.runs import Run
-from vaelab.training.devices import derive_seeds, make_generator
+
+if TYPE_CHECKING:
+    from vaelab.runs import Run
 
 
 @dataclass
@@ -171,13 +172,3 @@ def format_convergence(result: dict[str, Any]) -> str:
     if has_truth:
         lines.append(f"true mean log p(x) over these points: {result['true_mean']:.4f}")
     return "\n".join(lines)
-
-
-def grid_log_density(run: Run, limits: tuple[float, float, float, float], size: int = 120,
-                     k: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The model's log p(x) (IWAE) on a ``size`` x ``size`` grid over 2-D ``limits``."""
-    x0, x1, y0, y1 = limits
-    gx, gy = np.meshgrid(np.linspace(x0, x1, size), np.linspace(y0, y1, size))
-    pts = torch.as_tensor(np.column_stack((gx.ravel(), gy.ravel())), dtype=torch.float32)
-    logq = log_density(run.model, pts, "iwae", k=k, seed=seed).numpy().reshape(size, size)
-    return gx, gy, logq

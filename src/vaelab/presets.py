@@ -8,8 +8,6 @@ bought, and ``benchmarks/fidelity.py`` to remeasure it.
 
 from __future__ import annotations
 
-import difflib
-
 from vaelab.config import (
     DataConfig,
     DisplayConfig,
@@ -19,7 +17,7 @@ from vaelab.config import (
     RunConfig,
     TrainConfig,
 )
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, unknown_name_message
 
 
 def _seed() -> RunConfig:
@@ -74,10 +72,3 @@ def get_preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ConfigError(unknown_name_message("preset", name, preset_names()))
     return PRESETS[name]()
-
-
-def unknown_name_message(what: str, name: str, valid: list[str]) -> str:
-    """'unknown preset 'sed' (did you mean: seed?; valid: seed)'."""
-    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
-    hint = f"did you mean: {', '.join(close)}?; " if close else ""
-    return f"unknown {what} {name!r} ({hint}valid: {', '.join(valid)})"

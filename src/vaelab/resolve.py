@@ -1,4 +1,5 @@
-"""Build a RunConfig from its three layers: preset < config file < explicit settings.
+"""Build a RunConfig from its three layers: preset < config file < explicit settings; then
+resolve it against its data (:func:`prepare`).
 
 The CLI flags and the keyword arguments of :func:`vaelab.train` use the same short names
 (``steps``, ``lr``, ...), listed in :data:`SHORT_KEYS`; any field can also be set by its dotted
@@ -7,12 +8,18 @@ path (``"optim.gamma"``).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from vaelab.config import RunConfig, expand_dotted, load_config_file, merge_dicts
+from vaelab.data import DataSource, build_source
+from vaelab.data.files import FileSource
+from vaelab.devices import resolve_device
 from vaelab.errors import ConfigError
+from vaelab.models import check_model_name
 from vaelab.presets import DEFAULT_PRESET, get_preset
+from vaelab.training.plan import plan_for
 
 #: short setting name -> dotted config path
 SHORT_KEYS = {
@@ -82,3 +89,36 @@ def build_config(preset: str | None = None, config: str | Path | dict | RunConfi
     if "train.time_limit" in flat and "train.steps" not in flat:
         flat["train.steps"] = None  # a time limit given alone: train until it is spent
     return RunConfig.from_dict(merge_dicts(merged, expand_dotted(flat)))
+
+
+def resolve_config(config: RunConfig) -> RunConfig:
+    """Fill in what the data decides (``model.in_channels``, ``data.noise``,
+    ``data.standardize``) and check every name and the device, so that nothing is written for
+    a run that cannot start."""
+    return prepare(config)[0]
+
+
+def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
+    """:func:`resolve_config`, also returning the data source it had to build (a data file is
+    read once, not again by :func:`fit`)."""
+    config.validate()
+    device = resolve_device(config.train.device)
+    source = build_source(config.data)
+    if config.model.in_channels not in (None, source.dim):
+        raise ConfigError(f"model.in_channels = {config.model.in_channels} but the data "
+                          f"{config.data.name!r} has {source.dim} dimensions")
+    is_file = isinstance(source, FileSource)
+    if is_file and config.data.n_train is not None:
+        raise ConfigError("data.n_train cannot be set for a data file: its training set is its "
+                          "points minus the held-out data.test_fraction")
+    data_cfg = dataclasses.replace(
+        config.data,
+        name=str(Path(config.data.name).resolve()) if is_file else config.data.name,
+        noise=getattr(source, "noise", config.data.noise),
+        standardize=is_file if config.data.standardize is None else config.data.standardize,
+    )
+    model_cfg = dataclasses.replace(config.model, in_channels=source.dim)
+    resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg)
+    check_model_name(resolved.model.name)
+    plan_for([resolved], source, device)  # a combination that cannot run is refused here
+    return resolved, source

@@ -35,6 +35,7 @@ from safetensors.torch import save as save_tensors
 
 from vaelab._version import __version__
 from vaelab.config import RunConfig
+from vaelab.devices import make_generator, resolve_device
 from vaelab.errors import ConfigError, RunError
 from vaelab.fileio import (
     atomic_write_bytes,
@@ -42,12 +43,11 @@ from vaelab.fileio import (
     safetensors_metadata,
     tensors_digest,
 )
+from vaelab.frames import Frame, load_frames, save_frames
+from vaelab.groups import check_group, group_labels
 from vaelab.models import BaseVAE, build_model
-from vaelab.training.checkpoint import CHECKPOINT_FILE, read_checkpoint
-from vaelab.training.devices import make_generator, resolve_device
-from vaelab.training.frames import Frame, load_frames, save_frames
-from vaelab.training.group_checkpoint import GROUP_CHECKPOINT_FILE, read_group_checkpoint
-from vaelab.training.loop import METRIC_FIELDS, TrainResult, fit
+from vaelab.training.checkpoint import CHECKPOINT_FILE, GROUP_CHECKPOINT_FILE, read_checkpoint
+from vaelab.training.loop import METRIC_FIELDS, TrainResult, fit, fit_group, plan_for, prepare
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -179,8 +179,6 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool =
               progress: bool = True, figures: bool = True) -> Run:
     """Train ``config``; with ``out``, write the run directory (and figures) as it goes,
     with a checkpoint every ``train.checkpoint_every`` steps for :func:`resume_run`."""
-    from vaelab.training.loop import prepare
-
     # every name and value checked, and the data read, before anything is written
     config, source = prepare(config)
     if out is None:
@@ -198,8 +196,6 @@ def resume_run(path: str | Path, *, progress: bool = True, figures: bool = True)
     refused. On the CPU, a step-limited run resumed any number of times ends with exactly
     the weights of an uninterrupted run (a time-limited one depends on the clock).
     """
-    from vaelab.training.loop import prepare
-
     path = Path(path)
     if (path / GROUP_FILE).is_file():
         raise RunError(f"{path} holds a group of models: resume it as a whole "
@@ -211,9 +207,7 @@ def resume_run(path: str | Path, *, progress: bool = True, figures: bool = True)
     config = _read_run_config(path)
     ckpt = None
     if (path / CHECKPOINT_FILE).is_file():
-        from vaelab.training.loop import METRIC_FIELDS as fields
-
-        ckpt = read_checkpoint(path / CHECKPOINT_FILE, fields)
+        ckpt = read_checkpoint(path / CHECKPOINT_FILE, METRIC_FIELDS)
         if ckpt.loop.finished and (path / MODEL_FILE).is_file() and \
                 (path / SUMMARY_FILE).is_file():
             raise RunError(f"the run in {path} is complete ({ckpt.loop.step} steps); "
@@ -230,7 +224,7 @@ def resume_run(path: str | Path, *, progress: bool = True, figures: bool = True)
 
 def _train_into(path: Path, config: RunConfig, source: Any, ckpt: Any, progress: bool,
                 figures: bool) -> Run:
-    appender = _MetricsAppender(path / METRICS_FILE, ckpt.loop.metrics if ckpt else None)
+    appender = _MetricsAppender(path / METRICS_FILE, ckpt.loop.metrics[0] if ckpt else None)
     try:
         result = fit(config, progress=progress, on_log=appender, source=source,
                      checkpoint_path=path / CHECKPOINT_FILE, resume=ckpt)
@@ -246,24 +240,22 @@ def _train_into(path: Path, config: RunConfig, source: Any, ckpt: Any, progress:
 def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
                 force: bool = False, progress: bool = True,
                 figures: bool = True) -> list[Run]:
-    """Train several models of the same shapes at once (:mod:`vaelab.training.group`).
+    """Train several models of the same shapes at once (:func:`vaelab.training.loop.fit_group`).
 
     With ``out``, each model is written as an ordinary run directory named by the settings
     that differ between the models (``out/seed-S``, ``out/lr-0.01_seed-S``; see
-    :func:`~vaelab.training.group.group_labels`); each loads with :func:`load_run`. ``out``
+    :func:`~vaelab.groups.group_labels`); each loads with :func:`load_run`. ``out``
     itself holds ``group.json`` (the models' directory names) and the group's checkpoint,
     written every ``train.checkpoint_every`` steps, for :func:`resume_group`. Every
     directory is checked before anything is written.
     """
-    from vaelab.training.group import check_group, fit_group, group_labels
-    from vaelab.training.loop import prepare
-
     resolved, source = [], None
     for cfg in configs:
         r, src = prepare(cfg)
         resolved.append(r)
         source = source or src
     check_group(resolved)
+    plan_for(resolved, source)  # a group its step cannot train is refused here
     if out is None:
         return [_run_from_result(r, None)
                 for r in fit_group(resolved, progress=progress, source=source)]
@@ -291,16 +283,13 @@ def resume_group(path: str | Path, *, progress: bool = True, figures: bool = Tru
     refused. On the CPU, a step-limited group resumed any number of times ends with exactly
     the weights of an uninterrupted one.
     """
-    from vaelab.training.group import check_group, group_labels
-    from vaelab.training.loop import prepare
-
     path = Path(path)
     labels = read_group_file(path)
     paths = [path / name for name in labels]
     configs = [_read_run_config(p) for p in paths]
     ckpt = None
     if (path / GROUP_CHECKPOINT_FILE).is_file():
-        ckpt = read_group_checkpoint(path / GROUP_CHECKPOINT_FILE, METRIC_FIELDS)
+        ckpt = read_checkpoint(path / GROUP_CHECKPOINT_FILE, METRIC_FIELDS)
         if ckpt.loop.finished and all(_complete(p) for p in paths):
             raise RunError(f"the group in {path} is complete ({ckpt.loop.step} steps); "
                            "nothing to resume")
@@ -316,6 +305,7 @@ def resume_group(path: str | Path, *, progress: bool = True, figures: bool = Tru
         resolved.append(r)
         source = source or src
     check_group(resolved)
+    plan_for(resolved, source)  # a group its step cannot train is refused here
     if group_labels(resolved) != labels:
         raise RunError(f"{path / GROUP_FILE} does not match its models' config.json files "
                        "(were they edited?); it cannot be resumed")
@@ -324,8 +314,6 @@ def resume_group(path: str | Path, *, progress: bool = True, figures: bool = Tru
 
 def _train_group_into(out: Path, paths: list[Path], configs: list[RunConfig], source: Any,
                       ckpt: Any, progress: bool, figures: bool) -> list[Run]:
-    from vaelab.training.group import fit_group
-
     # each model's metrics.csv grows as the group trains, as a single run's does
     appenders = [_MetricsAppender(path / METRICS_FILE, ckpt.loop.metrics[i] if ckpt else None)
                  for i, path in enumerate(paths)]

@@ -186,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "time once per machine and shapes, cached in ~/.cache/vaelab or "
                    "$VAELAB_CACHE_DIR, and loaded before the training clock starts; auto: "
                    "the seed's and the IWAE loss on the CPU, for runs of >= 10,000 steps "
-                   "and >= 10 s, where it trains 1.6-1.8x faster; elsewhere measured "
-                   "slower or not repaid)")
+                   "and >= 10 s, where compiling pays for itself; elsewhere eager (see "
+                   "BENCHMARKS.md))")
     g.add_argument("--cuda-graph", choices=["auto", "on", "off"],
                    help="on CUDA, replay the whole step as one CUDA graph, with the eager "
                    "step's results bit for bit (auto: wherever it can: a fresh batch every "
@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any config field by dotted path, e.g. --set optim.gamma=0.5")
     t.add_argument("--no-figures", action="store_true", help="skip drawing the figures")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config and the step plan (how each step will "
+                        "run, and why), then exit without training or writing anything")
 
     s = sub.add_parser("sample", help="generate points from a trained run",
                        description="Decode z ~ N(0, I) into data space and write the points.")
@@ -297,6 +300,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings: dict[str, Any] = {k: getattr(args, k) for k in _TRAIN_FLAGS}
     settings.update(dict(args.set))
+    if args.dry_run:
+        return _dry_run(args, settings)
     if args.resume is not None:
         given = [f"--{k.replace('_', '-')}" for k, v in settings.items() if v is not None]
         given += [f"--{k}" for k in ("preset", "config", "out", "force")
@@ -330,25 +335,58 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_group(args: argparse.Namespace, config: Any, settings: dict[str, Any]) -> int:
+def _dry_run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
+    """``train --dry-run``: the resolved config(s) and the step plan; nothing is written."""
+    from vaelab.groups import check_group, seed_group
+    from vaelab.resolve import build_config
+    from vaelab.training.loop import plan_for, prepare
+
+    if args.resume is not None:
+        raise VaelabError("--dry-run shows the plan of a new run; drop --resume")
+    config = build_config(args.preset, args.config, settings)
+    configs = [config]
+    if args.sweep:
+        configs = _group_configs(args, config, settings)
+    elif args.seeds is not None:
+        configs = seed_group(config, args.seeds)
+    resolved = [prepare(c) for c in configs]
+    if len(resolved) > 1 or args.seeds is not None or args.sweep:
+        check_group([r for r, _ in resolved])
+    plan = plan_for([r for r, _ in resolved], resolved[0][1])
+    for i, (cfg, _) in enumerate(resolved):
+        title = "resolved config" + (f" of model {i}" if len(resolved) > 1 else "")
+        print(f"# {title}\n{cfg.to_json()}")
+    print("# step plan")
+    for line in plan.lines():
+        print(line)
+    return 0
+
+
+def _group_configs(args: argparse.Namespace, config: Any, settings: dict[str, Any]) -> list:
+    """The configs of ``--sweep`` (with ``--seeds``), each flag checked against the sweep."""
+    from vaelab.groups import SWEEP_KEYS, sweep_group
     from vaelab.resolve import SHORT_KEYS
+
+    sweep: dict[str, list[float]] = {}
+    for key, values in args.sweep:
+        if key in sweep:
+            raise VaelabError(f"--sweep {key} is given twice; list all its values in one")
+        # a flag that sets the swept field too would be silently overridden: refuse it
+        path = SWEEP_KEYS.get(key, key)
+        for name, value in settings.items():
+            if value is not None and SHORT_KEYS.get(name, name) == path:
+                flag = f"--set {name}" if "." in name else f"--{name.replace('_', '-')}"
+                raise VaelabError(f"--sweep {key} and {flag} both set {path}; drop one")
+        sweep[key] = values
+    return sweep_group(config, sweep, args.seeds)
+
+
+def _train_group(args: argparse.Namespace, config: Any, settings: dict[str, Any]) -> int:
+    from vaelab.groups import seed_group
     from vaelab.runs import train_group
-    from vaelab.training.group import SWEEP_KEYS, seed_group, sweep_group
 
     if args.sweep:
-        sweep: dict[str, list[float]] = {}
-        for key, values in args.sweep:
-            if key in sweep:
-                raise VaelabError(f"--sweep {key} is given twice; list all its values in one")
-            # a flag that sets the swept field too would be silently overridden: refuse it
-            path = SWEEP_KEYS.get(key, key)
-            for name, value in settings.items():
-                if value is not None and SHORT_KEYS.get(name, name) == path:
-                    flag = f"--set {name}" if "." in name else f"--{name.replace('_', '-')}"
-                    raise VaelabError(f"--sweep {key} and {flag} both set {path}; drop one")
-            sweep[key] = values
-        group = sweep_group(config, sweep, args.seeds)
-        kind = "sweep"
+        group, kind = _group_configs(args, config, settings), "sweep"
     else:
         group, kind = seed_group(config, args.seeds), "seeds"
     out = args.out or Path("runs") / f"{config.preset or 'custom'}-{kind}"
@@ -382,8 +420,8 @@ def _report_group(runs: list[Any]) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from vaelab.devices import resolve_device
     from vaelab.runs import load_run, points_to_csv, write_points
-    from vaelab.training.devices import resolve_device
 
     resolve_device(args.device)
     run = load_run(args.run, frames=False)
@@ -397,8 +435,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _load_on(path: Path, device: str, frames: bool = False):  # noqa: ANN202
+    from vaelab.devices import resolve_device
     from vaelab.runs import load_run
-    from vaelab.training.devices import resolve_device
 
     dev = resolve_device(device)
     run = load_run(path, frames=frames)
@@ -509,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            from vaelab.training.devices import choose_threads
+            from vaelab.devices import choose_threads
 
             choose_threads()
         return COMMANDS[args.command](args)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from vaelab.config import DataConfig
 from vaelab.data.base import DataSource
-from vaelab.errors import ConfigError
-from vaelab.presets import unknown_name_message
+from vaelab.errors import ConfigError, unknown_name_message
 
 #: extensions that make ``--data`` a file rather than a built-in name
 FILE_SUFFIXES = (".csv", ".npy", ".tsv", ".txt")

@@ -19,14 +19,14 @@ is a bump of width about noise / |c'(t)| = noise / sqrt(1 + t^2) in t, so panels
 wide (``PANELS_PER_WIDTH`` per width) with ``NODES`` nodes each; panel edges fall on the ends of
 the roll, where the integrand is cut off. Measured against a 4x finer rule and scipy's adaptive
 ``quad`` (tests/test_swiss_roll_density.py) the error is below 1e-6 nats (measured: 3e-9 at
-noise 0.3), including far from the roll and at its ends; 10,000 points take about 0.4 s.
+noise 0.3), including far from the roll and at its ends.
 The 3-D density multiplies in the height factor
 ``(1/21) [Phi(y / noise) - Phi((y - 21) / noise)]``, exact through ``log_ndtr``.
 
 Entropy: H = -E[log p(x)] by randomised quasi-Monte Carlo: ``ENTROPY_REPLICATES`` scrambled
 Sobol point sets of ``2**ENTROPY_LOG2_POINTS`` draws (u, and the Gaussian noise by its inverse
 CDF), the exact log_prob at each; the spread of the replicates gives the standard error
-(2e-4 nats at noise 0.3, where H = 4.6713 nats; about 1.5 s). The height of the 3-D roll
+(2e-4 nats at noise 0.3, where H = 4.6713 nats). The height of the 3-D roll
 adds its own entropy, by a fine 1-D quadrature.
 """
 

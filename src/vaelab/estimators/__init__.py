@@ -1,5 +1,12 @@
 """Estimators of log p(x): ELBO, importance-weighted bound (IWAE), plain prior Monte Carlo."""
 
-from vaelab.estimators.log_density import ESTIMATORS, elbo, iwae, log_density, prior_mc
+from vaelab.estimators.log_density import (
+    ESTIMATORS,
+    elbo,
+    grid_log_density,
+    iwae,
+    log_density,
+    prior_mc,
+)
 
-__all__ = ["ESTIMATORS", "elbo", "iwae", "log_density", "prior_mc"]
+__all__ = ["ESTIMATORS", "elbo", "grid_log_density", "iwae", "log_density", "prior_mc"]

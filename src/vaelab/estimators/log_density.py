@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 
-from vaelab.models.base import LOG_2PI, BaseVAE
-from vaelab.objectives import kl_to_standard_normal
+from vaelab.models.base import BaseVAE
+from vaelab.objectives import LOG_2PI, kl_to_standard_normal
 
 #: points x samples evaluated at once; each costs about (hidden widths) floats of activations
 DEFAULT_MAX_ELEMENTS = 1 << 17
@@ -165,3 +166,14 @@ def log_density(model: BaseVAE, x: torch.Tensor, estimator: str = "iwae", k: int
                                      max_elements=max_elements)
     finally:
         model.train(was_training)
+
+
+def grid_log_density(model: BaseVAE, limits: tuple[float, float, float, float], size: int = 120,
+                     k: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's log p(x) (IWAE, ``k`` samples) on a ``size`` x ``size`` grid over the 2-D
+    ``limits`` (x0, x1, y0, y1): the grid's x and y coordinates and log p, each [size, size]."""
+    x0, x1, y0, y1 = limits
+    gx, gy = np.meshgrid(np.linspace(x0, x1, size), np.linspace(y0, y1, size))
+    pts = torch.as_tensor(np.column_stack((gx.ravel(), gy.ravel())), dtype=torch.float32)
+    logq = log_density(model, pts, "iwae", k=k, seed=seed).numpy().reshape(size, size)
+    return gx, gy, logq

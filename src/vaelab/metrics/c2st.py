@@ -12,14 +12,13 @@ the size of the smaller), the split is stratified 50/50, and everything is seede
 given ``seed`` gives the same accuracy.
 
 Classifier: :class:`sklearn.ensemble.HistGradientBoostingClassifier` (100 boosting rounds,
-no early stopping, so the model does not change character with n). Measured on 2 cores at
+no early stopping, so the model does not change character with n). Compared at
 n = 10,000 per sample (Swiss roll with 5 % more noise or a 0.2 shift, an 8-Gaussian ring with
 one mode 1.5x too heavy or 15 % too wide, and a 10-D Gaussian with one axis 10 % too wide;
 5 repeats), it was as sensitive as the best k-NN classifier (k = 15 or 50, standardised) in
-2-D and clearly more sensitive in 10-D, and fit + predict took about 0.1 s against 0.7-0.9 s
-for k-NN and 1.4 s for a 200-tree random forest; a 64x64 MLP was both slower and far less
-sensitive. Trees also need no feature scaling (they are invariant to monotone rescaling of
-each coordinate).
+2-D and clearly more sensitive in 10-D, and cheaper to fit and predict than k-NN or a
+200-tree random forest; a 64x64 MLP was both costlier and far less sensitive. Trees also
+need no feature scaling (they are invariant to monotone rescaling of each coordinate).
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ def c2st_accuracy(x: ArrayLike, y: ArrayLike, *, seed: int = 0) -> float:
 
     0.5 = indistinguishable, 1.0 = perfectly separable. Sizes may differ: the larger sample
     is subsampled to the smaller one's size with ``numpy.random.default_rng(seed)``; the split
-    and the classifier are seeded with ``seed`` too. n = 10,000 each takes about 0.1-0.2 s.
+    and the classifier are seeded with ``seed`` too.
     """
     a, b = as_pair(x, y, min_points=C2ST_MIN_POINTS)
     n = min(len(a), len(b))

@@ -54,7 +54,7 @@ def median_pairwise_distance(points: ArrayLike, *, max_points: int = MEDIAN_MAX_
 
     Above ``max_points`` points it is estimated on a random subsample of ``max_points`` of
     them drawn with ``numpy.random.default_rng(seed)`` (deterministic); 2000 points give
-    about 2 million pairs, plenty for a median, in a few tens of milliseconds.
+    about 2 million pairs, plenty for a median.
     """
     arr = as_sample("points", points, min_points=2)
     if len(arr) > max_points:
@@ -83,7 +83,7 @@ def mmd2_gaussian(x: ArrayLike, y: ArrayLike, *,
 
     Gaussian kernels with ``sigma = factor * scale`` for each factor; ``scale`` defaults to
     :func:`median_pairwise_distance` of ``y`` (with ``seed``). Sizes may differ (n, m >= 2).
-    Chunked over rows (bounded memory); n = m = 10,000 in 2-D takes about 1 s on 2 cores.
+    Chunked over rows (bounded memory).
     """
     a, b = as_pair(x, y, min_points=2)
     facs = _check_factors(factors)

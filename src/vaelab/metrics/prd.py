@@ -20,11 +20,10 @@ and C2ST catch that.
 
 Radii come from :class:`sklearn.neighbors.NearestNeighbors`; ball membership from
 :meth:`sklearn.neighbors.KDTree.query_radius`, which takes one radius per ball. Both use a
-KD-tree up to d = 15 (no ``[n, m]`` distance matrix; 10,000 vs 10,000 points in 2-D take
-~0.05 s). Above that KD-trees degrade (d = 64: ~20 s) and brute force is faster: sklearn's
-brute-force neighbours, and blocks of the distance matrix from ``torch.cdist`` compared with
-the radii (bounded memory; ~1 s at d = 64). This is the switch sklearn's ``algorithm="auto"``
-makes too.
+KD-tree up to d = 15 (no ``[n, m]`` distance matrix). Above that KD-trees degrade and brute
+force wins: sklearn's brute-force neighbours, and blocks of the distance matrix from
+``torch.cdist`` compared with the radii (bounded memory). This is the switch sklearn's
+``algorithm="auto"`` makes too.
 """
 
 from __future__ import annotations
@@ -89,8 +88,7 @@ def _inside_brute_force(queries: np.ndarray, centres: np.ndarray,
 def knn_precision_recall(x: ArrayLike, y: ArrayLike, *, k: int = DEFAULT_K) -> PrecisionRecall:
     """k-NN precision and recall of ``x`` (generated, ``[n, d]``) against ``y`` (real).
 
-    Sizes may differ; each sample needs at least ``k + 2`` points. n = m = 10,000 takes
-    about 0.05 s in 2-D, 2 s in 10-D and 1 s in 64-D (2 cores).
+    Sizes may differ; each sample needs at least ``k + 2`` points.
     """
     k = check_positive_int("k", k)
     gen, real = as_pair(x, y, min_points=k + 2)

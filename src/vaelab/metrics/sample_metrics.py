@@ -67,7 +67,7 @@ def sample_report(generated: ArrayLike, real: ArrayLike, real_reference: ArrayLi
     classifier: the same inputs and seed give the same report. ``factors`` are the MMD
     bandwidths in units of the median pairwise distance of ``real``; ``k`` is the
     neighbourhood of the precision/recall manifolds. Each sample needs at least
-    ``max(k + 2, 4)`` points. About 3 s for n = 10,000 in 2-D on 2 cores.
+    ``max(k + 2, 4)`` points.
     """
     k = check_positive_int("k", k)
     min_points = max(k + 2, C2ST_MIN_POINTS)

@@ -5,11 +5,10 @@ import math
 import torch
 
 from vaelab.config import RunConfig
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, unknown_name_message
 from vaelab.models.base import BaseVAE, Encoding, VAEOutput
 from vaelab.models.priors import Prior, build_prior
 from vaelab.models.simple import SimpleVAE
-from vaelab.presets import unknown_name_message
 
 MODELS = {"simple": SimpleVAE}
 

@@ -21,7 +21,6 @@ the likelihood bounded.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import NamedTuple
 
@@ -32,6 +31,7 @@ from torch import nn
 from vaelab.models.priors import Prior, StandardNormalPrior
 from vaelab.objectives import (
     LossTerms,
+    gaussian_log_likelihood,
     gaussian_loss,
     iwae_loss,
     kl_to_standard_normal,
@@ -40,7 +40,6 @@ from vaelab.objectives import (
 )
 
 OBJECTIVES = ("seed_mse", "gaussian", "iwae")
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 class Encoding(NamedTuple):
@@ -147,8 +146,7 @@ class BaseVAE(nn.Module, ABC):
 
     def log_likelihood_internal(self, u: torch.Tensor, u_hat: torch.Tensor) -> torch.Tensor:
         """log N(u; u_hat, diag sigma^2) summed over data dimensions, internal units, nats."""
-        std = self.obs_std()
-        return (-0.5 * ((u - u_hat) / std) ** 2 - torch.log(std) - 0.5 * LOG_2PI).sum(-1)
+        return gaussian_log_likelihood(u, u_hat, self.obs_std())
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) in nats per point, data units (Jacobian included); broadcasts."""

@@ -36,17 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaelab.presets import unknown_name_message
+from vaelab.errors import unknown_name_message
+from vaelab.objectives.densities import LOG_2PI, standard_normal_log_prob
 
 PRIORS = ("standard", "mixture", "flow")
-LOG_2PI = math.log(2.0 * math.pi)
 
 DeviceLike = torch.device | str | None
-
-
-def _standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I), summed over the last dimension."""
-    return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
 
 
 def _check_dim(latent_dim: int) -> int:
@@ -131,7 +126,7 @@ class StandardNormalPrior(Prior):
         self.register_buffer("_ref", torch.zeros(0), persistent=False)
 
     def log_prob(self, z: Tensor) -> Tensor:
-        return _standard_normal_log_prob(z)
+        return standard_normal_log_prob(z)
 
     def _draw(self, n: int, generator: torch.Generator) -> Tensor:
         return self._normal((n, self.latent_dim), generator)
@@ -265,7 +260,7 @@ class FlowPrior(Prior):
 
     def log_prob(self, z: Tensor) -> Tensor:
         eps, log_det = self.inverse(z)
-        return _standard_normal_log_prob(eps) + log_det
+        return standard_normal_log_prob(eps) + log_det
 
     def _draw(self, n: int, generator: torch.Generator) -> Tensor:
         eps = self._normal((n, self.latent_dim), generator).to(self.device)

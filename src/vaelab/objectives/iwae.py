@@ -1,5 +1,4 @@
-"""The importance-weighted bound (Burda et al. 2016) as a loss, and a diagonal-Gaussian
-log-density for the log-weights.
+"""The importance-weighted bound (Burda et al. 2016) as a loss.
 
 Convention: per point, in nats, data units, all constants included. With S draws
 z_s ~ q(z|x) per point and b = ``kld_weight``::
@@ -12,7 +11,8 @@ z_s ~ q(z|x) per point and b = ``kld_weight``::
 
 With b = 1, ``loss`` is -IWAE_S, an upper bound on -log p(x) that tightens as S grows; S = 1
 gives the ELBO with a sampled KL. b != 1 (a warm-up) makes it a tempered objective, not a
-bound, which is why ``neg_elbo`` is reported separately.
+bound, which is why ``neg_elbo`` is reported separately. The log-densities that make up the
+log-weights are those of :mod:`vaelab.objectives.densities`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,6 @@ import math
 import torch
 
 from vaelab.objectives.seed_loss import LossTerms
-
-LOG_2PI = math.log(2.0 * math.pi)
-
-
-def log_normal_diag(z: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu, diag exp(log_var)) summed over the last dimension, nats; broadcasts."""
-    return (-0.5 * ((z - mu) ** 2 * torch.exp(-log_var) + log_var + LOG_2PI)).sum(-1)
 
 
 def iwae_loss(log_likelihood: torch.Tensor, log_ratio: torch.Tensor,

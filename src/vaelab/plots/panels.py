@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from vaelab.frames import Frame
 from vaelab.plots.style import new_figure
-from vaelab.training.frames import Frame
 
 
 class Limits(NamedTuple):

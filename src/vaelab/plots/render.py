@@ -59,7 +59,7 @@ def render_density(run: Run, out_dir: Path | None = None, size: int = 120, k: in
     import torch
 
     from vaelab.data import build_source
-    from vaelab.evaluation import grid_log_density
+    from vaelab.estimators import grid_log_density
     from vaelab.plots.density import draw_density
 
     source = build_source(run.config.data)
@@ -70,7 +70,7 @@ def render_density(run: Run, out_dir: Path | None = None, size: int = 120, k: in
         lo, hi = ref.min(0), ref.max(0)
         pad = 0.1 * (hi - lo)
         limits = (lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1])
-    gx, gy, model_logp = grid_log_density(run, limits, size=size, k=k)
+    gx, gy, model_logp = grid_log_density(run.model, limits, size=size, k=k)
     true_logp = None
     if source.has_density:
         pts = torch.as_tensor(np.column_stack((gx.ravel(), gy.ravel())))

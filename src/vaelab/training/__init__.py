@@ -1,5 +1,2 @@
-"""Training: seeds and devices, optimiser, the loop, display frames."""
-
-from vaelab.training.loop import METRIC_FIELDS, TrainResult, fit, resolve_config
-
-__all__ = ["METRIC_FIELDS", "TrainResult", "fit", "resolve_config"]
+"""Training: the step plan, the step, one loop for M >= 1 models, checkpoints
+(docs/architecture.md)."""

@@ -1,46 +1,42 @@
-"""The explicit step compiled ahead of time (AOTInductor), cached on disk, loaded in ms.
+"""The explicit step compiled ahead of time (AOTInductor), cached on disk, loaded fast.
 
-:class:`~vaelab.training.compiled.CompiledStep` runs the step under ``torch.compile``, which
-traces it again in every process (about 3 s with a warm cache) and checks its guards on every
-call: for the seed preset at batch 512 those checks and wrappers cost about 170 us of a 1 ms
-step. A step whose loss is in closed form (the seed's loss, the IWAE bound) is a pure function
-of the batch, the noise, the KL weight and the model's tensors, so here it is exported once
+A step whose loss is in closed form (the seed's loss, the IWAE bound) is a pure function of
+the batch, the noise, the KL weight and the model's tensors. Here it is exported once
 (``torch.export``), compiled by AOTInductor into a shared library, and kept in a package file
 under the cache folder (:func:`cache_dir`). A later process finds the package by its key and
-loads it in milliseconds; each call then goes straight to the generated C++.
+loads it without tracing anything; each call then goes straight to the generated C++, with none of
+``torch.compile``'s per-process tracing or per-call guards.
 
 The key is a hash of everything the generated code depends on: the versions of vaelab, torch
 and Python, the CPU (architecture, torch's vector ISA) and torch's thread count (baked into
 the generated loops), the step's kind and settings, every input's name, shape and dtype, and
-the source text of the modules the traced step runs. A package whose checksum (kept beside it)
-does not match is built again, with a warning. Packages are written to a temporary file and
-renamed, so a cache never holds half a package.
+the source text of every vaelab module the traced step can reach (:func:`traced_modules`:
+this module and everything it imports, so an edited loss or prior never reuses a stale
+package). A package whose checksum (kept beside it) does not match is built again, with a
+warning. Packages are written to a temporary file and renamed, so a cache never holds half a
+package.
 
 The package holds generated C++ and the library built from it (no pickle, no weights: the
 tensors are inputs). Loading it runs that library, as torch.compile runs the ones it caches;
 the folder should be writable by its user only, as any cache of compiled code.
 
-For a single model the package also takes Adam's state and learning rate and applies the
-update in place (:func:`adam_update`, torch's fused Adam formula), and the loop's tally
-(:mod:`vaelab.training.tally`): the loop then calls no optimizer and adds nothing up, and no
-gradient is stored. A group (stacked weights) gets the gradients, and its own optimizer steps.
-
-Numerically the package computes the eager step's formulas (and Adam's), fused and rounded in
-another order, as ``torch.compile`` would; a compiled run is not bit-identical to an eager
-one. Runs with the same package are reproducible bit for bit, and resume bit for bit; a package
-built again from the same code computes the same bits.
+Where the plan folds them in (:mod:`vaelab.training.plan`), the package also applies Adam's
+update in place (:func:`vaelab.training.optim.adam_update`, the optimiser's own formula) and
+keeps the loop's tally (:mod:`vaelab.training.tally`); otherwise it returns the gradients.
+Numerically it computes the eager step's formulas, fused and rounded in another order: a
+compiled run is not bit-identical to an eager one, but runs with the same package are
+reproducible and resume bit for bit.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
-import inspect
+import importlib.util
 import json
 import os
 import platform
-import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -49,16 +45,15 @@ from typing import Any, NamedTuple
 
 import torch
 
-import vaelab
+from vaelab._version import __version__
 from vaelab.errors import RunError
-from vaelab.training import explicit as explicit_module
-from vaelab.training import tally as tally_module
+from vaelab.fileio import atomic_write
 from vaelab.training.explicit import ExplicitStep
-from vaelab.training.optim import LeanAdam
+from vaelab.training.optim import Adam, adam_update
 from vaelab.training.tally import Tally, tally_update
 
 #: bump when the package layout or the key's fields change
-FORMAT = 2
+FORMAT = 3
 #: the environment variable naming the cache folder
 CACHE_ENV = "VAELAB_CACHE_DIR"
 #: packages kept in the cache (about 2 MB each), the most recently used ones
@@ -76,21 +71,53 @@ def cache_dir() -> Path:
     return root / "steps"
 
 
-def _source_digest() -> str:
-    """sha256 of the source of the modules the exported step runs (an edited step, in a
-    development install with an unchanged version, gets a new key)."""
-    from vaelab.models import priors
-    from vaelab.objectives import iwae, seed_loss
+def traced_modules() -> list[str]:
+    """The vaelab modules the exported step can run: this module and every vaelab module it
+    imports, directly or not (read from their import statements, inside functions too)."""
+    seen: set[str] = set()
+    todo = [__name__]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                todo.append(node.module)
+                todo += [f"{node.module}.{alias.name}" for alias in node.names
+                         if importlib.util.find_spec(node.module) is not None
+                         and _is_module(f"{node.module}.{alias.name}")]
+        todo = [t for t in todo if t == "vaelab" or t.startswith("vaelab.")]
+    return sorted(seen)
 
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _source_digest() -> str:
+    """sha256 of the source of :func:`traced_modules` (an edited step, in a development
+    install with an unchanged version, gets a new key)."""
     h = hashlib.sha256()
-    for module in (explicit_module, iwae, seed_loss, priors, tally_module,
-                   sys.modules[__name__]):
-        h.update(Path(inspect.getsourcefile(module)).read_bytes())
+    for name in traced_modules():
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin is not None:
+            h.update(name.encode())
+            h.update(Path(spec.origin).read_bytes())
     return h.hexdigest()
 
 
 def describe(step: ExplicitStep, args: tuple[torch.Tensor, ...],
-             adam: AdamState | None = None, tally: Tally | None = None) -> dict[str, Any]:
+             adam: AdamTensors | None = None, tally: Tally | None = None) -> dict[str, Any]:
     """What the compiled code depends on (the key is its hash); ``args``: (x, eps, KL weight
     as a tensor); ``adam``: the optimizer whose update the step folds in, if any; ``tally``:
     the loop's tally the step keeps, if any."""
@@ -103,7 +130,7 @@ def describe(step: ExplicitStep, args: tuple[torch.Tensor, ...],
             Tally._fields, tally.tensors(), strict=True)})
     return {
         "format": FORMAT,
-        "vaelab": vaelab.__version__,
+        "vaelab": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -144,59 +171,35 @@ class WeightTensor:
         return self.tensor
 
 
-class AdamState(NamedTuple):
-    """A fused Adam's hyper-parameters and tensors, for a compiled step that also updates
-    the weights (:func:`adam_state`); the tensors in the step's ``grad_names`` order."""
+class AdamTensors(NamedTuple):
+    """An :class:`~vaelab.training.optim.Adam`'s tensors, for a compiled step that also
+    updates the weights; the moments in the step's ``grad_names`` order."""
 
     betas: tuple[float, float]
     eps: float
-    lr: torch.Tensor  # 0-d, filled by the optimizer's set_lr
-    steps: torch.Tensor  # [n] each parameter's step count (LeanAdam keeps them in one tensor)
+    lr: torch.Tensor  # 0-d, filled by the optimiser's set_factor
+    steps: torch.Tensor  # [n] each parameter's step count
     exp_avgs: list[torch.Tensor]
     exp_avg_sqs: list[torch.Tensor]
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.lr, self.steps, *self.exp_avgs, *self.exp_avg_sqs]
 
-
-def adam_state(step: ExplicitStep, optimizer: LeanAdam | None) -> AdamState | None:
-    """``optimizer``'s state for a step that folds its update in, or None where it cannot:
-    no optimizer, not the direct fused Adam (no weight decay, amsgrad or maximize), or
-    parameters other than exactly those the step computes gradients for."""
-    if optimizer is None or not optimizer.direct:
-        return None
-    targets = [step.named[name] for name in step.grad_names]
-    index = {id(p): i for i, p in enumerate(optimizer.params)}
-    if len(targets) != len(index) or any(id(t) not in index for t in targets):
-        return None
-    order = [index[id(t)] for t in targets]
-    if optimizer.lr_tensor is None:
-        optimizer.use_device_lr()
-    group = optimizer.param_groups[0]
-    steps, exp_avgs, exp_avg_sqs = optimizer.fused_state()
-    return AdamState(tuple(group["betas"]), float(group["eps"]), optimizer.lr_tensor, steps,
-                     [exp_avgs[i] for i in order], [exp_avg_sqs[i] for i in order])
-
-
-def adam_update(params: list[torch.Tensor], grads: list[torch.Tensor],
-                exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor],
-                steps: torch.Tensor, lr: torch.Tensor, betas: tuple[float, float],
-                eps: float) -> None:
-    """Adam's update in place, as torch's fused CPU kernel computes it (no weight decay,
-    amsgrad or maximize), every parameter at the same step count::
-
-        m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2
-        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-    """
-    beta1, beta2 = betas
-    steps.add_(1)
-    t = steps[0]
-    step_size = lr / (1.0 - torch.pow(beta1, t))
-    bias2_sqrt = torch.sqrt(1.0 - torch.pow(beta2, t))
-    for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
-        m.lerp_(g, 1.0 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-        p.sub_(step_size * m / (v.sqrt() / bias2_sqrt + eps))
+    @classmethod
+    def of(cls, optimizer: Adam, step: ExplicitStep) -> AdamTensors:
+        """``optimizer``'s tensors in ``step``'s order; a ValueError unless it updates
+        exactly the tensors the step computes gradients for, at one shared rate."""
+        targets = [step.named[name] for name in step.grad_names]
+        index = {id(p): i for i, p in enumerate(optimizer.params)}
+        if (not optimizer.shared or len(targets) != len(index)
+                or any(id(t) not in index for t in targets)):
+            raise ValueError("Adam's update is folded in only over the step's own tensors")
+        order = [index[id(t)] for t in targets]
+        if optimizer.lr_tensor is None:
+            optimizer.use_device_scalars()
+        return cls(optimizer.betas, optimizer.eps, optimizer.lr_tensor, optimizer.step_all,
+                   [optimizer.exp_avgs[i] for i in order],
+                   [optimizer.exp_avg_sqs[i] for i in order])
 
 
 class _Program(torch.nn.Module):
@@ -206,7 +209,7 @@ class _Program(torch.nn.Module):
     (terms, z), the weights and Adam's state updated in place; with ``tally``, the tally's
     three tensors follow (last) and are updated in place too."""
 
-    def __init__(self, step: ExplicitStep, adam: AdamState | None, tally: bool) -> None:
+    def __init__(self, step: ExplicitStep, adam: AdamTensors | None, tally: bool) -> None:
         super().__init__()
         self._template = (step.template,)  # a tuple: not a submodule, its weights not lifted
         self.names = list(step.inputs())
@@ -231,22 +234,26 @@ class _Program(torch.nn.Module):
             return (terms, z, *grads.values())
         betas, adam_eps, n = self.adam
         lr, steps, *state = rest
+        steps.add_(1)
+        t = steps[0]
+        step_size = lr / (1.0 - torch.pow(betas[0], t))
+        bias2_sqrt = torch.sqrt(1.0 - torch.pow(betas[1], t))
         adam_update([every[name] for name in grads], list(grads.values()), state[:n],
-                    state[n:], steps, lr, betas, adam_eps)
+                    state[n:], step_size, bias2_sqrt, betas, adam_eps)
         return terms, z
 
 
 class AotStep:
     """``step`` (closed-form loss, one model or a stack) as a loaded AOTInductor package,
     called as the step itself: ``(x, eps, kl_weight) -> (loss terms, z)``, the gradients in
-    ``.grad``; or, built with an :class:`AdamState` (``updates``), the weights and Adam's
+    ``.grad``; or, built with an :class:`AdamTensors` (``updates``), the weights and Adam's
     state updated in place instead, with no ``.grad``; built with a :class:`Tally`
     (``tallies``), that tally updated in place too. Build or load it with
     :func:`load_or_build`. The tensors are taken once: an optimizer that replaces its state
     tensors (``load_state_dict``) needs a new AotStep."""
 
     def __init__(self, step: ExplicitStep, runner: Any, device: torch.device,
-                 adam: AdamState | None = None, tally: Tally | None = None) -> None:
+                 adam: AdamTensors | None = None, tally: Tally | None = None) -> None:
         self.step, self.runner = step, runner
         self.tensors = list(step.inputs().values())
         self.updates = adam is not None
@@ -271,21 +278,8 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_atomic(path: Path, write: Any) -> None:
-    """Call ``write(temporary path)`` in ``path``'s folder, then rename it to ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _build(step: ExplicitStep, args: tuple[torch.Tensor, ...], package: Path,
-           adam: AdamState | None = None, tally: Tally | None = None) -> None:
+           adam: AdamTensors | None = None, tally: Tally | None = None) -> None:
     # copies: exporting runs the step (and the in-place updates) on these
     tensors = [*step.inputs().values(), *(adam.tensors() if adam is not None else []),
                *(tally.tensors() if tally is not None else [])]
@@ -295,7 +289,7 @@ def _build(step: ExplicitStep, args: tuple[torch.Tensor, ...], package: Path,
         with torch.no_grad():
             program = torch.export.export(_Program(step, adam, tally is not None), example,
                                           strict=False)
-        _write_atomic(package, lambda tmp: torch._inductor.aoti_compile_and_package(
+        atomic_write(package, lambda tmp: torch._inductor.aoti_compile_and_package(
             program, package_path=str(tmp)))
 
 
@@ -304,7 +298,7 @@ def _open(package: Path) -> Any:
 
     This is the loader ``torch._inductor.aoti_load_package`` wraps, called directly: that
     function first imports Inductor and probes the CPU's vector ISA by compiling test programs
-    (about 2 s in all, every process) only to warn on a mismatch, which the key here already
+    (in every process) only to warn on a mismatch, which the key here already
     rules out (it holds torch's ISA); and its wrapper flattens and unflattens the arguments
     on every call, which the flat list here does not need."""
     return torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)
@@ -345,17 +339,15 @@ def _prune(folder: Path, keep: int = KEEP) -> None:
 def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
                   eps: torch.Tensor, kl_weight: float | torch.Tensor,
                   announce: Callable[[str], None] | None = None,
-                  adam: AdamState | None = None,
+                  adam: AdamTensors | None = None,
                   tally: Tally | None = None) -> tuple[AotStep, bool]:
     """``step`` compiled for inputs shaped as ``x``, ``eps`` and ``kl_weight``, with Adam's
     update folded in where ``adam`` is given and the loop's ``tally`` where it is: loaded
-    from the cache if it holds this step, else built (12-24 s on 2 CPU cores) and cached; a
+    from the cache if it holds this step, else built and cached; a
     build is first ``announce``d.
     Returns (the step, whether it was loaded from the cache).
     Raises :class:`RunError` (one line) if it cannot be built, for example with no C++
     compiler, or no writable cache folder."""
-    if not step.closed:
-        raise ValueError("ahead-of-time compilation covers the closed-form losses")
     weight = (kl_weight if isinstance(kl_weight, torch.Tensor)
               else torch.full((), float(kl_weight), device=device))
     args = (x, eps, weight)
@@ -373,7 +365,7 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
                  f"later runs load it from {folder})")
     try:  # a cache folder that cannot be written is named as such, before any build
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / ".probe", lambda tmp: tmp.write_bytes(b""))
+        atomic_write(folder / ".probe", lambda tmp: tmp.write_bytes(b""))
         (folder / ".probe").unlink()
     except OSError as exc:
         raise RunError(f"could not write the compiled training step to {folder} ({exc}); set "
@@ -383,7 +375,7 @@ def load_or_build(step: ExplicitStep, device: torch.device, x: torch.Tensor,
         _build(step, args, package, adam, tally)
         record = {"description": description, "sha256": _digest(package),
                   "build_seconds": round(time.perf_counter() - started, 3)}
-        _write_atomic(meta, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+        atomic_write(meta, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
         runner = _open(package)
         _prune(folder)
     except Exception as exc:  # noqa: BLE001 - any compiler failure becomes one line

@@ -1,25 +1,32 @@
-"""Training checkpoints: everything a run needs to continue bit for bit, in one safetensors file.
+"""Training checkpoints: everything a loop of M >= 1 models needs to continue bit for bit.
 
-``RUN/checkpoint.safetensors`` holds (tensor names, then the string metadata)::
+A single run writes ``RUN/checkpoint.safetensors``, a group ``OUT/group-checkpoint.safetensors``
+(its models share batches and noise, so they resume as one); both in this one format, every
+model tensor with a leading model axis (tensor names, then the string metadata)::
 
-    model/<name>             the model's state_dict (weights, standardisation, prior)
-    optim/<i>/<key>          Adam's state of parameter i: step, exp_avg, exp_avg_sq
-    rng/data, rng/noise      torch.Generator states of the data and noise streams
-    stream/perm              a fixed training set's current permutation (absent for fresh data)
-    loop/sums                running sums of the loss terms since the last metrics row
-    metrics                  every metrics row so far, float64 [rows, len(METRIC_FIELDS)]
-    frame/<step>/<panel>     every display frame so far
-    metadata: format, vaelab_version, step, count, elapsed_s, stream_pos, finished, config,
-              sha256 (of every tensor's name, dtype, shape and bytes: a flipped bit is caught)
+    params/<name>, buffers/<name>        the weights and buffers, [M, ...] each
+    optim/step                           Adam's step count (the same for every parameter)
+    optim/<i>/exp_avg, .../exp_avg_sq    Adam's moments of parameter i, [M, ...]
+    rng/data, rng/noise                  the loop's data and noise streams
+    rng/model/<m>                        model m's own data generator (its fixed training set)
+    stream/<m>/perm                      model m's permutation of its fixed training set
+    loop/sums [M, T], loop/bad_step [M]  loss sums since the last row; first non-finite step
+    metrics/<m>                          model m's metrics rows so far, float64
+    frame/<m>/<step>/<panel>             model m's display frames so far
+    metadata: format, vaelab_version, step, count, elapsed_s, stream_pos (JSON list),
+              finished, configs (JSON list of the models' config.json texts), sha256 (of every
+              tensor's name, dtype, shape and bytes: a flipped bit is caught)
 
 It is written atomically (temporary file, fsync, rename): a kill at any moment leaves the
-previous checkpoint or the new one, never half of one. Loading trusts nothing: every name,
-shape, dtype and number is checked against the model and optimiser the run's config.json
-builds before any of it is copied in, and nothing is unpickled.
+previous checkpoint or the new one. Loading trusts nothing: every name, shape, dtype and
+number is checked against the live loop before any of it is copied in, and nothing is
+unpickled. Checkpoints of the formats before this one (``vaelab-checkpoint-1``,
+``vaelab-group-checkpoint-1``) are refused with one line: their runs' weights still load.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,186 +37,221 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from vaelab._version import __version__
+from vaelab.config import RunConfig
 from vaelab.errors import RunError
 from vaelab.fileio import atomic_write_bytes, safetensors_metadata, tensors_digest
-from vaelab.training.frames import Frame
-from vaelab.training.optim import LeanAdam
+from vaelab.frames import Frame, frame_tensors, parse_frames
+from vaelab.training.optim import AdamState
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
-FORMAT = "vaelab-checkpoint-1"
-FRAME_PANELS = ("data", "posterior_z", "generated")
-#: Adam's per-parameter state entries
-ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
+GROUP_CHECKPOINT_FILE = "group-checkpoint.safetensors"
+FORMAT = "vaelab-checkpoint-2"
+OLD_FORMATS = ("vaelab-checkpoint-1", "vaelab-group-checkpoint-1")
+SECTIONS = ("params", "buffers", "optim", "rng", "stream", "metrics", "frame", "loop")
 
 
 @dataclass
 class LoopState:
-    """What the training loop carries from one step to the next, besides model and optimiser."""
+    """What the loop carries from one step to the next, besides weights and Adam."""
 
     step: int
-    elapsed_s: float  # training seconds spent so far (all sessions together)
-    sums: torch.Tensor  # loss-term sums since the last metrics row
+    elapsed_s: float  # training seconds so far (all sessions together)
+    sums: torch.Tensor  # [M, terms] loss-term sums since the last metrics row
     count: int  # steps in those sums
-    metrics: list[dict[str, float]]
-    frames: list[Frame]
+    bad_step: torch.Tensor  # [M] int64: the first step with a non-finite loss, 0 if none
+    metrics: list[list[dict[str, float]]]  # per model
+    frames: list[list[Frame]]  # per model
     finished: bool = False
 
 
 @dataclass
 class Checkpoint:
-    """A checkpoint read and checked, ready to be restored."""
+    """A checkpoint read and checksummed, not yet checked against a live loop."""
 
     path: Path
-    config_json: str
+    configs_json: list[str]
     loop: LoopState
-    model_state: dict[str, torch.Tensor]
-    optim_state: dict[int, dict[str, torch.Tensor]]
+    weights: dict[str, dict[str, torch.Tensor]]  # "params" and "buffers", [M, ...] each
+    adam: AdamState
     rng: dict[str, torch.Tensor]
-    stream_perm: torch.Tensor | None
-    stream_pos: int
+    perms: dict[int, torch.Tensor]
+    stream_pos: list[int]
 
 
-def save_checkpoint(path: Path, *, config_json: str, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | LeanAdam,
-                    generators: dict[str, torch.Generator], stream: object,
+def save_checkpoint(path: Path, *, configs_json: list[str],
+                    weights: dict[str, dict[str, torch.Tensor]], adam: AdamState,
+                    generators: dict[str, torch.Generator], streams: list | None,
                     loop: LoopState, metric_fields: tuple[str, ...]) -> None:
-    """Write the checkpoint atomically (the old one stays until the new one is complete)."""
+    """Write the checkpoint atomically (the old one stays until the new one is whole)."""
+    def cpu(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().cpu().contiguous().clone()
+
     tensors: dict[str, torch.Tensor] = {}
-    for name, t in model.state_dict().items():
-        tensors[f"model/{name}"] = t.detach().cpu().contiguous()
-    opt_state = optimizer.state_dict()["state"]
-    for i, entry in opt_state.items():
-        for key in ADAM_KEYS:
-            if key in entry:
-                value = entry[key]
-                value = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
-                # a copy: LeanAdam's step counts are views of one shared tensor
-                tensors[f"optim/{i}/{key}"] = value.detach().cpu().clone()
-    for name, gen in generators.items():
-        tensors[f"rng/{name}"] = gen.get_state().contiguous()
-    perm = getattr(stream, "_perm", None)
-    if perm is not None:
-        tensors["stream/perm"] = perm.detach().cpu().contiguous()
+    for kind, named in weights.items():
+        tensors.update({f"{kind}/{k}": cpu(v) for k, v in named.items()})
+    tensors["optim/step"] = torch.tensor(float(adam.step), dtype=torch.float64)
+    for i, (m, v) in enumerate(zip(adam.exp_avg, adam.exp_avg_sq, strict=True)):
+        tensors[f"optim/{i}/exp_avg"], tensors[f"optim/{i}/exp_avg_sq"] = cpu(m), cpu(v)
+    tensors.update({f"rng/{k}": g.get_state().contiguous() for k, g in generators.items()})
+    for m, stream in enumerate(streams or []):
+        tensors[f"stream/{m}/perm"] = cpu(stream._perm)
     tensors["loop/sums"] = loop.sums.detach().cpu().double().contiguous()
-    tensors["metrics"] = metrics_tensor(loop.metrics, metric_fields)
-    tensors.update(frame_tensors(loop.frames, "frame"))
+    tensors["loop/bad_step"] = loop.bad_step.detach().cpu().long().contiguous()
+    for m, rows in enumerate(loop.metrics):
+        table = [[float(row[f]) for f in metric_fields] for row in rows]
+        tensors[f"metrics/{m}"] = torch.tensor(table, dtype=torch.float64).reshape(
+            -1, len(metric_fields))
+    for m, frames in enumerate(loop.frames):
+        tensors.update(frame_tensors(frames, f"frame/{m}/"))
     meta = {"format": FORMAT, "vaelab_version": __version__, "step": str(loop.step),
             "count": str(loop.count), "elapsed_s": repr(loop.elapsed_s),
-            "stream_pos": str(getattr(stream, "_pos", 0)),
-            "finished": "1" if loop.finished else "0", "config": config_json,
+            "stream_pos": json.dumps([s._pos for s in streams or []]),
+            "finished": "1" if loop.finished else "0", "configs": json.dumps(configs_json),
             "sha256": tensors_digest(tensors)}
     atomic_write_bytes(path, save_tensors(tensors, metadata=meta))
 
 
+def _load_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of ``path``, after checking its format and checksum."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RunError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    try:
+        tensors = load_tensors(data)
+        meta = safetensors_metadata(data)
+    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
+        raise RunError(f"{path} is not a readable safetensors checkpoint "
+                       f"(truncated or tampered?): {exc}") from None
+    if meta.get("format") in OLD_FORMATS:
+        raise RunError(f"{path} was written by an earlier vaelab (format "
+                       f"{meta['format']!r}), which this version cannot resume; the run's "
+                       "model.safetensors still loads (evaluate, sample): train it again to "
+                       "continue it")
+    if meta.get("format") != FORMAT:
+        raise RunError(f"{path} is not a vaelab checkpoint (format {meta.get('format')!r}, "
+                       f"expected {FORMAT!r})")
+    if meta.get("sha256") != tensors_digest(tensors):
+        raise RunError(f"{path} fails its checksum: it was corrupted or edited after it "
+                       "was written")
+    return tensors, meta
+
+
 def read_checkpoint(path: Path, metric_fields: tuple[str, ...]) -> Checkpoint:
     """Parse ``path``; a RunError names the first thing wrong (nothing is restored here)."""
-    tensors, meta = load_verified(path, FORMAT)
+    tensors, meta = _load_verified(path)
     try:
-        step, count, pos = int(meta["step"]), int(meta["count"]), int(meta["stream_pos"])
+        step, count = int(meta["step"]), int(meta["count"])
         elapsed = float(meta["elapsed_s"])
         finished = meta["finished"] == "1"
-        config_json = meta["config"]
+        configs_json = json.loads(meta["configs"])
+        stream_pos = json.loads(meta["stream_pos"])
     except (KeyError, ValueError):
         raise RunError(f"{path}: its metadata is incomplete or malformed") from None
-    if step < 0 or count < 0 or pos < 0 or not math.isfinite(elapsed) or elapsed < 0:
+    if (not isinstance(configs_json, list) or not configs_json
+            or not all(isinstance(c, str) for c in configs_json)
+            or not isinstance(stream_pos, list)
+            or not all(isinstance(p, int) and p >= 0 for p in stream_pos)):
+        raise RunError(f"{path}: its metadata is incomplete or malformed")
+    if step < 0 or count < 0 or not math.isfinite(elapsed) or elapsed < 0:
         raise RunError(f"{path}: its metadata holds impossible values (step {step})")
-    model_state: dict[str, torch.Tensor] = {}
-    optim_state: dict[int, dict[str, torch.Tensor]] = {}
-    rng: dict[str, torch.Tensor] = {}
-    frames: dict[str, torch.Tensor] = {}
-    perm = None
-    sums = metrics = None
+    m_count = len(configs_json)
+    parts: dict[str, dict[str, torch.Tensor]] = {k: {} for k in SECTIONS}
     for name, t in tensors.items():
         kind, _, rest = name.partition("/")
-        if kind == "model":
-            model_state[rest] = t
-        elif kind == "optim":
-            index, _, key = rest.partition("/")
-            if not index.isdigit() or key not in ADAM_KEYS:
-                raise RunError(f"{path}: unexpected tensor {name!r}")
-            optim_state.setdefault(int(index), {})[key] = t
-        elif kind == "rng":
-            rng[rest] = t
-        elif name == "stream/perm":
-            perm = t
-        elif name == "loop/sums":
-            sums = t
-        elif name == "metrics":
-            metrics = t
-        elif kind == "frame":
-            frames[rest] = t
-        else:
+        if kind not in parts or not rest:
             raise RunError(f"{path}: unexpected tensor {name!r}")
-    if sums is None or metrics is None:
-        raise RunError(f"{path}: the loop state is missing")
-    if not torch.isfinite(sums).all():
-        raise RunError(f"{path}: its loss sums hold NaN or inf")
-    rows = metrics_rows(path, metrics, metric_fields)
-    loop = LoopState(step, elapsed, sums, count, rows, parse_frames(path, frames), finished)
-    return Checkpoint(path, config_json, loop, model_state, optim_state, rng, perm, pos)
+        parts[kind][rest] = t
+    loop_parts = parts["loop"]
+    if set(loop_parts) != {"sums", "bad_step"} or "step" not in parts["optim"]:
+        raise RunError(f"{path}: the loop or optimiser state is missing")
+    sums, bad_step = loop_parts["sums"], loop_parts["bad_step"]
+    if sums.ndim != 2 or sums.shape[0] != m_count or not torch.isfinite(sums).all():
+        raise RunError(f"{path}: its loss sums are not finite [{m_count}, terms] values")
+    if bad_step.shape != (m_count,) or bad_step.dtype != torch.int64:
+        raise RunError(f"{path}: loop/bad_step is not one step per model")
+    if set(parts["metrics"]) != {str(m) for m in range(m_count)}:
+        raise RunError(f"{path}: it does not hold the metrics of {m_count} models")
+    metrics = [_metrics_rows(path, parts["metrics"][str(m)], metric_fields)
+               for m in range(m_count)]
+    frames: list[dict[str, torch.Tensor]] = [{} for _ in range(m_count)]
+    for name, t in parts["frame"].items():
+        m, _, rest = name.partition("/")
+        if not m.isdigit() or int(m) >= m_count:
+            raise RunError(f"{path}: unexpected tensor 'frame/{name}'")
+        frames[int(m)][rest] = t
+    perms: dict[int, torch.Tensor] = {}
+    for name, t in parts["stream"].items():
+        m, _, what = name.partition("/")
+        if not m.isdigit() or int(m) >= m_count or what != "perm":
+            raise RunError(f"{path}: unexpected tensor 'stream/{name}'")
+        perms[int(m)] = t
+    loop = LoopState(step, elapsed, sums, count, bad_step, metrics,
+                     [parse_frames(path, f) for f in frames], finished)
+    return Checkpoint(path, configs_json, loop,
+                      {"params": parts["params"], "buffers": parts["buffers"]},
+                      _read_adam(path, parts["optim"]), parts["rng"], perms, stream_pos)
 
 
-def restore_checkpoint(ckpt: Checkpoint, *, model: torch.nn.Module,
-                       optimizer: torch.optim.Optimizer | LeanAdam,
-                       generators: dict[str, torch.Generator], stream: object) -> LoopState:
-    """Check every tensor of ``ckpt`` against the live objects, then copy it all in.
+def _read_adam(path: Path, optim: dict[str, torch.Tensor]) -> AdamState:
+    step_t = optim.pop("step")
+    if step_t.numel() != 1 or not torch.isfinite(step_t).all() or float(step_t) < 0 \
+            or float(step_t) != int(float(step_t)):
+        raise RunError(f"{path}: optim/step is not a whole number of steps")
+    moments: dict[int, dict[str, torch.Tensor]] = {}
+    for name, t in optim.items():
+        i, _, key = name.partition("/")
+        if not i.isdigit() or key not in ("exp_avg", "exp_avg_sq"):
+            raise RunError(f"{path}: unexpected tensor 'optim/{name}'")
+        moments.setdefault(int(i), {})[key] = t
+    if set(moments) != set(range(len(moments))) or any(len(v) != 2 for v in moments.values()):
+        raise RunError(f"{path}: the optimiser state is incomplete")
+    order = range(len(moments))
+    return AdamState(int(float(step_t)), [moments[i]["exp_avg"] for i in order],
+                     [moments[i]["exp_avg_sq"] for i in order])
 
-    Nothing is changed unless everything matches: a RunError leaves model, optimiser,
-    generators and stream as they were.
-    """
+
+def check_checkpoint(ckpt: Checkpoint, *, configs_json: list[str],
+                     weights: dict[str, dict[str, torch.Tensor]], adam: AdamState,
+                     generators: dict[str, torch.Generator], streams: list | None) -> None:
+    """Check every part of ``ckpt`` against the live loop (RunError naming the first
+    mismatch), so that restoring it cannot fail half-way."""
     where = ckpt.path
-    expected = model.state_dict()
-    same_keys(where, "model", set(expected), set(ckpt.model_state))
-    for name, live in expected.items():
-        same_tensor(where, f"model/{name}", ckpt.model_state[name], live)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    if ckpt.loop.step > 0 and not ckpt.optim_state:
-        raise RunError(f"{where}: the optimiser state is missing")
-    if ckpt.optim_state and set(ckpt.optim_state) != set(range(len(params))):
-        raise RunError(f"{where}: the optimiser state does not match the model's parameters")
-    for i, entry in ckpt.optim_state.items():
-        if set(entry) != set(ADAM_KEYS):
-            raise RunError(f"{where}: the optimiser state of parameter {i} is incomplete")
-        same_tensor(where, f"optim/{i}/exp_avg", entry["exp_avg"], params[i])
-        same_tensor(where, f"optim/{i}/exp_avg_sq", entry["exp_avg_sq"], params[i])
-        if entry["step"].numel() != 1 or not torch.isfinite(entry["step"]).all():
-            raise RunError(f"{where}: optim/{i}/step is not a finite scalar")
-    check_generator_states(where, generators, ckpt.rng)
-    perm = getattr(stream, "_perm", None)
-    if (perm is None) != (ckpt.stream_perm is None):
-        raise RunError(f"{where}: its data stream does not match the run's data settings")
-    if ckpt.stream_perm is not None:
-        check_permutation(where, "stream/perm", ckpt.stream_perm, ckpt.stream_pos,
-                          stream.points.shape[0])  # type: ignore[attr-defined]
-    # everything checked: restore (generator states are validated by set_state itself too)
-    set_generator_states(where, generators, ckpt.rng)
-    model.load_state_dict(ckpt.model_state)
-    if ckpt.optim_state:
-        groups = optimizer.state_dict()["param_groups"]
-        optimizer.load_state_dict({"state": ckpt.optim_state, "param_groups": groups})
-    if ckpt.stream_perm is not None:
-        stream._perm = ckpt.stream_perm.to(stream.points.device)  # type: ignore[attr-defined]
-        stream._pos = ckpt.stream_pos  # type: ignore[attr-defined]
-    return ckpt.loop
-
-
-def check_permutation(where: Path, name: str, perm: torch.Tensor, pos: int, n: int) -> None:
-    """Refuse a saved permutation that is not of ``n`` points, or a position beyond it."""
-    if perm.dtype != torch.int64 or perm.ndim != 1 or (
-            perm.numel() and (perm.min() < 0 or perm.max() >= n)):
-        raise RunError(f"{where}: {name} is not a permutation of the training set")
-    if pos > perm.numel():
-        raise RunError(f"{where}: the position {pos} in {name} is out of range")
-
-
-def check_generator_states(where: Path, generators: dict[str, torch.Generator],
-                           states: dict[str, torch.Tensor]) -> None:
-    """Refuse saved generator states that are missing, extra, or not of these generators."""
-    same_keys(where, "rng", set(generators), set(states))
+    if len(ckpt.configs_json) != len(configs_json) or not all(
+            RunConfig.from_json(live).matches_json(saved)
+            for live, saved in zip(configs_json, ckpt.configs_json, strict=True)):
+        what = ("other configs than the group's config.json files" if len(configs_json) > 1
+                else "another config than this run's config.json")
+        raise RunError(f"{where} was written for {what}; it cannot be resumed")
+    for kind, live in weights.items():
+        found = ckpt.weights[kind]
+        missing, extra = sorted(set(live) - set(found)), sorted(set(found) - set(live))
+        if missing or extra:
+            detail = f"missing {kind}/{missing[0]}" if missing else f"unexpected {kind}/{extra[0]}"
+            raise RunError(f"{where} does not match the run's config.json ({detail})")
+        for name, t in live.items():
+            _same_tensor(where, f"{kind}/{name}", found[name], t)
+    if len(ckpt.adam.exp_avg) != len(adam.exp_avg):
+        raise RunError(f"{where}: the optimiser state does not match the models' parameters")
+    for i, p in enumerate(adam.exp_avg):
+        _same_tensor(where, f"optim/{i}/exp_avg", ckpt.adam.exp_avg[i], p)
+        _same_tensor(where, f"optim/{i}/exp_avg_sq", ckpt.adam.exp_avg_sq[i], p)
+    if set(generators) != set(ckpt.rng):
+        raise RunError(f"{where} does not match the run's config.json (its random streams)")
     for name, gen in generators.items():
-        state = states[name]
+        state = ckpt.rng[name]
         if state.dtype != torch.uint8 or state.shape != gen.get_state().shape:
             raise RunError(f"{where}: rng/{name} is not a generator state of this device")
+    n_streams = len(streams) if streams is not None else 0
+    if set(ckpt.perms) != set(range(n_streams)) or len(ckpt.stream_pos) != n_streams:
+        raise RunError(f"{where}: its data streams do not match the run's data settings")
+    for m in range(n_streams):
+        perm, pos, n = ckpt.perms[m], ckpt.stream_pos[m], streams[m].points.shape[0]
+        if perm.dtype != torch.int64 or perm.ndim != 1 or (
+                perm.numel() and (perm.min() < 0 or perm.max() >= n)):
+            raise RunError(f"{where}: stream/{m}/perm is not a permutation of the training set")
+        if pos > perm.numel():
+            raise RunError(f"{where}: the position {pos} in stream/{m}/perm is out of range")
 
 
 def set_generator_states(where: Path, generators: dict[str, torch.Generator],
@@ -225,14 +267,7 @@ def set_generator_states(where: Path, generators: dict[str, torch.Generator],
         raise RunError(f"{where}: a generator state is invalid: {exc}") from None
 
 
-def same_keys(where: Path, what: str, expected: set[str], found: set[str]) -> None:
-    missing, extra = sorted(expected - found), sorted(found - expected)
-    if missing or extra:
-        detail = f"missing {what}/{missing[0]}" if missing else f"unexpected {what}/{extra[0]}"
-        raise RunError(f"{where} does not match the run's config.json ({detail})")
-
-
-def same_tensor(where: Path, name: str, found: torch.Tensor, live: torch.Tensor) -> None:
+def _same_tensor(where: Path, name: str, found: torch.Tensor, live: torch.Tensor) -> None:
     if found.shape != live.shape or found.dtype != live.dtype:
         raise RunError(f"{where}: tensor {name!r} has shape {tuple(found.shape)} {found.dtype}, "
                        f"the run's config.json needs {tuple(live.shape)} {live.dtype}")
@@ -240,39 +275,8 @@ def same_tensor(where: Path, name: str, found: torch.Tensor, live: torch.Tensor)
         raise RunError(f"{where}: tensor {name!r} holds NaN or inf")
 
 
-# -- pieces shared with the group checkpoint (training/group_checkpoint.py) ------------------
-
-def load_verified(path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and metadata of the checkpoint ``path``, after checking its format name
-    and checksum; a RunError names what is wrong."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RunError(f"cannot read checkpoint {path}: {exc.strerror}") from None
-    try:
-        tensors = load_tensors(data)
-        meta = safetensors_metadata(data)
-    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
-        raise RunError(f"{path} is not a readable safetensors checkpoint "
-                       f"(truncated or tampered?): {exc}") from None
-    if meta.get("format") != fmt:
-        raise RunError(f"{path} is not a vaelab checkpoint of this kind (format "
-                       f"{meta.get('format')!r}, expected {fmt!r})")
-    if meta.get("sha256") != tensors_digest(tensors):
-        raise RunError(f"{path} fails its checksum: it was corrupted or edited after it "
-                       "was written")
-    return tensors, meta
-
-
-def metrics_tensor(rows: list[dict[str, float]], fields: tuple[str, ...]) -> torch.Tensor:
-    """Metrics rows as a float64 table ``[rows, fields]``."""
-    table = [[float(row[f]) for f in fields] for row in rows]
-    return torch.tensor(table, dtype=torch.float64).reshape(-1, len(fields))
-
-
-def metrics_rows(where: Path, table: torch.Tensor,
-                 fields: tuple[str, ...]) -> list[dict[str, float]]:
-    """The rows of :func:`metrics_tensor`'s table, checked."""
+def _metrics_rows(where: Path, table: torch.Tensor,
+                  fields: tuple[str, ...]) -> list[dict[str, float]]:
     if table.ndim != 2 or table.shape[1] != len(fields):
         raise RunError(f"{where}: its metrics table has shape {tuple(table.shape)}")
     if not torch.isfinite(table).all():
@@ -281,26 +285,3 @@ def metrics_rows(where: Path, table: torch.Tensor,
     for row in rows:
         row["step"] = int(row["step"])
     return rows
-
-
-def frame_tensors(frames: list[Frame], prefix: str) -> dict[str, torch.Tensor]:
-    """Display frames as tensors named ``PREFIX/<step>/<panel>``."""
-    return {f"{prefix}/{f.step:09d}/{panel}": getattr(f, panel).detach().cpu().contiguous()
-            for f in frames for panel in FRAME_PANELS}
-
-
-def parse_frames(where: Path, tensors: dict[str, torch.Tensor]) -> list[Frame]:
-    """Frames from tensors named ``<step>/<panel>`` (the prefix removed), in step order."""
-    by_step: dict[int, dict[str, torch.Tensor]] = {}
-    for name, t in tensors.items():
-        fstep, _, panel = name.partition("/")
-        if not fstep.isdigit() or panel not in FRAME_PANELS:
-            raise RunError(f"{where}: unexpected frame tensor {name!r}")
-        by_step.setdefault(int(fstep), {})[panel] = t
-    frames = []
-    for fstep in sorted(by_step):
-        panels = by_step[fstep]
-        if set(panels) != set(FRAME_PANELS):
-            raise RunError(f"{where}: display frame {fstep} is incomplete")
-        frames.append(Frame(fstep, *(panels[p] for p in FRAME_PANELS)))
-    return frames

@@ -7,19 +7,12 @@ Here the encoder and decoder run forward and backward with no autograd graph, ea
 the operand layout the BLAS handles fastest (a layer with 2 inputs or outputs is a "skinny"
 product, slow in the textbook layout). ``decoder_input`` has no activation, so it and the first
 decoder block's Linear run as one layer from the narrow z (:class:`_Pair`): that drops the
-full-width products of one of the seed model's three 128-wide layers. The loss is then taken
-one of three ways:
-
-* the seed's ``seed_mse`` with the N(0, I) prior: in closed form, below, with its gradients;
-* the IWAE bound (any k, fixed or learned sigma) with the N(0, I) or the mixture prior, as the
-  default preset trains: in closed form too (:meth:`ExplicitStep._iwae_step`);
-  both closed forms also run on stacked weights (a leading model axis,
-  :mod:`vaelab.training.group`), where each model gets its own loss and gradient;
-* any other objective or prior (``gaussian``, the flow prior): by the model's own
-  :meth:`~vaelab.models.BaseVAE.loss` under autograd, on the small tensors only (x_hat, mu,
-  log_var, z as leaves), whose gradients then enter the network backward passes: d loss / dz
-  gains the decoder's part, and z = mu + s * eps carries it to mu and log_var as autograd
-  would.
+full-width products of one of the seed model's three 128-wide layers. Two losses are covered,
+each in closed form with its gradients, for one model or stacked weights (a leading model
+axis, :mod:`vaelab.training.stack`): the seed's ``seed_mse`` with the N(0, I) prior, below,
+and the IWAE bound (any k, fixed or learned sigma) with the N(0, I) or the mixture prior, as
+the default preset trains (:meth:`ExplicitStep._iwae_step`). Any other loss trains through
+autograd (:mod:`vaelab.training.plan`).
 
 The closed-form seed loss, per model, on a batch of N standardised points u of dimension D (nats
 per point; the convention of :func:`vaelab.objectives.seed_loss`)::
@@ -40,6 +33,16 @@ Gradients (the chain rule, layer by layer; ``g`` is d loss / d(layer output))::
     LeakyReLU y = max(a, slope a):  da = g where y > 0, slope g elsewhere
 
 tests/test_explicit.py checks them against autograd in float64 for several shapes.
+
+The maths is the models' and objectives'. The densities and constants come from
+:mod:`vaelab.objectives.densities` (``LOG_2PI``, the N(0, I) log-density) and
+:mod:`vaelab.objectives.seed_loss` (``seed_neg_elbo``). Where a forward value is written out
+here in its own order of operations, which its gradient reuses (the seed's KL from s^2, the
+Gaussian log-likelihood from r = (u - u_hat) / sigma, log q from eps, the mixture prior's
+log-density with its responsibilities), tests/test_maths_once.py pins it equal to the model's
+own function (:meth:`~vaelab.models.BaseVAE.log_likelihood`, ``prior.log_prob``,
+:func:`~vaelab.objectives.log_normal_diag`) and every loss term to ``model.loss``, for every
+prior and loss covered here.
 """
 
 from __future__ import annotations
@@ -51,58 +54,19 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from vaelab.config import RunConfig
-from vaelab.errors import ConfigError
 from vaelab.models import BaseVAE, SimpleVAE
-from vaelab.models.base import VAEOutput
 from vaelab.models.priors import MixturePrior, StandardNormalPrior
-from vaelab.objectives.iwae import LOG_2PI
+from vaelab.objectives.densities import LOG_2PI, standard_normal_log_prob
 from vaelab.objectives.seed_loss import seed_neg_elbo
 
 #: a layer with at most this many inputs or outputs is computed in the skinny layout
 SKINNY = 8
 #: gradients entering the network backward passes are set to 0 below this size. IWAE's
 #: softmax weights reach 1e-42, and products of such values with the weights are subnormal
-#: floats, on which the BLAS runs about 100x slower (measured: a 512x128x128 product takes
-#: 4.6 ms instead of 50 us). 1e-20 keeps products through many layers normal, and is 12 orders
-#: below Adam's eps (1e-8), so no update changes measurably.
+#: floats, which the CPU's BLAS handles on a slow path, many times slower than normal floats
+#: (benchmarks/speed.py measures it). 1e-20 keeps products through many layers normal, and is
+#: 12 orders below Adam's eps (1e-8), so no update changes measurably.
 FLUSH_BELOW = 1e-20
-
-
-def unsupported_reason(config: RunConfig, group: bool = False) -> str | None:
-    """Why explicit gradients cannot train ``config`` (None: they can); ``group``: as one
-    model of a group (stacked weights), where only the closed-form seed loss is covered."""
-    m = config.model
-    if m.name != "simple":
-        return f"model.name is {m.name!r} (explicit gradients cover 'simple')"
-    if m.activation not in ("leaky_relu", "relu"):
-        return f"model.activation is {m.activation!r} (explicit gradients cover leaky_relu, relu)"
-    if group and not (closed_form(config) or iwae_closed_form(config)):
-        return ("a group of models is covered only with the closed-form losses: loss.name "
-                "'seed_mse' with the standard prior, or 'iwae' with the standard or mixture "
-                "prior")
-    return None
-
-
-def check_explicit(config: RunConfig, group: bool = False) -> None:
-    """Refuse ``train.gradients = 'explicit'`` (a ConfigError naming why) for a model, or a
-    group's models (``group``), that explicit gradients cannot train."""
-    reason = unsupported_reason(config, group)
-    if config.train.gradients == "explicit" and reason is not None:
-        what = "group" if group else "model"
-        raise ConfigError(f"train.gradients = 'explicit' cannot train this {what}: {reason}; "
-                          "use auto or autograd")
-
-
-def closed_form(config: RunConfig) -> bool:
-    """Whether the loss is the seed's, taken in closed form (else through autograd)."""
-    return config.loss.name == "seed_mse" and config.model.prior == "standard"
-
-
-def iwae_closed_form(config: RunConfig) -> bool:
-    """Whether the loss is the IWAE bound with the standard or mixture prior, which is also
-    taken in closed form."""
-    return config.loss.name == "iwae" and config.model.prior in ("standard", "mixture")
 
 
 def net_parameter_names(model: SimpleVAE) -> list[str]:
@@ -268,13 +232,10 @@ class ExplicitStep:
     ``param.grad`` and returns the loss terms (``[4]`` / ``[M, 4]``, in
     :class:`~vaelab.objectives.LossTerms` order) and z.
 
-    ``model``: for a loss that is not in closed form, the model whose
-    :meth:`~vaelab.models.BaseVAE.loss` (and prior and likelihood parameters) to use.
     """
 
     def __init__(self, template: SimpleVAE, params: Mapping[str, torch.Tensor],
                  shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
-                 model: BaseVAE | None = None,
                  extras: Mapping[str, torch.Tensor] | None = None) -> None:
         self.template = template
         self.slope = negative_slope(template)
@@ -290,11 +251,6 @@ class ExplicitStep:
         self.shift, self.scale = shift, scale  # standardisation ([D] or [M, D]), or None
         # the Jacobian term of neg_elbo: -log|du/dx| = sum(log scale), per model
         self.log_scale_sum = scale.log().sum(-1) if scale is not None else None
-        self.model = model
-        net = set(self.p)
-        # what the autograd part of the loss owns: prior and likelihood parameters
-        self.others = ([t for name, t in model.named_parameters() if name not in net]
-                       if model is not None else [])
         # the likelihood's and the prior's tensors by name (obs_std_raw or obs_std_fixed,
         # prior.*), stacked or not as the network's are: the closed-form IWAE bound reads them
         self.extras = dict(extras or {})
@@ -305,10 +261,8 @@ class ExplicitStep:
         elif (template.objective == "iwae"
               and isinstance(template.prior, StandardNormalPrior | MixturePrior)):
             self.kind = "iwae"
-        elif model is not None:
-            self.kind = "autograd"
         else:
-            raise ValueError("stacked weights cover the closed-form losses only")
+            raise ValueError("explicit gradients cover the closed-form losses only")
         # every tensor a gradient is stored in, by name (store, and the compiled steps)
         self.named = {**self.p, **self.extras}
         # the names of the gradients gradients() returns, in its order
@@ -327,7 +281,7 @@ class ExplicitStep:
         net, extras = split_parameters(model, dict(model.named_parameters()),
                                        dict(model.named_buffers()))
         return cls(model, net, model.data_shift if std else None,
-                   model.data_scale if std else None, model, extras)
+                   model.data_scale if std else None, extras)
 
     # -- the networks, forward and backward ----------------------------------------------------
     def _encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list, list]:
@@ -398,18 +352,9 @@ class ExplicitStep:
     # -- the step ------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, eps: torch.Tensor,
                  kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.kind == "autograd":
-            return self._autograd_loss_step(x, eps, kl_weight)
         terms, z, grads = self.gradients(x, eps, kl_weight)
         self.store(grads)
         return terms, z
-
-    @property
-    def closed(self) -> bool:
-        """Whether the whole loss is in closed form (the seed's, or the IWAE bound): then
-        :meth:`gradients` is a pure function of its inputs and the tensors, which
-        :mod:`vaelab.training.aot` compiles ahead of time."""
-        return self.kind != "autograd"
 
     def inputs(self) -> dict[str, torch.Tensor]:
         """Every tensor :meth:`gradients` reads besides its arguments, by name: the networks'
@@ -422,13 +367,12 @@ class ExplicitStep:
 
     def gradients(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """(loss terms, z, every gradient by name, in :attr:`grad_names` order) of a closed-form
-        loss, with no side effect: nothing is stored in ``.grad``."""
+        """(loss terms, z, every gradient by name, in :attr:`grad_names` order), with no side
+        effect (nothing is stored in ``.grad``): a pure function of its inputs and
+        :meth:`inputs`, which :mod:`vaelab.training.aot` compiles ahead of time."""
         if self.kind == "seed":
             return self._seed_step(x, eps, kl_weight)
-        if self.kind == "iwae":
-            return self._iwae_step(x, eps, kl_weight)
-        raise ValueError("gradients() covers the closed-form losses; call the step itself")
+        return self._iwae_step(x, eps, kl_weight)
 
     def store(self, grads: Mapping[str, torch.Tensor]) -> None:
         """Put each gradient in its tensor's ``.grad``."""
@@ -529,13 +473,8 @@ class ExplicitStep:
         sigma = self._sigma()  # [(M,) D]
         sigma_b = _for_draws(sigma, lead, 2)  # [(M, 1, 1,) D]
         r = (u.unsqueeze(-3) - u_hat) / sigma_b  # [(M,) S, N, D]
-        log_lik_const = -(torch.log(sigma).sum(-1) + 0.5 * LOG_2PI * sigma.shape[-1])
-        if self.log_scale_sum is not None:
-            log_lik_const = log_lik_const - self.log_scale_sum
-        log_lik = torch.add(_for_draws(log_lik_const, lead, 2), r.square().sum(-1), alpha=-0.5)
-        # log q per draw: -(sum eps^2 + sum lv + d log(2 pi)) / 2
-        log_q = (eps.square().sum(-1).add_(log_var.sum(-1).unsqueeze(-2))
-                 .add_(latent * LOG_2PI).mul_(-0.5))
+        log_lik = _log_likelihood(r, sigma, self.log_scale_sum, lead)
+        log_q = _log_q(eps, log_var)
         log_p, dlogp_dz, prior_grads = _prior_terms(self.prior_kind, self.extras, z, lead)
         log_ratio = log_q - log_p
         log_w = (torch.sub(log_lik, log_ratio, alpha=b_t) if isinstance(b_t, float)
@@ -574,31 +513,6 @@ class ExplicitStep:
             return self.min_std + torch.nn.functional.softplus(self.extras["obs_std_raw"])
         return self.extras["obs_std_fixed"]
 
-    def _autograd_loss_step(self, x: torch.Tensor, eps: torch.Tensor,
-                            kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        model = self.model
-        assert model is not None
-        with torch.no_grad():
-            u, mu, log_var, z, u_hat, (enc_in, enc_out), (dec_in, dec_out) = (
-                self._draws_pass(x, eps))
-        leaves = [t.detach().requires_grad_() for t in (u_hat, mu, log_var, z)]
-        out = VAEOutput(x_hat=leaves[0], x=u, mu=leaves[1], log_var=leaves[2], z=leaves[3])
-        terms = model.loss(out, kld_weight=kl_weight)
-        found = torch.autograd.grad(terms.loss, leaves + self.others, allow_unused=True)
-        with torch.no_grad():
-            # IWAE's softmax weights reach 1e-42: see FLUSH_BELOW
-            g_u_hat, g_mu, g_lv, g_z = (_flush_tiny(g) for g in found[:4])
-            for t, g in zip(self.others, found[4:], strict=True):
-                t.grad = _zeros_if_none(g, t)
-            grads: dict[str, torch.Tensor] = {}
-            g_z = _zeros_if_none(g_z, z).add_(self._decoder_backward(
-                g_u_hat.reshape(-1, g_u_hat.shape[-1]), dec_in, dec_out, grads).view(z.shape))
-            self._through_z(g_z, z - mu, _zeros_if_none(g_mu, mu),
-                            _zeros_if_none(g_lv, log_var), enc_in, enc_out, grads)
-            self.store(grads)
-            stacked = torch.stack(tuple(terms)).detach()
-        return stacked, z
-
 
 def _flush_tiny(g: torch.Tensor | None) -> torch.Tensor | None:
     """``g`` with its entries of at most :data:`FLUSH_BELOW` in size set to 0 (one kernel:
@@ -606,10 +520,6 @@ def _flush_tiny(g: torch.Tensor | None) -> torch.Tensor | None:
     if g is None:
         return None
     return torch.nn.functional.hardshrink(g, FLUSH_BELOW)
-
-
-def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(like) if g is None else g
 
 
 def _sum_draws(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -626,15 +536,49 @@ def _for_draws(t: torch.Tensor, lead: int, extra: int) -> torch.Tensor:
     return t.view(*t.shape[:lead], *(1,) * extra, *t.shape[lead:])
 
 
+def _log_likelihood(r: torch.Tensor, sigma: torch.Tensor, log_scale_sum: torch.Tensor | None,
+                    lead: int) -> torch.Tensor:
+    """log p(x|z) per draw and point, ``[(M,) S, N]``, in data units, from the standardised
+    residuals r = (u - u_hat) / sigma ``[(M,) S, N, D]``, sigma ``[(M,) D]`` and
+    ``log_scale_sum`` = sum(log scale) (``[(M,)]``; None: no standardisation)::
+
+        sum_d (-r^2 / 2 - log sigma - log(2 pi) / 2) - sum(log scale)
+
+    :func:`vaelab.objectives.gaussian_log_likelihood` plus the model's Jacobian, summed in
+    another order (r is what the gradient needs); tests/test_maths_once.py pins the two equal.
+    """
+    const = -(torch.log(sigma).sum(-1) + 0.5 * LOG_2PI * sigma.shape[-1])
+    if log_scale_sum is not None:
+        const = const - log_scale_sum
+    return torch.add(_for_draws(const, lead, 2), r.square().sum(-1), alpha=-0.5)
+
+
+def _log_q(eps: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """log q(z|x) = log N(z; mu, diag exp(lv)) per draw at z = mu + exp(lv / 2) eps,
+    ``[(M,) S, N]``, written in eps (eps ``[(M,) S, N, d]``, log_var ``[(M,) N, d]``)::
+
+        -(sum eps^2 + sum lv + d log(2 pi)) / 2
+
+    :func:`vaelab.objectives.log_normal_diag` at that z, in eps; tests/test_maths_once.py pins
+    the two equal."""
+    return (eps.square().sum(-1).add_(log_var.sum(-1).unsqueeze(-2))
+            .add_(eps.shape[-1] * LOG_2PI).mul_(-0.5))
+
+
 def _prior_terms(kind: type, tensors: Mapping[str, torch.Tensor], z: torch.Tensor,
                  lead: int) -> tuple:
     """(log p(z) ``[(M,) S, N]``, d log p / dz ``[(M,) S, N, d]``, and a function mapping
     c = d loss / d log p ``[(M,) S, N]`` to the prior parameters' gradients by name).
 
     ``tensors``: the prior's parameters by name (``prior.means``...), ``[(M,) C, ...]``.
+
+    The standard prior's log-density is :func:`vaelab.objectives.standard_normal_log_prob`,
+    the one :class:`~vaelab.models.priors.StandardNormalPrior` uses. The mixture's is written
+    out here, in the order its responsibilities ``gamma`` (which its gradients need) come
+    from; tests/test_maths_once.py pins it equal to ``MixturePrior.log_prob``.
     """
     if kind is StandardNormalPrior:  # log N(z; 0, I), d/dz = -z
-        return (-0.5 * (z.square() + LOG_2PI)).sum(-1), z.neg(), lambda c: {}
+        return standard_normal_log_prob(z), z.neg(), lambda c: {}
     # mixture: log p = logsumexp_c (log pi_c + log N(z; m_c, diag s_c^2)), gamma = posterior
     means, log_stds, logits = (tensors[f"prior.{k}"] for k in ("means", "log_stds", "logits"))
     inv_s = _for_draws(torch.exp(-log_stds), lead, 2)  # [(M, 1, 1,) C, d]

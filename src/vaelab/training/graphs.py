@@ -2,11 +2,11 @@
 
 A step of the seed's model is about a hundred small kernels (batch draw, noise, forward,
 gradients, Adam, the loss tally). Launched one by one from Python, each launch costs the host
-more time than the GPU spends running it, so the GPU mostly waits: on an H100 the seed
-preset trained 445-618 steps/s eagerly, and 3,373 with its step replayed as one CUDA graph
-(batch 512, ``benchmarks/gpu_speed.py``).
+more time than the GPU spends running it, so the GPU mostly waits; replayed as one graph, the
+step is one launch (figures: BENCHMARKS.md, ``benchmarks/gpu_speed.py``).
 
-What a graphed step may hold (the loops keep to it, :func:`graph_blocker` names what breaks it):
+What a graphed step may hold (the loop keeps to it; :func:`vaelab.training.plan.graph_blocker`
+names what breaks it):
 
 * device work only, with no host synchronisation (a capture fails on one);
 * every value that changes between steps in a device tensor, set before the replay (the
@@ -16,7 +16,7 @@ What a graphed step may hold (the loops keep to it, :func:`graph_blocker` names 
   runs stay eager; a fresh batch drawn from a generator does not;
 * random draws from generators registered with the graph. Each replay advances their offsets
   by what the captured draws consume, as the eager draws would: a graphed run draws the same
-  numbers, and on an H100 its weights equal an eager run's bit for bit
+  numbers, and its weights equal an eager run's bit for bit
   (tests/test_graphs.py, run where CUDA is present).
 
 The first step runs eagerly on a side stream (it makes cuBLAS handles, workspaces and any
@@ -32,32 +32,7 @@ from typing import Generic, TypeVar
 
 import torch
 
-from vaelab.config import RunConfig
-
 T = TypeVar("T")
-
-
-def graph_blocker(config: RunConfig, device: torch.device, fixed_set: bool,
-                  compiled: bool) -> str | None:
-    """Why this run's step cannot be captured as a CUDA graph, or None if it can."""
-    if device.type != "cuda":
-        return f"a CUDA graph needs a CUDA device (this run trains on {device.type})"
-    if fixed_set:
-        return ("a fixed training set (data.n_train or a file) advances its epoch position "
-                "in Python at every step")
-    if compiled:
-        return ("train.compile = 'on' already captures its step as CUDA graphs "
-                "(mode 'reduce-overhead')")
-    if config.data.backend == "sklearn":
-        return "the sklearn data backend draws its batches on the CPU"
-    return None
-
-
-def uses_cuda_graph(config: RunConfig, device: torch.device, fixed_set: bool,
-                    compiled: bool) -> bool:
-    """Whether the step is replayed as a CUDA graph (``auto``: wherever it can be)."""
-    mode = config.train.cuda_graph
-    return mode != "off" and graph_blocker(config, device, fixed_set, compiled) is None
 
 
 class GraphedStep(Generic[T]):

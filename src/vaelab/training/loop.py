@@ -1,12 +1,21 @@
-"""The training loop: lean, seeded, and silent on the host except every ``log_every`` steps.
+"""The training loop: M >= 1 models, one loop, seeded, and silent on the host between rows.
 
 Per step: set the learning rate and KL weight from the schedules, draw a batch on the device,
-forward, loss, backward (or the explicit gradients of :mod:`vaelab.training.explicit`), fused
-Adam. Loss terms are summed on the device and read back (one
-synchronisation) only at logging steps. On CUDA that step's device work is captured once as a
-CUDA graph and replayed (:mod:`vaelab.training.graphs`). With ``train.time_limit`` the loop
-also stops when the training clock passes the limit, and the schedules follow the elapsed
-fraction of it.
+take the step the plan chose (:mod:`vaelab.training.plan`, built by
+:mod:`vaelab.training.step`: loss terms and gradients), Adam's update, and add the loss terms
+to the tally on the device (:mod:`vaelab.training.tally`). The host reads the tally (one
+synchronisation) only at metrics rows and checkpoints. On CUDA the step's device work can be
+captured once as a CUDA graph and replayed (:mod:`vaelab.training.graphs`). With
+``train.time_limit`` the loop also stops when the training clock passes the limit, and the
+schedules follow the elapsed fraction of it.
+
+One model is trained as itself; M models (a group: configs that differ only in seed, learning
+rate or KL weight) are trained stacked (:mod:`vaelab.training.stack`). Randomness: model m's
+initial weights (and the standardisation of an infinite source) come from its own seed, as in
+a single run; a fresh batch and the noise for all models are drawn in one call per step from
+the streams of the *first* config's seed (model m takes rows m*B..(m+1)*B), and a fixed
+training set is each model's own, with its own permutation stream. A group checkpoints and
+resumes as one (:mod:`vaelab.training.checkpoint`).
 """
 
 from __future__ import annotations
@@ -22,26 +31,29 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from vaelab.config import RunConfig, TrainConfig
-from vaelab.data import DataSource, FixedSetStream, FreshStream, build_source
+from vaelab.config import RunConfig
+from vaelab.data import DataSource, FixedSetStream
 from vaelab.data.files import FileSource, split_points
-from vaelab.errors import ConfigError, RunError, TrainingDiverged, TrainingInterrupted
-from vaelab.models import BaseVAE, build_model, check_model_name
+from vaelab.devices import derive_seeds, make_generator, resolve_device
+from vaelab.errors import TrainingDiverged, TrainingInterrupted
+from vaelab.frames import Frame
+from vaelab.groups import check_group
+from vaelab.models import BaseVAE, build_model
 from vaelab.objectives import LossTerms
+from vaelab.resolve import prepare, resolve_config
 from vaelab.training import schedules
-from vaelab.training.checkpoint import Checkpoint, LoopState, restore_checkpoint, save_checkpoint
-from vaelab.training.compiled import prepare_step, to_stderr
-from vaelab.training.devices import derive_seeds, make_generator, resolve_device
-from vaelab.training.explicit import (
-    ExplicitStep,
-    check_explicit,
-    closed_form,
-    iwae_closed_form,
-    unsupported_reason,
+from vaelab.training.checkpoint import (
+    Checkpoint,
+    LoopState,
+    check_checkpoint,
+    save_checkpoint,
+    set_generator_states,
 )
-from vaelab.training.frames import Frame
-from vaelab.training.graphs import GraphedStep, graph_blocker, uses_cuda_graph
-from vaelab.training.optim import LeanAdam, build_optimizer
+from vaelab.training.graphs import GraphedStep
+from vaelab.training.optim import Adam, AdamState
+from vaelab.training.plan import plan_for
+from vaelab.training.stack import ModelStack
+from vaelab.training.step import build_step, to_stderr
 from vaelab.training.tally import Tally
 
 #: columns of the metrics file, in order
@@ -56,103 +68,6 @@ class TrainResult(NamedTuple):
     metrics: list[dict[str, float]]
     frames: list[Frame]
     summary: dict[str, object]
-
-
-def resolve_config(config: RunConfig) -> RunConfig:
-    """Fill in what the data decides (``model.in_channels``, ``data.noise``,
-    ``data.standardize``) and check every name and the device, so that nothing is written for
-    a run that cannot start."""
-    return prepare(config)[0]
-
-
-def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
-    """:func:`resolve_config`, also returning the data source it had to build (a data file is
-    read once, not again by :func:`fit`)."""
-    config.validate()
-    device = resolve_device(config.train.device)
-    source = build_source(config.data)
-    if config.model.in_channels not in (None, source.dim):
-        raise ConfigError(f"model.in_channels = {config.model.in_channels} but the data "
-                          f"{config.data.name!r} has {source.dim} dimensions")
-    is_file = isinstance(source, FileSource)
-    if is_file and config.data.n_train is not None:
-        raise ConfigError("data.n_train cannot be set for a data file: its training set is its "
-                          "points minus the held-out data.test_fraction")
-    data_cfg = dataclasses.replace(
-        config.data,
-        name=str(Path(config.data.name).resolve()) if is_file else config.data.name,
-        noise=getattr(source, "noise", config.data.noise),
-        standardize=is_file if config.data.standardize is None else config.data.standardize,
-    )
-    model_cfg = dataclasses.replace(config.model, in_channels=source.dim)
-    resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg)
-    check_model_name(resolved.model.name)
-    check_explicit(resolved)
-    tc = resolved.train
-    if device.type == "cuda" and tc.compile == "on" and tc.gradients == "explicit":
-        raise ConfigError("train.gradients = 'explicit' cannot be combined with train.compile "
-                          "= 'on' on CUDA (the compiled explicit step is built for the CPU; "
-                          "on CUDA --cuda-graph replays the explicit step instead)")
-    if resolved.train.cuda_graph == "on":
-        fixed_set = is_file or resolved.data.n_train is not None
-        reason = graph_blocker(resolved, device, fixed_set, uses_compile(resolved, device))
-        if reason is not None:
-            raise ConfigError(f"train.cuda_graph = 'on' cannot apply to this run: {reason}")
-    return resolved, source
-
-
-#: the shortest run (in steps, and in seconds when time-limited) that ``train.compile =
-#: 'auto'`` compiles. On 2 CPU cores building the compiled step takes 12-24 s once per machine
-#: and shapes (vaelab.training.aot); later runs load it in milliseconds. The compiled step
-#: saves about 0.5 ms per step for the seed preset and 1.2 ms for the default preset
-#: (benchmarks/speed.py): 10,000 steps save 5-12 s, so from the second such run on a machine
-#: compiling is ahead, and a 10 s time limit gets about 1.6x as many steps into its clock
-COMPILE_MIN_STEPS = 10_000
-COMPILE_MIN_SECONDS = 10.0
-
-
-def long_run(tc: TrainConfig) -> bool:
-    """Whether a run is long enough for ``train.compile = 'auto'`` to compile it."""
-    steps_ok = tc.steps is None or tc.steps >= COMPILE_MIN_STEPS
-    time_ok = tc.time_limit is None or tc.time_limit >= COMPILE_MIN_SECONDS
-    return steps_ok and time_ok
-
-
-def uses_compile(config: RunConfig, device: torch.device, group: bool = False) -> bool:
-    """Whether the step runs compiled.
-
-    ``on``: always: on the CPU the explicit step (ahead of time, vaelab.training.aot, where
-    the loss is in closed form; else under torch.compile, vaelab.training.compiled), else the
-    forward pass and loss under torch.compile. ``auto``: the explicit step of a closed-form
-    loss (the seed's, or the IWAE bound with the standard or mixture prior: both presets) on
-    the CPU, for runs long enough to repay a first build (:func:`long_run`): the seed preset
-    trains about 1.6x faster, the default preset 1.8x. The decision depends on the
-    config only, never on what the cache holds, so a command's result does not depend on
-    which runs came before it. Elsewhere ``auto`` is off: the compiled autograd step was
-    slower than eager on the CPU (0.64-0.74x, benchmarks/speed.py); and on an H100 its
-    reduce-overhead step (590-714 steps/s for the seed preset) was about 5x slower than
-    explicit gradients replayed as one CUDA graph (3,373; benchmarks/gpu_speed.py)."""
-    mode = config.train.compile
-    if mode != "auto":
-        return mode == "on"
-    return (device.type == "cpu" and (closed_form(config) or iwae_closed_form(config))
-            and uses_explicit(config, device, group) and long_run(config.train))
-
-
-def uses_explicit(config: RunConfig, device: torch.device, group: bool = False) -> bool:
-    """Whether the step's gradients are the explicit ones. ``auto`` takes them where the
-    whole loss is in closed form too (the seed's loss: 1.2-1.4x faster on the CPU; the IWAE
-    bound with the standard or mixture prior: about 1.15x, benchmarks/speed.py), compiled or
-    not, except under ``train.compile = 'on'`` on CUDA, which compiles the autograd step
-    (the compiled explicit step is built for the CPU). With the loss through autograd they
-    gain only about 5%, so autograd stays the default there."""
-    tc = config.train
-    if tc.gradients == "autograd" or unsupported_reason(config, group) is not None:
-        return False
-    if tc.gradients == "explicit":
-        return True
-    return ((closed_form(config) or iwae_closed_form(config))
-            and not (device.type == "cuda" and tc.compile == "on"))
 
 
 def init_model(config: RunConfig, seed: int) -> BaseVAE:
@@ -181,197 +96,265 @@ def fit_standardization(model: BaseVAE, points: torch.Tensor) -> None:
     model.set_standardization(p.mean(dim=0).float(), scale.float())
 
 
+class KLWeights:
+    """The KL weight of each step: a float for one model on the CPU; on CUDA, or for a group
+    (one weight per model), a device tensor set before each step, which a graph's replay
+    reads, so that the eager and the graphed step compute the same bits."""
+
+    def __init__(self, configs: list[RunConfig], stacked: bool, device: torch.device) -> None:
+        self.configs, self.stacked = configs, stacked
+        self.warm = any(c.loss.kl_warmup > 0 for c in configs)
+        self.cuda = device.type == "cuda"
+        first = configs[0].loss.kld_weight
+        self.set = first
+        self.value: float | torch.Tensor = first
+        if stacked:
+            self.value = torch.tensor([c.loss.kld_weight for c in configs], device=device)
+            self.base = self.value.clone()
+        elif self.cuda:
+            self.value = torch.full((), first, device=device)
+
+    def update(self, prog: float) -> float | torch.Tensor:
+        if not self.warm:
+            return self.value
+        first = self.configs[0].loss
+        if self.stacked and self.cuda:  # the schedule's ramp, shared (not VARYING)
+            ramp = schedules.kl_weight(dataclasses.replace(first, kld_weight=1.0), prog)
+            torch.mul(self.base, ramp, out=self.value)
+        elif self.stacked:
+            self.value.copy_(torch.tensor([schedules.kl_weight(c.loss, prog)
+                                           for c in self.configs]))
+        elif self.cuda:
+            now = schedules.kl_weight(first, prog)
+            if now != self.set:
+                self.value.fill_(now)
+                self.set = now
+        else:
+            self.value = schedules.kl_weight(first, prog)
+        return self.value
+
+
 def fit(config: RunConfig, *, progress: bool = True,
         on_log: Callable[[dict[str, float]], None] | None = None,
         source: DataSource | None = None, checkpoint_path: Path | None = None,
         resume: Checkpoint | None = None) -> TrainResult:
-    """Train a model as ``config`` says; ``on_log`` receives each metrics row as it is made.
+    """Train one model as ``config`` says; ``on_log`` receives each metrics row as it is
+    made. See :func:`fit_models` for the rest."""
+    log = None if on_log is None else (lambda i, row: on_log(row))
+    return fit_models([config], progress=progress, on_log=log, source=source,
+                      checkpoint_path=checkpoint_path, resume=resume)[0]
 
-    ``source``: the data source :func:`prepare` built with ``config`` (then ``config`` must be
-    the resolved config it returned); without it, both are made here.
-    ``checkpoint_path``: write a checkpoint there every ``train.checkpoint_every`` steps, at
-    the end, and on SIGINT/SIGTERM (then :class:`TrainingInterrupted` is raised).
-    ``resume``: a checkpoint of this config to continue from; the result is bit for bit the
-    one an uninterrupted run gives (on the CPU, for a run stopped by its step count).
+
+def fit_models(configs: list[RunConfig], *, progress: bool = True,
+               on_log: Callable[[int, dict[str, float]], None] | None = None,
+               source: DataSource | None = None, checkpoint_path: Path | None = None,
+               resume: Checkpoint | None = None, group: bool = False) -> list[TrainResult]:
+    """Train every config of ``configs`` (one, or a group: see the module docstring) in one
+    loop; one :class:`TrainResult` per config, in order. ``on_log(m, row)`` receives model
+    m's metrics rows as they are made.
+
+    ``source``: the data source :func:`prepare` built (then ``configs`` must be the resolved
+    configs); without it, both are made here. ``checkpoint_path``: write a checkpoint there
+    every ``train.checkpoint_every`` steps, at the end, and on SIGINT/SIGTERM (then
+    :class:`TrainingInterrupted` is raised). ``resume``: a checkpoint of these configs to
+    continue from; on the CPU a step-limited run ends bit for bit as an uninterrupted one.
+    ``group``: report the models as a group in their summaries (also for one model).
 
     A NaN or infinite loss or gradient raises :class:`TrainingDiverged` at the next metrics
     row or checkpoint, naming the step; a checkpoint is never written after it.
     """
     if source is None:
-        config, source = prepare(config)
-    tc, dc = config.train, config.data
+        resolved = [prepare(cfg) for cfg in configs]
+        configs, source = [r for r, _ in resolved], resolved[0][1]
+    first = configs[0]
+    tc = first.train
     device = resolve_device(tc.device)
-    seeds = derive_seeds(tc.seed)
+    plan = plan_for(configs, source, device)
+    m_count = len(configs)
+    seeds = [derive_seeds(c.train.seed) for c in configs]
 
-    model = init_model(config, seeds.init).to(device)
-    data_gen = make_generator(seeds.data, device)
-    noise_gen = make_generator(seeds.noise, device)
-    fixed = training_points(config, source, data_gen, device)
-    stream = (FixedSetStream(fixed, tc.batch_size, data_gen) if fixed is not None
-              else FreshStream(source, tc.batch_size, data_gen, device))
-    if dc.standardize:
-        fit_standardization(model, fixed if fixed is not None else source.sample(
-            STANDARDIZE_POINTS, make_generator(seeds.standardize, device), device))
-    optimizer = LeanAdam(build_optimizer(model.parameters(), config.optim, device))
-    generators = {"data": data_gen, "noise": noise_gen}
-    state = LoopState(0, 0.0, torch.zeros(len(LossTerms._fields)), 0, [], [])
+    models = [init_model(c, s.init).to(device) for c, s in zip(configs, seeds, strict=True)]
+    # a fixed training set (n_train, or a file's split) is each model's own, as is its
+    # permutation stream; a fresh source is drawn for all models at once
+    gens = [make_generator(s.data, device) for s in seeds]
+    fixed = [training_points(c, source, g, device) for c, g in zip(configs, gens, strict=True)]
+    if first.data.standardize:
+        for model, points, s in zip(models, fixed, seeds, strict=True):
+            fit_standardization(model, points if points is not None else source.sample(
+                STANDARDIZE_POINTS, make_generator(s.standardize, device), device))
+    data_gen = make_generator(seeds[0].data, device)
+    noise_gen = make_generator(seeds[0].noise, device)
+    generators = {"data": data_gen, "noise": noise_gen,
+                  **{f"model/{m}": g for m, g in enumerate(gens)}}
+    streams = None
+    if fixed[0] is not None:
+        streams = [FixedSetStream(p, tc.batch_size, g) for p, g in zip(fixed, gens, strict=True)]
+
+    stack = ModelStack(models)
+    optimizer = Adam(list(stack.params.values()), [c.optim.lr for c in configs])
+    configs_json = [c.to_json() for c in configs]
+    state = LoopState(0, 0.0, torch.zeros(m_count, len(LossTerms._fields)), 0,
+                      torch.zeros(m_count, dtype=torch.long), [[] for _ in configs],
+                      [[] for _ in configs])
+
+    def adam_view() -> AdamState:  # Adam's state with a model axis, as the checkpoint has it
+        saved = optimizer.export_state()
+        return AdamState(saved.step, [stack.per_model(t) for t in saved.exp_avg],
+                         [stack.per_model(t) for t in saved.exp_avg_sq])
+
     if resume is not None:
-        if not config.matches_json(resume.config_json):
-            raise RunError(f"{resume.path} was written for another config than this run's "
-                           "config.json; it cannot be resumed")
-        state = restore_checkpoint(resume, model=model, optimizer=optimizer,
-                                   generators=generators, stream=stream)
+        check_checkpoint(resume, configs_json=configs_json, weights=stack.state(),
+                         adam=adam_view(), generators=generators, streams=streams)
+        set_generator_states(resume.path, generators, resume.rng)
+        stack.load_state(resume.weights)
+        optimizer.import_state(resume.adam)
+        for m, stream in enumerate(streams or []):
+            stream._perm = resume.perms[m].to(stream.points.device)
+            stream._pos = resume.stream_pos[m]
+        state = resume.loop
 
-    frame_every = config.display.frame_every
-
-    def capture(step: int, x: torch.Tensor, z: torch.Tensor) -> Frame:
-        # the same draw from the display stream at every frame (a learned prior moves it)
-        with torch.no_grad():
-            display_z = model.sample_prior(config.display.points,
-                                           make_generator(seeds.display, device), device)
-            gen = model.decode(display_z)
-        return Frame(step, x.detach().cpu(), z.detach().cpu(), gen.cpu())
-
-    metrics: list[dict[str, float]] = state.metrics
-    frames: list[Frame] = state.frames
-    count = state.count
-    step = state.step
-    # the loss terms summed since the last metrics row, and the first step whose loss was
-    # not finite, on the device: no host synchronisation per step (read at metrics rows and
-    # checkpoints; a checkpoint is written only when every loss so far was finite)
-    tally = Tally.start(state.sums, step, device=device)
-    sums = tally.sums
-    params = list(model.parameters())
-    samples = model.training_samples()
-    compiled = uses_compile(config, device)
-    explicit = ExplicitStep.for_model(model) if uses_explicit(config, device) else None
-    loss_fn = _loss_function(model, samples, compiled and explicit is None, device)
-    batch = stream.batch_size if isinstance(stream, FixedSetStream) else tc.batch_size
-    eps_shape = ((samples,) if samples is not None else ()) + (batch, model.latent_dim)
-    graphed = uses_cuda_graph(config, device, fixed is not None, compiled)
-    # what changes between steps (learning rate, KL weight): Python numbers on the CPU; on
-    # CUDA device tensors, set before each step, which a graph's replay reads (graphs.py),
-    # graphed or not, so that the eager and the graphed step compute the same bits
-    device_scalars = device.type == "cuda"
-    kl_weight: float | torch.Tensor = config.loss.kld_weight
-    if device_scalars:
-        optimizer.use_device_lr()
-        kl_weight = torch.full((), kl_weight, device=device)
-
-    # the explicit step, compiled here (before the training clock starts) where it is to be
-    prepared = prepare_step(explicit, compiled, device,
-                            torch.zeros(batch, source.dim, device=device),
-                            torch.zeros(eps_shape, device=device), kl_weight,
-                            tc.compile == "on", to_stderr if progress else None, optimizer,
-                            tally)
-    step_fn, updates, tallies = prepared.step, prepared.updates, prepared.tallies
+    batch = streams[0].batch_size if streams is not None else tc.batch_size
+    eps_shape = stack.eps_shape(batch)
+    dim = source.dim
+    x_shape = ((m_count,) if stack.stacked else ()) + (batch, dim)
+    tally = Tally.start(state.sums, state.step, state.bad_step, device)
+    sums, bad_step = tally.sums, tally.bad_step
+    kl = KLWeights(configs, stack.stacked, device)
+    if device.type == "cuda":
+        optimizer.use_device_scalars()
+    # the step, compiled here (before the training clock starts) where the plan says so
+    prepared = build_step(plan, stack, optimizer, tally, torch.zeros(x_shape, device=device),
+                          torch.zeros(eps_shape, device=device), kl.value, tc.compile == "on",
+                          to_stderr if progress else None)
+    step_fn = prepared.step
 
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:
         """One step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
-        x = stream.next()
+        if streams is None:
+            x = source.sample(m_count * tc.batch_size, data_gen, device)
+            if stack.stacked:
+                x = x.view(m_count, tc.batch_size, dim)
+        else:
+            x = (torch.stack([s.next() for s in streams]) if stack.stacked
+                 else streams[0].next())
         # the reparameterisation noise, drawn here as the model would draw it
         eps = torch.randn(eps_shape, generator=noise_gen, device=device)
-        if step_fn is not None:  # loss terms, and the gradients in .grad
-            stacked, z = step_fn(x, eps, kl_weight)
-        else:
-            terms, z = loss_fn(x, eps, kl_weight)
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            stacked = torch.stack(terms).detach()
-        if not updates:  # (a compiled step with Adam folded in has updated the weights)
+        terms, z = step_fn(x, eps, kl_now)
+        if not prepared.updates:  # (a step with Adam folded in has updated the weights)
             optimizer.step()
-        if not tallies:  # (nor does it need this)
+        if not prepared.tallies:
             with torch.no_grad():
-                tally.add(stacked)
+                tally.add(terms)
         return x, z
 
-    run_step = GraphedStep(device_step, device, [data_gen, noise_gen], graphed)
-    max_steps, limit = tc.steps, tc.time_limit
-    bar = tqdm(total=max_steps if max_steps is not None else round(limit), disable=not progress,
-               unit="step" if max_steps is not None else "s", dynamic_ncols=True,
-               mininterval=0.5, leave=True,
-               initial=step if max_steps is not None else round(state.elapsed_s))
-    last_saved = step if resume is not None else None
+    def capture(i: int, step: int, x: torch.Tensor, z: torch.Tensor) -> Frame:
+        # the same draw from the display stream at every frame (a learned prior moves it)
+        model = models[i]
+        with torch.no_grad():
+            display_z = model.sample_prior(configs[i].display.points,
+                                           make_generator(seeds[i].display, device), device)
+            gen = model.decode(display_z)
+        return Frame(step, x.detach().cpu(), z.detach().cpu(), gen.cpu())
+
+    params = list(stack.params.values())
 
     def check_finite() -> None:
         """Raise TrainingDiverged if a loss since the last check, or a weight, is not finite.
-
         A non-finite gradient makes Adam's update, and so the weights and the next loss,
         non-finite: the weights are checked too, so it is caught even on the last step."""
-        bad = int(tally.bad_step)
+        bad = bad_step.tolist()
         weights_ok = bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all())
-        if not bad and weights_ok:
+        if not any(bad) and weights_ok:
             return
-        where = f"at step {bad}" if bad else f"by step {step}"
         kept = (f"the last good checkpoint (step {last_saved}) is kept in {checkpoint_path}"
                 if checkpoint_path is not None and last_saved is not None
                 else "no checkpoint was written")
+        i = next((j for j, b in enumerate(bad) if b), 0)
+        where = f"at step {bad[i]}" if bad[i] else f"by step {step}"
+        who = (f"model {i} (seed {configs[i].train.seed}, lr {configs[i].optim.lr:g}) "
+               if m_count > 1 else "")
         raise TrainingDiverged(
-            f"training diverged {where}: the loss or its gradient became NaN or infinite. "
-            f"Likely cause: a learning rate too high for this model and data (optim.lr = "
-            f"{config.optim.lr:g}; try a smaller --lr or an --lr-warmup), or data with "
-            f"extreme values; {kept}")
+            f"training {who}diverged {where}: the loss or its gradient became NaN or "
+            f"infinite. Likely cause: a learning rate too high for this model and data "
+            f"(optim.lr = {configs[i].optim.lr:g}; try a smaller --lr or an --lr-warmup), or "
+            f"data with extreme values; {kept}")
 
     def save(finished: bool = False) -> None:
         nonlocal last_saved
         if checkpoint_path is None:
             return
         check_finite()
-        loop_state = LoopState(step, time.perf_counter() - t0, sums, count, metrics, frames,
-                               finished)
-        save_checkpoint(checkpoint_path, config_json=config.to_json(), model=model,
-                        optimizer=optimizer, generators=generators, stream=stream,
+        loop_state = LoopState(step, time.perf_counter() - t0, sums, count, bad_step, metrics,
+                               frames, finished)
+        save_checkpoint(checkpoint_path, configs_json=configs_json, weights=stack.state(),
+                        adam=adam_view(), generators=generators, streams=streams,
                         loop=loop_state, metric_fields=METRIC_FIELDS)
         last_saved = step
 
-    model.train()
-    kl_set = config.loss.kld_weight  # the value kl_weight holds on CUDA
+    run_step = GraphedStep(device_step, device, [data_gen, noise_gen], plan.cuda_graph)
+    metrics, frames = state.metrics, state.frames
+    count, step = state.count, state.step
+    frame_every = first.display.frame_every
+    max_steps, limit = tc.steps, tc.time_limit
+    last_saved = step if resume is not None else None
+    bar = tqdm(total=max_steps if max_steps is not None else round(limit or 0),
+               disable=not progress, unit="step" if max_steps is not None else "s",
+               dynamic_ncols=True, mininterval=0.5, leave=True,
+               initial=step if max_steps is not None else round(state.elapsed_s))
+    for model in models:
+        model.train()
+    lrs = optimizer.lrs
     t0 = time.perf_counter() - state.elapsed_s
     started = step
     try:
         with StopOnSignal(enabled=checkpoint_path is not None) as stop:
             while True:
                 elapsed = time.perf_counter() - t0
-                prog = schedules.progress(step, max_steps, elapsed, limit)
                 if (state.finished or step == max_steps
                         or (limit is not None and elapsed >= limit and step > started)):
                     break  # (normally the `last` step below ends the loop)
                 if stop.signum is not None:
                     save()
+                    what = "checkpoint of the group" if m_count > 1 else "checkpoint"
                     raise TrainingInterrupted(
-                        f"{stop.name} at step {step}: checkpoint saved in {checkpoint_path}; "
+                        f"{stop.name} at step {step}: {what} saved in {checkpoint_path}; "
                         f"continue with: vaelab train --resume {checkpoint_path.parent}",
                         stop.signum)
-                lr_now = config.optim.lr * schedules.lr_factor(config.optim, step, prog)
-                optimizer.set_lr(lr_now)
-                kl_now = schedules.kl_weight(config.loss, prog)
-                if not device_scalars:
-                    kl_weight = kl_now
-                elif kl_now != kl_set:
-                    kl_weight.fill_(kl_now)
-                    kl_set = kl_now
+                # the schedules follow the larger of the step and the time fractions
+                prog = schedules.progress(step, max_steps, elapsed, limit)
+                factor = schedules.lr_factor(first.optim, step, prog)
+                optimizer.set_factor(factor)
+                kl_now = kl.update(prog)
                 step += 1
                 x, z = run_step()
                 count += 1
 
+                # the step that reaches max_steps, or that ends after the time limit is
+                # spent, is the last (logged, framed)
                 last = step == max_steps or (limit is not None and
                                              time.perf_counter() - t0 >= limit)
                 if frame_every and (step == 1 or step % frame_every == 0) or last:
-                    frames.append(capture(step, x, z if samples is None else z[0]))
+                    stack.sync()
+                    xs, zs = stack.per_model(x), stack.per_model(z)
+                    zs = zs if stack.samples is None else zs[:, 0]
+                    for i in range(m_count):
+                        frames[i].append(capture(i, step, xs[i], zs[i]))
                 if step % tc.log_every == 0 or last:
                     check_finite()
-                    means = (sums / count).tolist()  # the one host synchronisation per interval
-                    row = {"step": step, "lr": lr_now,
-                           **dict(zip(LossTerms._fields, means, strict=True)),
-                           "elapsed_s": time.perf_counter() - t0}
-                    metrics.append(row)
-                    if on_log is not None:
-                        on_log(row)
-                    bar.update((step if max_steps is not None else round(row["elapsed_s"]))
-                               - bar.n)
-                    bar.set_postfix(lr=f"{lr_now:.2e}", loss=f"{row['loss']:.4f}",
-                                    rec=f"{row['reconstruction']:.4f}", kld=f"{row['kld']:.4f}",
-                                    refresh=False)
+                    means = (sums / count).tolist()  # the one host synchronisation per row
+                    elapsed = time.perf_counter() - t0
+                    for i in range(m_count):
+                        row = {"step": step, "lr": lrs[i] * factor,
+                               **dict(zip(LossTerms._fields, means[i], strict=True)),
+                               "elapsed_s": elapsed}
+                        metrics[i].append(row)
+                        if on_log is not None:
+                            on_log(i, row)
+                    bar.update((step if max_steps is not None else round(elapsed)) - bar.n)
+                    if m_count == 1:
+                        bar.set_postfix(lr=f"{row['lr']:.2e}", loss=f"{row['loss']:.4f}",
+                                        rec=f"{row['reconstruction']:.4f}",
+                                        kld=f"{row['kld']:.4f}", refresh=False)
                     sums.zero_()
                     count = 0
                 if last:
@@ -383,51 +366,47 @@ def fit(config: RunConfig, *, progress: bool = True,
     finally:
         bar.close()
     check_finite()
-    model.eval()
-    summary = {
-        "steps": step,
-        "stopped_by": "steps" if step == max_steps else "time_limit",
-        "train_seconds": round(seconds, 3),
-        "steps_per_second": round(step / seconds, 1) if seconds > 0 else None,
-        "device": str(device),
-        "gradients": "explicit" if explicit is not None else "autograd",
-        "cuda_graph": graphed,
-        **prepared.summary(compiled),
-        "final": metrics[-1],
-        "torch_version": torch.__version__,
-    }
-    if resume is not None:
-        summary["resumed_from_step"] = resume.loop.step
-    return TrainResult(config, model, metrics, frames, summary)
+    stack.sync()
+    results = []
+    for i, (cfg, model) in enumerate(zip(configs, models, strict=True)):
+        model.eval()
+        summary = {
+            "steps": step,
+            "stopped_by": "steps" if step == max_steps else "time_limit",
+            "train_seconds": round(seconds, 3),
+            "steps_per_second": round(step / seconds, 1) if seconds > 0 else None,
+            "device": str(device),
+            "gradients": plan.gradients,
+            "cuda_graph": plan.cuda_graph,
+            **prepared.summary(),
+            "plan": plan.to_dict(),
+            "final": metrics[i][-1],
+            "torch_version": torch.__version__,
+        }
+        if group or m_count > 1:
+            summary["group"] = {"models": m_count, "index": i,
+                                "model_steps_per_second": (round(m_count * step / seconds, 1)
+                                                           if seconds > 0 else None)}
+        if resume is not None:
+            summary["resumed_from_step"] = resume.loop.step
+        results.append(TrainResult(cfg, model, metrics[i], frames[i], summary))
+    return results
 
 
-def _loss_function(model: BaseVAE, samples: int | None, compiled: bool,
-                   device: torch.device) -> Callable[..., tuple[LossTerms, torch.Tensor]]:
-    """(x, eps, kl_weight) -> (loss terms, z): the model's forward pass and loss.
-
-    Eager, it is the model's own code, bit for bit what ``model(x, generator)`` computes
-    when ``eps`` is the draw that generator would make. Compiled, the KL weight enters as a
-    tensor (a Python float would be baked in and recompiled at every new value), and on CUDA
-    ``mode="reduce-overhead"`` replays the captured kernels as CUDA graphs.
-    """
-    def eager(x: torch.Tensor, eps: torch.Tensor,
-              kl_weight: float | torch.Tensor) -> tuple[LossTerms, torch.Tensor]:
-        out = model(x, eps=eps, samples=samples)
-        return model.loss(out, kld_weight=kl_weight), out.z
-
-    if not compiled:
-        return eager
-    mode = "reduce-overhead" if device.type == "cuda" else "default"
-    fn = torch.compile(eager, mode=mode, dynamic=False)
-    weight = torch.zeros((), device=device)
-
-    def call(x: torch.Tensor, eps: torch.Tensor,
-             kl_weight: float) -> tuple[LossTerms, torch.Tensor]:
-        weight.fill_(kl_weight)
-        terms, z = fn(x, eps, weight)
-        return LossTerms(*terms), z
-
-    return call
+def fit_group(configs: list[RunConfig], *, progress: bool = True,
+              source: DataSource | None = None, checkpoint_path: Path | None = None,
+              resume: Checkpoint | None = None,
+              on_log: Callable[[int, dict[str, float]], None] | None = None
+              ) -> list[TrainResult]:
+    """Train every config of ``configs`` at once, checked as a group (see
+    :func:`vaelab.training.loop.fit_models`); one :class:`TrainResult` per config, in order."""
+    if source is None:  # else: configs are resolved already, and source is their data
+        resolved = [prepare(cfg) for cfg in configs]
+        configs, source = [r for r, _ in resolved], resolved[0][1]
+    check_group(configs)
+    return fit_models(configs, progress=progress, source=source,
+                      checkpoint_path=checkpoint_path, resume=resume, on_log=on_log,
+                      group=True)
 
 
 class StopOnSignal:
@@ -463,3 +442,7 @@ class StopOnSignal:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+__all__ = ["METRIC_FIELDS", "TrainResult", "fit", "fit_group", "fit_models", "prepare",
+           "resolve_config"]
