@@ -16,10 +16,10 @@ from vaelab.cli.main import main
 from vaelab.errors import RunError
 from vaelab.fileio import atomic_write
 from vaelab.models import build_model
+from vaelab.models.explicit import ExplicitStep
 from vaelab.objectives import LossTerms
 from vaelab.resolve import build_config
 from vaelab.training import aot
-from vaelab.training.explicit import ExplicitStep
 from vaelab.training.loop import resolve_config
 from vaelab.training.optim import Adam
 from vaelab.training.tally import Tally

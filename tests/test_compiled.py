@@ -14,11 +14,11 @@ from vaelab.cli.main import main
 from vaelab.errors import RunError, TrainingInterrupted
 from vaelab.groups import seed_group
 from vaelab.models import build_model
+from vaelab.models.explicit import ExplicitStep
 from vaelab.resolve import build_config
 from vaelab.training import aot, plan
 from vaelab.training import loop as loop_module
 from vaelab.training import step as step_module
-from vaelab.training.explicit import ExplicitStep
 from vaelab.training.loop import resolve_config
 from vaelab.training.plan import plan_step
 from vaelab.training.step import torch_compiled

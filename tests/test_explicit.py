@@ -1,4 +1,4 @@
-"""Explicit gradients (vaelab.training.explicit): the same loss and gradients as autograd."""
+"""Explicit gradients (vaelab.models.explicit): the same loss and gradients as autograd."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from vaelab.cli.main import main
 from vaelab.errors import ConfigError
 from vaelab.groups import seed_group
 from vaelab.models import build_model
-from vaelab.resolve import build_config
-from vaelab.training.explicit import (
+from vaelab.models.explicit import (
     FLUSH_BELOW,
     SKINNY,
     ExplicitStep,
     _flush_tiny,
     split_parameters,
 )
+from vaelab.resolve import build_config
 from vaelab.training.loop import fit_group, resolve_config
 from vaelab.training.plan import plan_step
 

@@ -166,7 +166,7 @@ class TrainConfig:
     ``gradients``: ``explicit`` runs the networks of a ``simple`` model (LeakyReLU or ReLU)
     forward and backward by hand, with no autograd graph, and takes the seed's loss and the
     IWAE bound with the standard or mixture prior in closed form (any other loss through
-    autograd on its small inputs; :mod:`vaelab.training.explicit`); ``autograd``
+    autograd on its small inputs; :mod:`vaelab.models.explicit`); ``autograd``
     backpropagates through everything. ``auto``: explicit where the loss is in closed form
     (the seed and default presets), because there it needs less work per step than autograd
     (see BENCHMARKS.md), except with

@@ -1,4 +1,5 @@
-"""Training batches: a fresh draw every step, or minibatches of a fixed training set.
+"""Training batches: a fresh draw every step, or minibatches of a fixed training set
+(:func:`training_points`: a file's training split, or ``data.n_train`` draws).
 
 Both live on the training device and never synchronise with the host, so the loop is never
 waiting for data.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from vaelab.config import RunConfig
 from vaelab.data.base import DataSource
+from vaelab.data.files import FileSource, split_points
 
 
 class FreshStream:
@@ -46,3 +49,14 @@ class FixedSetStream:
         idx = self._perm[self._pos:self._pos + self.batch_size]
         self._pos += self.batch_size
         return self.points[idx]
+
+
+def training_points(config: RunConfig, source: DataSource, generator: torch.Generator,
+                    device: torch.device) -> torch.Tensor | None:
+    """The fixed training set, if there is one: a file's train split, or ``n_train`` draws."""
+    if isinstance(source, FileSource):
+        train, _ = split_points(source.points, config.data.test_fraction, seed=config.train.seed)
+        return torch.as_tensor(train, dtype=torch.float32).to(device)
+    if config.data.n_train is not None:
+        return source.sample(config.data.n_train, generator, device)
+    return None

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelab.config import LOSSES
 from vaelab.models.priors import Prior, StandardNormalPrior
 from vaelab.objectives import (
     LossTerms,
@@ -39,7 +40,7 @@ from vaelab.objectives import (
     seed_loss,
 )
 
-OBJECTIVES = ("seed_mse", "gaussian", "iwae")
+OBJECTIVES = LOSSES  # the objectives a model computes: the loss names a config takes
 
 
 class Encoding(NamedTuple):

@@ -3,7 +3,7 @@
 Every path that needs one of these imports it from here: the models (the likelihood of
 :class:`~vaelab.models.BaseVAE`, the priors of :mod:`vaelab.models.priors`), the losses
 (:mod:`vaelab.objectives`), the estimators of log p(x) and the explicit-gradient training step
-(:mod:`vaelab.training.explicit`).
+(:mod:`vaelab.models.explicit`).
 
 Convention: log-densities in nats, summed over the last dimension, every constant included;
 all arguments broadcast against each other.

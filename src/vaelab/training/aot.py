@@ -48,7 +48,7 @@ import torch
 from vaelab._version import __version__
 from vaelab.errors import RunError
 from vaelab.fileio import atomic_write
-from vaelab.training.explicit import ExplicitStep
+from vaelab.models.explicit import ExplicitStep
 from vaelab.training.optim import Adam, adam_update
 from vaelab.training.tally import Tally, tally_update
 

@@ -21,8 +21,6 @@ resumes as one (:mod:`vaelab.training.checkpoint`).
 from __future__ import annotations
 
 import dataclasses
-import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +31,7 @@ from tqdm.auto import tqdm
 
 from vaelab.config import RunConfig
 from vaelab.data import DataSource, FixedSetStream
-from vaelab.data.files import FileSource, split_points
+from vaelab.data.pipeline import training_points
 from vaelab.devices import derive_seeds, make_generator, resolve_device
 from vaelab.errors import TrainingDiverged, TrainingInterrupted
 from vaelab.frames import Frame
@@ -41,6 +39,7 @@ from vaelab.groups import check_group
 from vaelab.models import BaseVAE, build_model
 from vaelab.objectives import LossTerms
 from vaelab.resolve import prepare, resolve_config
+from vaelab.signals import StopOnSignal
 from vaelab.training import schedules
 from vaelab.training.checkpoint import (
     Checkpoint,
@@ -75,17 +74,6 @@ def init_model(config: RunConfig, seed: int) -> BaseVAE:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(config)
-
-
-def training_points(config: RunConfig, source: DataSource, generator: torch.Generator,
-                    device: torch.device) -> torch.Tensor | None:
-    """The fixed training set, if there is one: a file's train split, or ``n_train`` draws."""
-    if isinstance(source, FileSource):
-        train, _ = split_points(source.points, config.data.test_fraction, seed=config.train.seed)
-        return torch.as_tensor(train, dtype=torch.float32).to(device)
-    if config.data.n_train is not None:
-        return source.sample(config.data.n_train, generator, device)
-    return None
 
 
 def fit_standardization(model: BaseVAE, points: torch.Tensor) -> None:
@@ -407,41 +395,6 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
     return fit_models(configs, progress=progress, source=source,
                       checkpoint_path=checkpoint_path, resume=resume, on_log=on_log,
                       group=True)
-
-
-class StopOnSignal:
-    """While active, SIGINT and SIGTERM only set ``signum``; the loop saves and stops.
-
-    A second signal while one is pending interrupts at once (KeyboardInterrupt). Signal
-    handlers can be set only in the main thread; elsewhere (or ``enabled=False``) this does
-    nothing and the signals keep their usual effect.
-    """
-
-    NAMES = {signal.SIGINT: "interrupted (SIGINT)", signal.SIGTERM: "terminated (SIGTERM)"}
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.signum: int | None = None
-        self._old: dict[int, object] = {}
-
-    @property
-    def name(self) -> str:
-        return self.NAMES.get(self.signum, "stopped")  # type: ignore[arg-type]
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __enter__(self) -> StopOnSignal:
-        if self.enabled:
-            for sig in self.NAMES:
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 __all__ = ["METRIC_FIELDS", "TrainResult", "fit", "fit_group", "fit_models", "prepare",

@@ -104,14 +104,29 @@ class Adam:
     @torch.no_grad()
     def step(self) -> None:
         grads = [p.grad for p in self.params]
+        if all(g is not None for g in grads):
+            self.step_all.add_(1)
+            self._update(self.params, grads, self.exp_avgs, self.exp_avg_sqs, self._steps,
+                         self._views)
+            return
+        # a parameter the loss does not reach (no gradient) is left as it is, as torch's
+        # Adam leaves it
+        keep = [i for i, g in enumerate(grads) if g is not None]
+        steps = [self._steps[i] for i in keep]
+        torch._foreach_add_(steps, 1)
+        self._update(*([seq[i] for i in keep] for seq in (
+            self.params, grads, self.exp_avgs, self.exp_avg_sqs)), steps,
+            [self._views[i] for i in keep])
+
+    def _update(self, params: list[torch.Tensor], grads: list[torch.Tensor],
+                exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor],
+                steps: list[torch.Tensor], views: list[tuple[int, ...]]) -> None:
         b1, b2 = self.betas
-        self.step_all.add_(1)
         if self.fused:
             lr = self.lr if self.lr_tensor is None else self.lr_tensor
-            torch._fused_adam_(self.params, grads, self.exp_avgs, self.exp_avg_sqs, [],
-                               self._steps, amsgrad=False, lr=lr, beta1=b1, beta2=b2,
-                               weight_decay=0.0, eps=self.eps, maximize=False,
-                               grad_scale=None, found_inf=None)
+            torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+                               lr=lr, beta1=b1, beta2=b2, weight_decay=0.0, eps=self.eps,
+                               maximize=False, grad_scale=None, found_inf=None)
             return
         if self._factor_t is None:
             self.steps += 1
@@ -121,8 +136,8 @@ class Adam:
             t = self.step_all[0]
             bias2 = torch.sqrt(1.0 - torch.pow(b2, t))
             size = self._rates * (self._factor_t / (1.0 - torch.pow(b1, t)))
-        adam_update(self.params, grads, self.exp_avgs, self.exp_avg_sqs,
-                    [size.view(shape) for shape in self._views], bias2, self.betas, self.eps)
+        adam_update(params, grads, exp_avgs, exp_avg_sqs, [size.view(v) for v in views], bias2,
+                    self.betas, self.eps)
 
     def zero_grad(self) -> None:
         for p in self.params:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from vaelab.models import BaseVAE
-from vaelab.training.explicit import ExplicitStep, split_parameters
+from vaelab.models.explicit import ExplicitStep, split_parameters
 
 
 class _LossOf(nn.Module):
@@ -87,7 +87,7 @@ class ModelStack:
         return stacked
 
     def explicit_step(self) -> ExplicitStep:
-        """The explicit gradients of these weights (:mod:`vaelab.training.explicit`)."""
+        """The explicit gradients of these weights (:mod:`vaelab.models.explicit`)."""
         if not self.stacked:
             return ExplicitStep.for_model(self.models[0])
         std = self.template.standardized

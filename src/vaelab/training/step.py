@@ -6,7 +6,7 @@ tensor's ``.grad``, or, where the plan folds Adam in, with the weights already u
 
 * autograd: the model's own forward and loss (one model, or ``torch.func.vmap`` of it over
   stacked weights), then one backward;
-* explicit: :class:`~vaelab.training.explicit.ExplicitStep`, the gradients written out;
+* explicit: :class:`~vaelab.models.explicit.ExplicitStep`, the gradients written out;
 * the autograd step under ``torch.compile``, or the explicit step compiled ahead of time
   (:mod:`vaelab.training.aot`).
 

@@ -1,4 +1,5 @@
-"""The training step of a SimpleVAE with its network gradients written out by hand.
+"""The training step of a SimpleVAE with its network gradients written out by hand: the model's
+own forward, loss and backward, which the trainer (:mod:`vaelab.training`) calls as a step.
 
 A step of the seed's model family (:class:`~vaelab.models.SimpleVAE`, LeakyReLU or ReLU) is a
 fixed chain of matrix products; autograd records and replays about a hundred small operations

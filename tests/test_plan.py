@@ -1,0 +1,102 @@
+"""The step plan (vaelab.training.plan): one function decides how a step runs, from the config
+and the device alone; the run records it, and ``vaelab train --dry-run`` prints it and writes
+nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+import vaelab
+from vaelab.cli.main import main
+from vaelab.errors import ConfigError
+from vaelab.groups import seed_group, sweep_group
+from vaelab.resolve import resolve_config
+from vaelab.training.plan import AOT, AUTOGRAD, EAGER, EXPLICIT, TORCH_COMPILE, plan_step
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def _plan(preset: str, device: torch.device = CPU, models: int = 1, fixed: bool = False,
+          **settings):
+    cfg = resolve_config(vaelab.build_config(preset, settings=settings))
+    return plan_step(seed_group(cfg, models), device, fixed)
+
+
+@pytest.mark.parametrize(("preset", "device", "models", "settings", "expected"), [
+    # (gradients, compile, cuda_graph, adam_folded)
+    ("seed", CPU, 1, {}, (EXPLICIT, AOT, False, True)),  # 10,000 steps: auto compiles
+    ("seed", CPU, 1, {"steps": 2000}, (EXPLICIT, EAGER, False, False)),  # too short to repay
+    ("default", CPU, 8, {}, (EXPLICIT, AOT, False, True)),  # a group, one shared rate
+    ("default", CPU, 1, {"prior": "flow"}, (AUTOGRAD, EAGER, False, False)),
+    ("default", CPU, 1, {"prior": "flow", "compile": "on"}, (AUTOGRAD, TORCH_COMPILE, False,
+                                                             False)),
+    ("default", CPU, 3, {"prior": "flow", "compile": "on"}, (AUTOGRAD, EAGER, False, False)),
+    ("seed", CPU, 1, {"gradients": "autograd"}, (AUTOGRAD, EAGER, False, False)),
+    ("seed", CUDA, 1, {}, (EXPLICIT, EAGER, True, False)),  # replayed as one CUDA graph
+    ("seed", CUDA, 1, {"compile": "on"}, (AUTOGRAD, TORCH_COMPILE, False, False)),
+    ("seed", CUDA, 1, {"cuda_graph": "off"}, (EXPLICIT, EAGER, False, False)),
+])
+def test_the_plan_follows_the_config_and_the_device(preset, device, models, settings,
+                                                    expected):
+    plan = _plan(preset, device, models, **settings)
+    assert (plan.gradients, plan.compile, plan.cuda_graph, plan.adam_folded) == expected
+    assert plan.models == models and plan.stacked == (models > 1)
+    assert plan.tally_folded == (plan.compile == AOT)
+    # every choice has its reason, and the text shows each
+    assert set(plan.reasons) == {"gradients", "compile", "cuda_graph", "adam_folded",
+                                 "tally_folded"}
+    text = "\n".join(plan.lines())
+    assert all(reason in text for reason in plan.reasons.values())
+
+
+def test_models_with_their_own_rates_keep_adam_out_of_the_compiled_step():
+    cfg = resolve_config(vaelab.build_config("seed"))
+    plan = plan_step(sweep_group(cfg, {"lr": [1e-2, 2e-2]}), CPU, False)
+    assert plan.compile == AOT and not plan.adam_folded
+    assert "learning rates differ" in plan.reasons["adam_folded"]
+
+
+def test_a_fixed_training_set_is_not_graphed():
+    plan = _plan("seed", CUDA, fixed=True)
+    assert not plan.cuda_graph and "fixed training set" in plan.reasons["cuda_graph"]
+
+
+@pytest.mark.parametrize(("settings", "match"), [
+    ({"gradients": "explicit", "prior": "flow"}, "closed-form losses"),
+    ({"gradients": "explicit", "activation": "silu"}, "activation is 'silu'"),
+    ({"cuda_graph": "on"}, "cuda_graph = 'on' cannot apply"),
+])
+def test_a_plan_that_cannot_run_is_refused_by_name(settings, match):
+    with pytest.raises(ConfigError, match=match):
+        _plan("default", CPU, **settings)
+
+
+def test_the_run_records_its_plan():
+    run = vaelab.train(preset="seed", progress=False, device="cpu", steps=30, batch_size=32,
+                       frame_every=0, log_every=10)
+    plan = run.summary["plan"]
+    assert plan == _plan("seed", steps=30, batch_size=32, frame_every=0,
+                         log_every=10).to_dict()
+    assert plan["gradients"] == run.summary["gradients"] == EXPLICIT
+    assert plan["compile"] == EAGER and not run.summary["compiled"]
+
+
+def test_dry_run_prints_the_config_and_the_plan_and_writes_nothing(tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--preset", "default", "--seeds", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("# resolved config of model") == 2 and "# step plan" in out
+    first = out.split("# resolved config of model 0\n")[1].split("\n# ")[0]
+    assert json.loads(first)["model"]["in_channels"] == 2  # resolved from the data
+    assert "compile      ahead-of-time" in out and "adam_folded  yes" in out
+    assert os.listdir(tmp_path) == []  # no run directory, no cache, nothing
+    code = main(["train", "--preset", "seed", "--gradients", "explicit", "--prior", "flow",
+                 "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "closed-form losses" in err[0]
+    assert os.listdir(tmp_path) == []
