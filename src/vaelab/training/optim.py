@@ -93,13 +93,12 @@ class Adam:
 
     def set_factor(self, factor: float) -> None:
         """The next steps' learning rates are ``lrs * factor``."""
-        self.factor = factor
         lr = self.lrs[0] * factor
         if self.lr_tensor is not None and lr != self.lr:
             self.lr_tensor.fill_(lr)
-        if self._factor_t is not None:
+        if self._factor_t is not None and factor != self.factor:
             self._factor_t.fill_(factor)
-        self.lr = lr
+        self.factor, self.lr = factor, lr
 
     @torch.no_grad()
     def step(self) -> None:
