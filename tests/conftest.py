@@ -70,3 +70,34 @@ def _few_threads():
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
+
+
+class FakeClock:
+    """``perf_counter`` for the training loop and the step builder: each reading advances
+    ``tick`` seconds, and ``advance`` jumps (a compilation's time, a slow spell), so no test
+    depends on how fast this machine is."""
+
+    def __init__(self, tick: float = 0.001) -> None:
+        self.now, self.tick = 100.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """The loop's and the step builder's clock replaced by a :class:`FakeClock`."""
+    import types
+
+    from vaelab.training import loop, step
+
+    clock = FakeClock()
+    fake = types.SimpleNamespace(perf_counter=clock.perf_counter)
+    monkeypatch.setattr(loop, "time", fake)
+    monkeypatch.setattr(step, "time", fake)
+    return clock
+

@@ -4,8 +4,6 @@ clock, and that a machine where torch.compile fails still trains (or says why, i
 
 from __future__ import annotations
 
-import types
-
 import pytest
 import torch
 
@@ -17,7 +15,6 @@ from vaelab.models import build_model
 from vaelab.models.explicit import ExplicitStep
 from vaelab.resolve import build_config
 from vaelab.training import aot, plan
-from vaelab.training import loop as loop_module
 from vaelab.training import step as step_module
 from vaelab.training.loop import resolve_config
 from vaelab.training.plan import plan_step
@@ -91,27 +88,9 @@ def test_the_compiled_step_computes_the_eager_steps_loss_and_gradients(preset, s
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
 
 
-class _FakeClock:
-    """``perf_counter`` for the loop and the step builder: each reading advances 1 ms, and
-    ``advance`` jumps (a compilation's time), so no test depends on this machine's speed."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def perf_counter(self) -> float:
-        self.now += 0.001
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def test_compiling_happens_before_the_training_clock(monkeypatch):
+def test_compiling_happens_before_the_training_clock(monkeypatch, fake_clock):
     monkeypatch.setattr(plan, "COMPILE_MIN_SECONDS", 0.5)  # so that auto compiles this run
-    clock = _FakeClock()
-    fake_time = types.SimpleNamespace(perf_counter=clock.perf_counter)
-    monkeypatch.setattr(loop_module, "time", fake_time)
-    monkeypatch.setattr(step_module, "time", fake_time)
+    clock = fake_clock
     load_or_build = step_module.load_or_build
 
     def slow_load_or_build(*args):  # noqa: ANN002, ANN202 - a compilation of 2 s

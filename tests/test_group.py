@@ -212,7 +212,7 @@ def test_a_sweep_through_the_api_and_the_cli(tmp_path, capsys):
         assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_time_limit_stops_the_whole_group():
+def test_a_time_limit_stops_the_whole_group(fake_clock):
     torch.set_num_threads(1)
     runs = vaelab.train_many(seeds=2, preset="seed", progress=False, figures=False,
                              **{**SMALL, "steps": None, "time_limit": 1.0,

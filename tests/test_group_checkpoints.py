@@ -75,7 +75,7 @@ def test_an_interrupted_group_resumes_to_the_same_state(tmp_path, monkeypatch, i
 
 
 def test_a_time_limited_group_resumes_with_the_time_it_had_left(tmp_path, monkeypatch,
-                                                                 interrupt_at):
+                                                                 interrupt_at, fake_clock):
     torch.set_num_threads(1)
     settings = {**SMALL, "steps": None, "time_limit": 1.5, "scheduler": "cosine"}
     with monkeypatch.context() as m:

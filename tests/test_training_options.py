@@ -65,9 +65,11 @@ def test_kl_warmup_and_progress():
     assert schedules.kl_weight(cfg, 0.9) == 2.0
     assert schedules.kl_weight(LossConfig(kld_weight=2.0), 0.0) == 2.0
     assert schedules.progress(5, 10, 0.0, None) == 0.5
-    assert schedules.progress(1, None, 3.0, 4.0) == 0.75
+    assert schedules.progress(400, None, 3.0, 4.0) == 0.75
+    # the clock's fraction never runs ahead of done / MIN_SCHEDULE_STEPS (a slow machine)
+    assert schedules.progress(1, None, 3.0, 4.0) == 1 / schedules.MIN_SCHEDULE_STEPS
     assert schedules.progress(9, 10, 1.0, 4.0) == 0.9  # the larger fraction wins
-    assert schedules.progress(20, None, 9.0, 4.0) == 1.0
+    assert schedules.progress(2000, None, 9.0, 4.0) == 1.0
 
 
 # -- objectives ---------------------------------------------------------------------------
@@ -174,25 +176,61 @@ def test_kl_warmup_starts_with_a_zero_weight():
     assert last["loss"] == pytest.approx(last["neg_elbo"], rel=1e-5)
 
 
-def test_a_time_limit_stops_training():
+def test_a_time_limit_stops_training(fake_clock):
     no_steps = {k: v for k, v in TINY.items() if k != "steps"}
     cfg = build_config("seed", settings={**no_steps, "time_limit": 0.5})
     assert cfg.train.steps is None and cfg.train.time_limit == 0.5
     run = vaelab.train(cfg, progress=False)
     assert run.summary["stopped_by"] == "time_limit"
-    assert run.summary["steps"] >= 1 and 0.5 <= run.summary["train_seconds"] < 5
+    # the fake clock ticks 1 ms a reading, the loop reads it twice a step
+    assert 200 <= run.summary["steps"] <= 260 and 0.5 <= run.summary["train_seconds"] < 0.51
     assert run.metrics[-1]["step"] == run.summary["steps"]
     capped = build_config("seed", settings={**no_steps, "time_limit": 100.0, "steps": 30})
     run = vaelab.train(capped, progress=False)
     assert run.summary["steps"] == 30 and run.summary["stopped_by"] == "steps"
 
 
-def test_the_time_limit_flag(tmp_path, capsys):
+def test_the_time_limit_flag(tmp_path, capsys, fake_clock):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--time-limit", "0.3", "--quiet", "--no-figures",
                  "--device", "cpu", "--batch-size", "32", "--frame-every", "0"]) == 0
-    assert "stopped by time limit" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "stopped by time limit" in captured.out
     assert vaelab.load(out).config.train.time_limit == 0.3
+    # 0.3 s of the fake clock buy about 150 steps: too few, said once, and kept in the summary
+    warned = [line for line in captured.err.splitlines() if "vaelab: warning" in line]
+    assert len(warned) == 1 and "bought only" in warned[0] and "--time-limit" in warned[0]
+    assert vaelab.load(out).summary["pace"]["warnings"] == [warned[0].split("warning: ")[1]]
+
+
+def test_a_slow_machine_does_not_spend_the_schedule_in_a_few_steps(fake_clock):
+    """Each step takes 2 s of a 15 s limit (a machine under heavy load): the run warns, its
+    summary says how many steps it got, and its cosine schedule has barely begun."""
+    fake_clock.tick = 1.0
+    settings = {k: v for k, v in TINY.items() if k != "steps"}
+    run = vaelab.train(preset="default", progress=False, **settings, time_limit=15.0,
+                       compile="off")
+    s = run.summary
+    assert s["stopped_by"] == "time_limit" and s["steps"] == s["pace"]["steps"] < 10
+    assert run.metrics[-1]["lr"] > 0.9 * run.config.optim.lr  # not decayed to nothing
+    assert any("bought only" in w for w in s["pace"]["warnings"])
+
+
+def test_a_collapse_of_the_step_rate_is_said_once(fake_clock, monkeypatch, capsys):
+    from vaelab.training import schedules
+
+    original = schedules.lr_factor
+
+    def slow_down(cfg, done, prog):  # noqa: ANN001, ANN202 - from step 100: 10x slower
+        if done >= 100:
+            fake_clock.advance(0.02)
+        return original(cfg, done, prog)
+
+    monkeypatch.setattr(schedules, "lr_factor", slow_down)
+    run = vaelab.train(preset="seed", progress=False, **{**TINY, "steps": 300, "log_every": 50})
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "slowed from" in warned[0] and "OMP_NUM_THREADS=1" in warned[0]
+    assert run.summary["pace"]["warnings"] and run.summary["pace"]["predicted_steps"] is None
 
 
 # -- validation ---------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from vaelab.training.checkpoint import (
 )
 from vaelab.training.graphs import GraphedStep
 from vaelab.training.optim import Adam, AdamState
+from vaelab.training.pace import Pace
 from vaelab.training.plan import plan_for
 from vaelab.training.stack import ModelStack
 from vaelab.training.step import build_step, to_stderr
@@ -293,14 +294,13 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
         model.train()
     lrs = optimizer.lrs
     t0 = time.perf_counter() - state.elapsed_s
-    started = step
+    pace = Pace(step, state.elapsed_s)
     try:
         with StopOnSignal(enabled=checkpoint_path is not None) as stop:
             while True:
                 elapsed = time.perf_counter() - t0
-                if (state.finished or step == max_steps
-                        or (limit is not None and elapsed >= limit and step > started)):
-                    break  # (normally the `last` step below ends the loop)
+                if state.finished or step == max_steps:
+                    break  # (a finished run resumed; else the `last` step below ends it)
                 if stop.signum is not None:
                     save()
                     what = "checkpoint of the group" if m_count > 1 else "checkpoint"
@@ -331,6 +331,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
                     check_finite()
                     means = (sums / count).tolist()  # the one host synchronisation per row
                     elapsed = time.perf_counter() - t0
+                    pace.row(step, elapsed)
                     for i in range(m_count):
                         row = {"step": step, "lr": lrs[i] * factor,
                                **dict(zip(LossTerms._fields, means[i], strict=True)),
@@ -355,12 +356,14 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
         bar.close()
     check_finite()
     stack.sync()
+    by_time = step != max_steps
+    paced = pace.finish(step, seconds, limit, by_time)
     results = []
     for i, (cfg, model) in enumerate(zip(configs, models, strict=True)):
         model.eval()
         summary = {
             "steps": step,
-            "stopped_by": "steps" if step == max_steps else "time_limit",
+            "stopped_by": "time_limit" if by_time else "steps",
             "train_seconds": round(seconds, 3),
             "steps_per_second": round(step / seconds, 1) if seconds > 0 else None,
             "device": str(device),
@@ -368,6 +371,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             "cuda_graph": plan.cuda_graph,
             **prepared.summary(),
             "plan": plan.to_dict(),
+            "pace": paced,
             "final": metrics[i][-1],
             "torch_version": torch.__version__,
         }

@@ -12,14 +12,20 @@ import math
 
 from vaelab.config import LossConfig, OptimConfig
 
+#: a time-limited run's time fraction never runs ahead of done / MIN_SCHEDULE_STEPS: on a slow
+#: or busy machine the clock alone would spend the whole schedule (a cosine decay to nothing)
+#: in a handful of steps, and save an untrained model
+MIN_SCHEDULE_STEPS = 200
+
 
 def progress(done: int, steps: int | None, elapsed: float, time_limit: float | None) -> float:
-    """Fraction of training spent: the larger of the step and the time fractions, in [0, 1]."""
+    """Fraction of training spent, in [0, 1]: the larger of the step fraction and the time
+    fraction, the latter at most ``done / MIN_SCHEDULE_STEPS``."""
     frac = 0.0
     if steps is not None:
         frac = done / steps
     if time_limit is not None:
-        frac = max(frac, elapsed / time_limit)
+        frac = max(frac, min(elapsed / time_limit, done / MIN_SCHEDULE_STEPS))
     return min(max(frac, 0.0), 1.0)
 
 

@@ -1,0 +1,63 @@
+"""The loop's step rate, watched at metrics rows: a collapse, or a time limit that bought far
+too few steps, is told once on standard error with its remedy, and kept in the summary.
+
+Other processes on the cores can make a multi-threaded step many times slower (its threads
+wait for each other); one thread per process is then often faster. Nothing here changes how
+a run trains: it only reads the clock the loop already reads.
+"""
+
+from __future__ import annotations
+
+import sys
+
+#: an interval this many times slower than the fastest one so far is a collapse
+COLLAPSE = 3.0
+#: a time-limited run with fewer steps than this is warned about (a preset trains >= 10,000)
+MIN_STEPS = 1000
+REMEDY = ("other processes are using the cores: set OMP_NUM_THREADS=1 (one thread often keeps "
+          "its speed there), or train when the machine is less busy")
+
+
+class Pace:
+    """Rates between metrics rows; ``warnings`` holds what was said (once each)."""
+
+    def __init__(self, step: int, elapsed: float, quiet: bool = False) -> None:
+        self.last = (step, elapsed)
+        self.best = 0.0
+        self.first: float | None = None  # the first interval's rate
+        self.quiet = quiet
+        self.warnings: list[str] = []
+
+    def _say(self, message: str) -> None:
+        self.warnings.append(message)
+        if not self.quiet:
+            print(f"vaelab: warning: {message}", file=sys.stderr, flush=True)
+
+    def row(self, step: int, elapsed: float) -> None:
+        """A metrics row at ``step``, ``elapsed`` training seconds in."""
+        steps, seconds = step - self.last[0], elapsed - self.last[1]
+        self.last = (step, elapsed)
+        if steps <= 0 or seconds <= 0:
+            return
+        rate = steps / seconds
+        self.first = rate if self.first is None else self.first
+        if self.best and rate * COLLAPSE < self.best and not self.warnings:
+            self._say(f"training slowed from {self.best:.0f} to {rate:.0f} steps/s at step "
+                      f"{step}: {REMEDY}")
+        self.best = max(self.best, rate)
+
+    def finish(self, steps: int, seconds: float, time_limit: float | None,
+               by_time: bool) -> dict[str, object]:
+        """The summary's ``pace``: the steps a time limit bought, against what the first
+        interval's rate predicted, and any warning."""
+        predicted = (round(self.first * time_limit) if self.first and time_limit is not None
+                     else None)
+        if by_time and steps < MIN_STEPS:
+            self._say(f"the time limit ({time_limit:g} s) bought only {steps} steps, fewer than "
+                      f"{MIN_STEPS:,}: the model is likely undertrained; give a longer "
+                      f"--time-limit or --steps" + (f"; {REMEDY}" if predicted and
+                                                     steps * 4 < predicted else ""))
+        elif by_time and predicted and steps * 4 < predicted and len(self.warnings) == 0:
+            self._say(f"the time limit bought {steps} steps where the first rate predicted "
+                      f"{predicted}: {REMEDY}")
+        return {"steps": steps, "predicted_steps": predicted, "warnings": self.warnings}
