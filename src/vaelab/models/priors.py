@@ -36,10 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaelab.config import PRIORS as CONFIG_PRIORS
 from vaelab.errors import unknown_name_message
 from vaelab.objectives.densities import LOG_2PI, standard_normal_log_prob
 
-PRIORS = ("standard", "mixture", "flow")
+PRIORS = CONFIG_PRIORS  # the priors a model builds: the names a config takes
 
 DeviceLike = torch.device | str | None
 
