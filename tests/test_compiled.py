@@ -18,7 +18,6 @@ from vaelab.training import aot, plan
 from vaelab.training import step as step_module
 from vaelab.training.loop import resolve_config
 from vaelab.training.plan import plan_step
-from vaelab.training.step import torch_compiled
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
@@ -47,9 +46,9 @@ def test_auto_compiles_long_closed_form_runs_on_the_cpu_only():
     assert _uses("seed", compile="on", steps=5, device=CUDA)  # the autograd step, there
 
 
-def _eager_and_compiled(preset: str, settings: dict, batch: int, compiled: str):
-    """The eager step's and the compiled step's (``compiled``: "aot" or "torch.compile")
-    loss terms, z and gradients on one batch."""
+def _eager_and_compiled(preset: str, settings: dict, batch: int):
+    """The eager explicit step's and the ahead-of-time compiled step's loss terms, z and
+    gradients on one batch."""
     torch.manual_seed(0)
     cfg = resolve_config(build_config(preset, settings={"device": "cpu", **settings}))
     model = build_model(cfg)
@@ -60,10 +59,7 @@ def _eager_and_compiled(preset: str, settings: dict, batch: int, compiled: str):
     x = torch.randn(batch, 2) * 6
     eps = torch.randn(((samples,) if samples else ()) + (batch, model.latent_dim))
     params = list(model.parameters())
-    if compiled == "aot":
-        fast, _ = aot.load_or_build(step, CPU, x, eps, 0.7)
-    else:
-        fast = torch_compiled(step.__call__, CPU, {"cpp_wrapper": True})
+    fast, _ = aot.load_or_build(step, CPU, x, eps, 0.7)
     results = []
     for fn in (step, fast):
         for p in params:
@@ -73,14 +69,13 @@ def _eager_and_compiled(preset: str, settings: dict, batch: int, compiled: str):
     return results
 
 
-@pytest.mark.parametrize(("preset", "settings", "compiled"), [
-    ("default", {}, "aot"),  # IWAE k = 4, mixture prior, learned sigma
-    pytest.param("seed", {}, "aot", marks=pytest.mark.slow),
+@pytest.mark.parametrize(("preset", "settings"), [
+    ("default", {}),  # IWAE k = 4, mixture prior, learned sigma
+    pytest.param("seed", {}, marks=pytest.mark.slow),
 ])
-def test_the_compiled_step_computes_the_eager_steps_loss_and_gradients(preset, settings,
-                                                                       compiled):
+def test_the_compiled_step_computes_the_eager_steps_loss_and_gradients(preset, settings):
     (t_eager, z_eager, g_eager), (t_comp, z_comp, g_comp) = _eager_and_compiled(
-        preset, settings, 64, compiled)
+        preset, settings, 64)
     torch.testing.assert_close(t_comp, t_eager, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(z_comp, z_eager, rtol=1e-5, atol=1e-6)
     assert len(g_comp) == len(g_eager) >= 16  # every parameter the eager step trains

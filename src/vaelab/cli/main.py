@@ -337,18 +337,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _dry_run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     """``train --dry-run``: the resolved config(s) and the step plan; nothing is written."""
-    from vaelab.groups import check_group, seed_group
-    from vaelab.resolve import build_config
-    from vaelab.training.loop import plan_for, prepare
+    from vaelab.groups import check_group
+    from vaelab.resolve import build_config, prepare
+    from vaelab.training.plan import plan_for
 
     if args.resume is not None:
         raise VaelabError("--dry-run shows the plan of a new run; drop --resume")
-    config = build_config(args.preset, args.config, settings)
-    configs = [config]
-    if args.sweep:
-        configs = _group_configs(args, config, settings)
-    elif args.seeds is not None:
-        configs = seed_group(config, args.seeds)
+    configs = _configs_of(args, build_config(args.preset, args.config, settings), settings)
     resolved = [prepare(c) for c in configs]
     if len(resolved) > 1 or args.seeds is not None or args.sweep:
         check_group([r for r, _ in resolved])
@@ -362,9 +357,13 @@ def _dry_run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     return 0
 
 
-def _group_configs(args: argparse.Namespace, config: Any, settings: dict[str, Any]) -> list:
-    """The configs of ``--sweep`` (with ``--seeds``), each flag checked against the sweep."""
-    from vaelab.groups import SWEEP_KEYS, sweep_group
+def _configs_of(args: argparse.Namespace, config: Any, settings: dict[str, Any]) -> list:
+    """The run's configs: ``config`` alone, or the group ``--seeds`` or ``--sweep`` (with
+    ``--seeds``) makes of it, each flag checked against the sweep."""
+    from vaelab.groups import SWEEP_KEYS, seed_group, sweep_group
+
+    if not args.sweep:
+        return [config] if args.seeds is None else seed_group(config, args.seeds)
     from vaelab.resolve import SHORT_KEYS
 
     sweep: dict[str, list[float]] = {}
@@ -382,13 +381,9 @@ def _group_configs(args: argparse.Namespace, config: Any, settings: dict[str, An
 
 
 def _train_group(args: argparse.Namespace, config: Any, settings: dict[str, Any]) -> int:
-    from vaelab.groups import seed_group
     from vaelab.runs import train_group
 
-    if args.sweep:
-        group, kind = _group_configs(args, config, settings), "sweep"
-    else:
-        group, kind = seed_group(config, args.seeds), "seeds"
+    group, kind = _configs_of(args, config, settings), "sweep" if args.sweep else "seeds"
     out = args.out or Path("runs") / f"{config.preset or 'custom'}-{kind}"
     return _report_group(train_group(group, out, force=args.force, progress=not args.quiet,
                                      figures=not args.no_figures))

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import hashlib
-import importlib.util
 import json
 import os
 import platform
@@ -71,48 +71,46 @@ def cache_dir() -> Path:
     return root / "steps"
 
 
-def traced_modules() -> list[str]:
-    """The vaelab modules the exported step can run: this module and every vaelab module it
-    imports, directly or not (read from their import statements, inside functions too)."""
-    seen: set[str] = set()
+def traced_modules() -> dict[str, Path]:
+    """The vaelab modules the exported step can run, by name, with their source files: this
+    module and every vaelab module it imports, directly or not (read from their import
+    statements, inside functions too; nothing is imported)."""
+    root = Path(__file__).resolve().parents[1]  # the vaelab package
+
+    def source(name: str) -> Path | None:
+        rel = Path(*name.split(".")[1:])
+        for path in (root / rel / "__init__.py", (root / rel).with_suffix(".py")):
+            if path.is_file():
+                return path
+        return None  # a name imported from a module, not a module
+
+    found: dict[str, Path] = {}
     todo = [__name__]
     while todo:
         name = todo.pop()
-        if name in seen:
+        path = None if name in found else source(name)
+        if path is None:
             continue
-        seen.add(name)
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            continue
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
+        found[name] = path
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
-                todo += [alias.name for alias in node.names]
+                names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                todo.append(node.module)
-                todo += [f"{node.module}.{alias.name}" for alias in node.names
-                         if importlib.util.find_spec(node.module) is not None
-                         and _is_module(f"{node.module}.{alias.name}")]
-        todo = [t for t in todo if t == "vaelab" or t.startswith("vaelab.")]
-    return sorted(seen)
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            todo += [n for n in names if n == "vaelab" or n.startswith("vaelab.")]
+    return dict(sorted(found.items()))
 
 
-def _is_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
+@functools.cache
 def _source_digest() -> str:
     """sha256 of the source of :func:`traced_modules` (an edited step, in a development
-    install with an unchanged version, gets a new key)."""
+    install with an unchanged version, gets a new key); read once per process."""
     h = hashlib.sha256()
-    for name in traced_modules():
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.origin is not None:
-            h.update(name.encode())
-            h.update(Path(spec.origin).read_bytes())
+    for name, path in traced_modules().items():
+        h.update(name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vaelab.config import RunConfig
-from vaelab.data import DataSource, FixedSetStream
+from vaelab.data import DataSource, FixedSetStream, FreshStream
 from vaelab.data.pipeline import training_points
 from vaelab.devices import derive_seeds, make_generator, resolve_device
 from vaelab.errors import TrainingDiverged, TrainingInterrupted
@@ -178,6 +178,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     streams = None
     if fixed[0] is not None:
         streams = [FixedSetStream(p, tc.batch_size, g) for p, g in zip(fixed, gens, strict=True)]
+    fresh = FreshStream(source, m_count * tc.batch_size, data_gen, device)  # all models' rows
 
     stack = ModelStack(models)
     optimizer = Adam(list(stack.params.values()), [c.optim.lr for c in configs])
@@ -220,7 +221,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:
         """One step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
         if streams is None:
-            x = source.sample(m_count * tc.batch_size, data_gen, device)
+            x = fresh.next()
             if stack.stacked:
                 x = x.view(m_count, tc.batch_size, dim)
         else:
@@ -245,14 +246,12 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             gen = model.decode(display_z)
         return Frame(step, x.detach().cpu(), z.detach().cpu(), gen.cpu())
 
-    params = list(stack.params.values())
-
     def check_finite() -> None:
         """Raise TrainingDiverged if a loss since the last check, or a weight, is not finite.
         A non-finite gradient makes Adam's update, and so the weights and the next loss,
         non-finite: the weights are checked too, so it is caught even on the last step."""
         bad = bad_step.tolist()
-        weights_ok = bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all())
+        weights_ok = bool(torch.isfinite(torch.stack(torch._foreach_norm(optimizer.params))).all())
         if not any(bad) and weights_ok:
             return
         kept = (f"the last good checkpoint (step {last_saved}) is kept in {checkpoint_path}"
@@ -357,7 +356,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     check_finite()
     stack.sync()
     by_time = step != max_steps
-    paced = pace.finish(step, seconds, limit, by_time)
+    paced = pace.finish(step, limit, by_time)
     results = []
     for i, (cfg, model) in enumerate(zip(configs, models, strict=True)):
         model.eval()

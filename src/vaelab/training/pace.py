@@ -21,17 +21,15 @@ REMEDY = ("other processes are using the cores: set OMP_NUM_THREADS=1 (one threa
 class Pace:
     """Rates between metrics rows; ``warnings`` holds what was said (once each)."""
 
-    def __init__(self, step: int, elapsed: float, quiet: bool = False) -> None:
+    def __init__(self, step: int, elapsed: float) -> None:
         self.last = (step, elapsed)
         self.best = 0.0
         self.first: float | None = None  # the first interval's rate
-        self.quiet = quiet
         self.warnings: list[str] = []
 
     def _say(self, message: str) -> None:
         self.warnings.append(message)
-        if not self.quiet:
-            print(f"vaelab: warning: {message}", file=sys.stderr, flush=True)
+        print(f"vaelab: warning: {message}", file=sys.stderr, flush=True)
 
     def row(self, step: int, elapsed: float) -> None:
         """A metrics row at ``step``, ``elapsed`` training seconds in."""
@@ -46,8 +44,7 @@ class Pace:
                       f"{step}: {REMEDY}")
         self.best = max(self.best, rate)
 
-    def finish(self, steps: int, seconds: float, time_limit: float | None,
-               by_time: bool) -> dict[str, object]:
+    def finish(self, steps: int, time_limit: float | None, by_time: bool) -> dict[str, object]:
         """The summary's ``pace``: the steps a time limit bought, against what the first
         interval's rate predicted, and any warning."""
         predicted = (round(self.first * time_limit) if self.first and time_limit is not None
@@ -57,7 +54,7 @@ class Pace:
                       f"{MIN_STEPS:,}: the model is likely undertrained; give a longer "
                       f"--time-limit or --steps" + (f"; {REMEDY}" if predicted and
                                                      steps * 4 < predicted else ""))
-        elif by_time and predicted and steps * 4 < predicted and len(self.warnings) == 0:
+        elif by_time and predicted and steps * 4 < predicted and not self.warnings:
             self._say(f"the time limit bought {steps} steps where the first rate predicted "
                       f"{predicted}: {REMEDY}")
         return {"steps": steps, "predicted_steps": predicted, "warnings": self.warnings}

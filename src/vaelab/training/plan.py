@@ -85,14 +85,6 @@ def explicit_blocker(config: RunConfig) -> str | None:
     return None
 
 
-def check_explicit(config: RunConfig) -> None:
-    """Refuse ``train.gradients = 'explicit'`` where explicit gradients cannot train it."""
-    reason = explicit_blocker(config)
-    if config.train.gradients == "explicit" and reason is not None:
-        raise ConfigError(f"train.gradients = 'explicit' cannot train this model: {reason}; "
-                          "use auto or autograd")
-
-
 def long_run(tc: TrainConfig) -> bool:
     """Whether a run is long enough for ``train.compile = 'auto'`` to compile it."""
     steps_ok = tc.steps is None or tc.steps >= COMPILE_MIN_STEPS
@@ -124,8 +116,10 @@ def plan_step(configs: list[RunConfig], device: torch.device, fixed_set: bool) -
     stacked = count > 1
     tc = config.train
     reasons: dict[str, str] = {}
-    check_explicit(config)
     blocker = explicit_blocker(config)
+    if blocker is not None and tc.gradients == EXPLICIT:
+        raise ConfigError(f"train.gradients = 'explicit' cannot train this model: {blocker}; "
+                          "use auto or autograd")
     if blocker is not None:
         explicit, reasons["gradients"] = False, blocker
     elif tc.gradients != "auto":

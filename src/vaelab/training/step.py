@@ -72,12 +72,12 @@ def autograd_step(stack: ModelStack, optimizer: Adam,
     return step
 
 
-def torch_compiled(fn: Callable, device: torch.device, options: dict | None = None) -> Callable:
+def torch_compiled(fn: Callable, device: torch.device) -> Callable:
     """``fn(x, eps, kl_weight)`` under ``torch.compile``, its KL weight passed as a tensor (a
     float would be baked in and recompiled at every new value); on CUDA
     ``mode="reduce-overhead"`` replays the captured kernels as CUDA graphs."""
     mode = "reduce-overhead" if device.type == "cuda" else "default"
-    compiled = torch.compile(fn, mode=mode, dynamic=False, options=options)
+    compiled = torch.compile(fn, mode=mode, dynamic=False)
     weight = WeightTensor(device)
 
     def call(x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor) -> tuple:
@@ -95,12 +95,14 @@ def build_step(plan: StepPlan, stack: ModelStack, optimizer: Adam, tally: Tally,
     eager: StepFn = explicit if explicit is not None else autograd_step(stack, optimizer)
     if not plan.compiled:
         return Prepared(eager, False, False, False)
+    # (outside the try: a plan that folds Adam over other tensors is a bug, not a compiler's)
+    adam = (AdamTensors.of(optimizer, explicit)
+            if plan.adam_folded and explicit is not None else None)
     started = time.perf_counter()
     cache = None
     try:
         if plan.compile == AOT:
             assert explicit is not None
-            adam = AdamTensors.of(optimizer, explicit) if plan.adam_folded else None
             step, loaded = load_or_build(explicit, stack.device, x, eps, kl_weight, announce,
                                          adam, tally if plan.tally_folded else None)
             cache = "loaded" if loaded else "built"
