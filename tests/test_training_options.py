@@ -3,6 +3,7 @@ activations, decoder widths and the time limit."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -216,8 +217,12 @@ def test_a_slow_machine_does_not_spend_the_schedule_in_a_few_steps(fake_clock):
     assert any("bought only" in w for w in s["pace"]["warnings"])
 
 
-def test_a_collapse_of_the_step_rate_is_said_once(fake_clock, monkeypatch, capsys):
+@pytest.mark.parametrize(("threads", "remedy"), [(2, "--threads 1"), (1, "less busy")])
+def test_a_collapse_of_the_step_rate_is_said_once(fake_clock, monkeypatch, capsys, threads,
+                                                  remedy):
     from vaelab.training import schedules
+
+    torch.set_num_threads(threads)
 
     original = schedules.lr_factor
 
@@ -229,7 +234,7 @@ def test_a_collapse_of_the_step_rate_is_said_once(fake_clock, monkeypatch, capsy
     monkeypatch.setattr(schedules, "lr_factor", slow_down)
     run = vaelab.train(preset="seed", progress=False, **{**TINY, "steps": 300, "log_every": 50})
     warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert len(warned) == 1 and "slowed from" in warned[0] and "OMP_NUM_THREADS=1" in warned[0]
+    assert len(warned) == 1 and "slowed from" in warned[0] and remedy in warned[0]
     assert run.summary["pace"]["warnings"] and run.summary["pace"]["predicted_steps"] is None
 
 
@@ -275,18 +280,36 @@ def test_compare_draws_runs_beside_the_truth(tiny_run_dir, tmp_path, capsys):
     assert len(err) == 1 and "--labels has 2 names for 1 runs" in err[0]
 
 
-def test_threads_are_capped_at_the_cores_this_process_may_use(monkeypatch):
+def test_threads_default_to_one_unless_the_flag_or_the_environment_says(monkeypatch):
     import os
 
-    from vaelab.devices import choose_threads
+    from vaelab.devices import DEFAULT_THREADS, choose_threads
 
-    torch.set_num_threads(2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert choose_threads() == 1 and torch.get_num_threads() == 1
     torch.set_num_threads(2)
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # an explicit setting is the user's choice
-    assert choose_threads() == 2
+    assert choose_threads() == (DEFAULT_THREADS, "default") == (1, "default")
+    assert torch.get_num_threads() == 1
+    assert choose_threads(2) == (2, "--threads") and torch.get_num_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # read by torch at start: left as it is
+    assert choose_threads() == (2, "OMP_NUM_THREADS")
+    # never more than the cores this process may run on (a container, taskset)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert choose_threads(8) == (1, "--threads") and torch.get_num_threads() == 1
+
+
+def test_the_threads_flag_reaches_every_command_and_the_summary(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), "--preset", "seed", "--steps", "20",
+                 "--log-every", "10", "--no-figures", "--quiet", "--threads", "2"]) == 0
+    assert json.loads((out / "summary.json").read_text())["threads"] == 2
+    assert main(["sample", str(out), "-n", "5", "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(out), "--threads", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("vaelab evaluate: error: argument --threads")
 
 
 @pytest.mark.parametrize("preset", ["seed", "default"])

@@ -49,15 +49,34 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return g
 
 
-def choose_threads() -> int:
-    """Cap torch's CPU threads at the cores this process may run on, and return the count.
+#: the environment variable that, when set, decides the thread count (OpenMP's own)
+THREADS_ENV = "OMP_NUM_THREADS"
+#: torch's CPU threads when neither ``--threads`` nor ``OMP_NUM_THREADS`` says. One, by
+#: measurement (BENCHMARKS.md, "Threads under load"): vaelab's products are small, a second
+#: thread buys at most a few tens of per cent on an idle machine, and when another process
+#: holds a core the threads wait for each other and a step runs many times slower.
+DEFAULT_THREADS = 1
 
-    torch starts one thread per physical core of the machine; in a container or under
-    ``taskset`` the process may be allowed fewer, and more threads than cores makes small
-    matrix products slower, not faster. ``OMP_NUM_THREADS``, when set, is left to decide.
+
+def choose_threads(requested: int | None = None) -> tuple[int, str]:
+    """Set torch's CPU threads for this process; return (the count, where it came from).
+
+    ``requested`` (``--threads``) wins; else ``OMP_NUM_THREADS`` when set (the user's or the
+    launcher's choice, which torch has read already); else :data:`DEFAULT_THREADS`. Never more
+    than the cores this process may run on (a container or ``taskset`` may allow fewer than
+    the machine has).
     """
-    if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
-        allowed = len(os.sched_getaffinity(0))
-        if 0 < allowed < torch.get_num_threads():
-            torch.set_num_threads(allowed)
-    return torch.get_num_threads()
+    if requested is not None and requested < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {requested}")
+    allowed = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count()) or 1
+    if requested is not None:
+        count, source = requested, "--threads"
+    elif os.environ.get(THREADS_ENV):
+        count, source = torch.get_num_threads(), THREADS_ENV
+    else:
+        count, source = DEFAULT_THREADS, "default"
+    count = max(1, min(count, allowed))
+    if count != torch.get_num_threads():
+        torch.set_num_threads(count)
+    return count, source

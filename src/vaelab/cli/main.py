@@ -282,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-n", type=positive_int, default=5000, help="points per panel (default 5000)")
     c.add_argument("--labels", help="comma-separated panel titles (default: each run's preset)")
     c.add_argument("--seed", type=nonnegative_int, default=0, help="sampling seed")
+    for command in sub.choices.values():
+        command.add_argument("--threads", type=positive_int, metavar="N",
+                             help="CPU threads (default: OMP_NUM_THREADS if set, else 1: "
+                             "vaelab's small products gain little from more, and lose much "
+                             "when other processes share the cores)")
     return parser
 
 
@@ -541,10 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "train":
-            from vaelab.devices import choose_threads
+        from vaelab.devices import choose_threads
 
-            choose_threads()
+        choose_threads(args.threads)
         return COMMANDS[args.command](args)
     except TrainingInterrupted as exc:
         print(f"vaelab {args.command}: {exc}", file=sys.stderr)

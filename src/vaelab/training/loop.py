@@ -366,6 +366,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             "train_seconds": round(seconds, 3),
             "steps_per_second": round(step / seconds, 1) if seconds > 0 else None,
             "device": str(device),
+            "threads": torch.get_num_threads(),  # CPU threads (devices.choose_threads)
             "gradients": plan.gradients,
             "cuda_graph": plan.cuda_graph,
             **prepared.summary(),

@@ -2,20 +2,32 @@
 too few steps, is told once on standard error with its remedy, and kept in the summary.
 
 Other processes on the cores can make a multi-threaded step many times slower (its threads
-wait for each other); one thread per process is then often faster. Nothing here changes how
-a run trains: it only reads the clock the loop already reads.
+wait for each other); one thread per process (vaelab's default) keeps its speed there.
+Nothing here changes how a run trains: it only reads the clock the loop already reads.
 """
 
 from __future__ import annotations
 
 import sys
 
+import torch
+
 #: an interval this many times slower than the fastest one so far is a collapse
 COLLAPSE = 3.0
 #: a time-limited run with fewer steps than this is warned about (a preset trains >= 10,000)
 MIN_STEPS = 1000
-REMEDY = ("other processes are using the cores: set OMP_NUM_THREADS=1 (one thread often keeps "
-          "its speed there), or train when the machine is less busy")
+
+
+
+def remedy() -> str:
+    """What to do when the step rate collapses: fewer threads, if there are several."""
+    if torch.get_num_threads() > 1:
+        return (f"other processes are using the cores and this run's "
+                f"{torch.get_num_threads()} threads wait for each other: train with "
+                f"--threads 1 (one thread keeps its speed there), or when the machine is "
+                f"less busy")
+    return ("other processes are using this core: train when the machine is less busy, or "
+            "give the run a core of its own (taskset)")
 
 
 class Pace:
@@ -41,7 +53,7 @@ class Pace:
         self.first = rate if self.first is None else self.first
         if self.best and rate * COLLAPSE < self.best and not self.warnings:
             self._say(f"training slowed from {self.best:.0f} to {rate:.0f} steps/s at step "
-                      f"{step}: {REMEDY}")
+                      f"{step}: {remedy()}")
         self.best = max(self.best, rate)
 
     def finish(self, steps: int, time_limit: float | None, by_time: bool) -> dict[str, object]:
@@ -52,9 +64,9 @@ class Pace:
         if by_time and steps < MIN_STEPS:
             self._say(f"the time limit ({time_limit:g} s) bought only {steps} steps, fewer than "
                       f"{MIN_STEPS:,}: the model is likely undertrained; give a longer "
-                      f"--time-limit or --steps" + (f"; {REMEDY}" if predicted and
+                      f"--time-limit or --steps" + (f"; {remedy()}" if predicted and
                                                      steps * 4 < predicted else ""))
         elif by_time and predicted and steps * 4 < predicted and not self.warnings:
             self._say(f"the time limit bought {steps} steps where the first rate predicted "
-                      f"{predicted}: {REMEDY}")
+                      f"{predicted}: {remedy()}")
         return {"steps": steps, "predicted_steps": predicted, "warnings": self.warnings}
