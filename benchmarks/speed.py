@@ -2,7 +2,8 @@
 once; and time to quality.
 
 Every number is the training loop alone (after imports and setup), on this machine, measured
-in this process one after another (nothing else should run meanwhile):
+in this process one after another (nothing else should run meanwhile), on one thread (vaelab's
+default) unless said:
 
 * **steps/s and samples/s** of the seed's model and settings (Swiss roll noise 0.3,
   SimpleVAE 2-128-128-2, MSE + KLD, Adam 2e-2, StepLR(1000, 0.7)) at batch 128, 512 and 4096:
@@ -30,7 +31,11 @@ in this process one after another (nothing else should run meanwhile):
   cost of 8 default-preset models against one, explicit gradients against vmap + autograd; and
   the cost of a step of 8 models against one model's, from interleaved pairs of runs.
 * **the default preset**: its steps/s with explicit gradients and with autograd.
-* **threads**: vaelab at batch 512 with 1 thread and with all of them.
+* **the BLAS limit and contention** (first; ``--only limit`` runs it alone): the seed preset
+  at batch 512 against its step's matrix products replayed alone (blas_limit.py), its FLOPs,
+  the GEMM rate at each of its shapes, and the ratios to the seed's loop and to pythae, idle
+  and with one other busy process, from interleaved rounds.
+* **threads**: vaelab at batch 512 with its default one thread and with all cores.
 * **compiling**: the explicit step of both presets eager against compiled (``--compile on``:
   ahead of time, vaelab.training.aot), from interleaved pairs, and the seconds to build it
   in a new process with an empty cache and to load it from the filled one; and the seed
@@ -61,10 +66,11 @@ import time
 import numpy as np
 import torch
 from benchmarks_md import machine, update_section
+from blas_limit import flops, measure, step_products
 from seed_walltime import seed_loop
 
 from vaelab.data.swiss_roll import SwissRoll2D
-from vaelab.devices import make_generator
+from vaelab.devices import DEFAULT_THREADS, make_generator
 from vaelab.evaluation import evaluate
 from vaelab.groups import seed_group
 from vaelab.models import SimpleVAE
@@ -315,15 +321,143 @@ def time_to_quality(limits: list[float], n: int, k: int, compile: str = "auto") 
 
 # -- the report ----------------------------------------------------------------------------
 
+# -- the BLAS limit and contention -----------------------------------------------------------
+
+@contextlib.contextmanager
+def threads_set(count: int):  # noqa: ANN201
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def busy(load: bool):  # noqa: ANN201
+    """One competing process spinning on a core (a shell loop, not Python threads) while the
+    block runs, when ``load``."""
+    import subprocess
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load else None
+    try:
+        if hog is not None:
+            time.sleep(0.5)
+        yield
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+
+
+def limit_section(quick: bool) -> str:
+    """The seed preset at batch 512 against the BLAS limit of its step, and the ratios to the
+    seed's loop and to pythae, idle and with one busy process, from interleaved rounds."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    load_before = os.getloadavg()[0]  # other work on the machine, said with the figures
+    batch, steps = 512, 200 if quick else 3000
+    counts = [1] + ([cores] if cores > 1 else [])
+    with threads_set(DEFAULT_THREADS):
+        products = step_products("seed", batch)
+        vaelab_rate(batch, 100, compile="on")  # build or load the package before any clock
+    limits = {}
+    for t in counts:
+        with threads_set(t):
+            limits[t] = measure(products, rounds=3 if quick else 7)
+            log(f"limit, {t} thread(s): {limits[t].steps_per_second:.0f} steps/s, "
+                f"{limits[t].gflops:.0f} GFLOP/s")
+    shapes = []
+    for product, n in sorted(products.items(), key=lambda kv: -flops(kv[0]) * kv[1]):
+        with threads_set(DEFAULT_THREADS):
+            one = measure({product: 1}, rounds=3, min_seconds=0.05 if quick else 0.1)
+        shapes.append((product, n, one.gflops))
+    rounds = 1 if quick else 3
+    rows: dict[bool, list[dict[str, float | None]]] = {False: [], True: []}
+    for _ in range(rounds):
+        for load in (False, True):
+            with busy(load):
+                with threads_set(DEFAULT_THREADS):
+                    row = {"vaelab": vaelab_rate(batch, steps, compile="on"),
+                           "eager": vaelab_rate(batch, steps // 2, compile="off"),
+                           "seed 1t": seed_loop_rate(batch, steps // 3),
+                           "pythae 1t": pythae_rate(batch, steps // 3)}
+                with threads_set(cores):  # torch's default: what the seed's code gets
+                    row["seed"] = seed_loop_rate(batch, steps // (3 if not load else 30))
+            rows[load].append(row)
+            log(("busy " if load else "idle ") + ", ".join(
+                f"{k} {v:.0f}" for k, v in row.items() if v is not None))
+
+    def med(load: bool, key: str) -> float | None:
+        values = [r[key] for r in rows[load] if r[key] is not None]
+        return statistics.median(values) if values else None
+
+    def span(load: bool, key: str) -> str:
+        values = [r[key] for r in rows[load] if r[key] is not None]
+        return ", ".join(f"{v:.0f}" for v in values) if values else "not installed"
+
+    limit = limits[DEFAULT_THREADS]
+    idle, loaded = med(False, "vaelab"), med(True, "vaelab")
+    load_after = os.getloadavg()[0]
+    lines = ["The seed preset at batch 512, as `vaelab train --preset seed` trains it (compiled "
+             f"ahead of time, {DEFAULT_THREADS} thread: vaelab's default), against the "
+             "fastest its step could run on this machine: its matrix products alone, "
+             "recorded from a step and replayed back to back (`benchmarks/blas_limit.py`). "
+             f"The step does {limit.flops / 1e6:.1f} MFLOP (2nkm per product):", "",
+             "| product (shapes) | per step | MFLOP | GFLOP/s alone, 1 thread |",
+             "|---|---|---|---|"]
+    for (name, operands), n, rate in shapes:
+        dims = " x ".join(str(list(o[0])) for o in operands[-2:])
+        lines.append(f"| {name} {dims} | {n:g} | {flops((name, operands)) / 1e6:.2f} | "
+                     f"{rate:.0f} |")
+    lines += ["", "| threads | the products alone: GFLOP/s | the limit: steps/s |",
+              "|---|---|---|"]
+    lines += [f"| {t} | {lim.gflops:.0f} | {lim.steps_per_second:.0f} |"
+              for t, lim in limits.items()]
+    lines += ["", f"From {rounds} interleaved rounds (idle, then with one other process "
+              "spinning on a core), steps/s of each loop; `seed loop` is the blog's loop "
+              f"logic at torch's default threads ({cores}), `1t` at one thread:", "",
+              "| loop | idle | one busy process |", "|---|---|---|"]
+    for key, label in (("vaelab", "vaelab (compiled)"), ("eager", "vaelab, `--compile off`"),
+                       ("seed", "seed loop"), ("seed 1t", "seed loop, 1t"),
+                       ("pythae 1t", "pythae, 1t")):
+        lines.append(f"| {label} | {span(False, key)} | {span(True, key)} |")
+    assert idle is not None and loaded is not None
+    lines += ["", f"Idle, vaelab reaches **{idle / limit.steps_per_second:.0%}** of the "
+              f"{DEFAULT_THREADS}-thread limit (median; target 70 %)"
+              + (f" and {idle / limits[cores].steps_per_second:.0%} of the {cores}-thread "
+                 "one" if cores > 1 else "")
+              + f"; it runs **{idle / med(False, 'seed'):.2f}x** the seed's loop "
+              f"({idle / med(False, 'seed 1t'):.2f}x its 1-thread run; target 3x)"
+              + (f" and {idle / med(False, 'pythae 1t'):.2f}x pythae"
+                 if med(False, "pythae 1t") else "")
+              + f". With one busy process it keeps **{loaded / idle:.0%}** of its idle rate "
+              f"(target 50 %; the eager step {med(True, 'eager') / med(False, 'eager'):.0%}, "
+              f"the seed's loop at {cores} threads {med(True, 'seed') / med(False, 'seed'):.0%})."
+              f" The machine's 1-minute load average was {load_before:.2f} before these "
+              f"measurements and {load_after:.2f} after (idle rounds add about 1)."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny step counts (a smoke run)")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     ap.add_argument("--limits", default="5,10,15,20,55",
                     help="time limits (s) for time to quality (default 5,10,15,20,55)")
+    ap.add_argument("--only", choices=("all", "limit"), default="all",
+                    help="'limit': only the BLAS limit and contention section")
     args = ap.parse_args()
     quick = args.quick
-    threads = torch.get_num_threads()
+    limit_body = limit_section(quick)
+    print(limit_body)
+    if args.write and not quick:
+        update_section("speed_limit", "Speed on this machine: the BLAS limit and contention",
+                       "python benchmarks/speed.py --write --only limit",
+                       f"Machine: {machine()}.\n\n{limit_body}")
+    if args.only == "limit":
+        return
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    torch.set_num_threads(DEFAULT_THREADS)  # as vaelab trains by default
 
     rates: dict[str, dict[int, float | None]] = {}
     def autograd_rate(batch: int, steps: int) -> float:
@@ -382,10 +516,9 @@ def main() -> None:
     log(f"default preset: explicit {preset_rates['auto']:.0f}, "
         f"autograd {preset_rates['autograd']:.0f} steps/s")
 
-    torch.set_num_threads(1)
-    one_thread = vaelab_rate(512, steps_for(512, quick))
-    torch.set_num_threads(threads)
-    log(f"threads: 1 -> {one_thread:.0f} steps/s")
+    with threads_set(threads):
+        all_threads = vaelab_rate(512, steps_for(512, quick))
+    log(f"threads: {threads} -> {all_threads:.0f} steps/s")
     eager, compiled, compile_note = compile_rates(512, 300 if quick else 2000)
     log(f"compile (autograd step): eager {eager:.0f}, compiled {compiled} steps/s "
         f"{compile_note}")
@@ -448,10 +581,11 @@ def main() -> None:
               f"{default_steps} steps of its schedule): {preset_rates['auto']:.0f} steps/s "
               f"with explicit gradients (`--gradients auto`), {preset_rates['autograd']:.0f} "
               f"with autograd ({preset_rates['auto'] / preset_rates['autograd']:.2f}x).",
-              "", f"Threads (vaelab, eager, batch 512): 1 thread {one_thread:.0f} steps/s, "
-              f"{threads} threads {rates['vaelab, eager'][512]:.0f} steps/s "
-              f"({rates['vaelab, eager'][512] / one_thread:.2f}x). vaelab keeps torch's "
-              "default, one thread per core.", ""]
+              "", f"Threads (vaelab, eager, batch 512, idle): {DEFAULT_THREADS} thread "
+              f"{rates['vaelab, eager'][512]:.0f} steps/s, {threads} threads "
+              f"{all_threads:.0f} steps/s ({all_threads / rates['vaelab, eager'][512]:.2f}x). "
+              f"vaelab trains on {DEFAULT_THREADS} thread unless told otherwise (`--threads`): "
+              "under load, more threads than free cores collapse (the section above).", ""]
     lines += ["The compiled explicit step (`--compile on`: network passes, loss, gradients, "
               "Adam's update and the loop's tally exported once and compiled ahead of time by "
               "AOTInductor into a package cached on disk, `vaelab/training/aot.py`; the batch "

@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv
 fi
 log=$(mktemp)
-if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+if ! .venv/bin/python -m pip install --no-compile --quiet --disable-pip-version-check \
      "torch==${VAELAB_TORCH_VERSION:-2.13.0}" -e ".${extras}" >"$log" 2>&1; then
   grep -v "^WARNING: Location .* is ignored" "$log" >&2
   echo "setup.sh: pip install failed" >&2

@@ -100,3 +100,39 @@ def test_dry_run_prints_the_config_and_the_plan_and_writes_nothing(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "closed-form losses" in err[0]
     assert os.listdir(tmp_path) == []
+
+
+def test_auto_stays_eager_on_a_cpu_where_compiling_does_not_pay():
+    cfg = resolve_config(vaelab.build_config("seed"))
+    blocked = plan_step([cfg], CPU, False, cpu_blocker="no C++ compiler (g++) on this PATH")
+    assert blocked.compile == EAGER and blocked.gradients == EXPLICIT
+    assert "no C++ compiler" in blocked.reasons["compile"]
+    on = resolve_config(vaelab.build_config("seed", settings={"compile": "on"}))
+    assert plan_step([on], CPU, False, cpu_blocker="any").compile == AOT  # asked for: built
+
+
+def test_the_blocker_is_a_property_of_the_machine(monkeypatch):
+    from vaelab.training import aot
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(aot.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert aot.compile_blocker() is None
+    monkeypatch.setenv("CXX", "clang++-99")
+    monkeypatch.setattr(aot.shutil, "which", lambda name: None)
+    assert "no C++ compiler (clang++-99)" in aot.compile_blocker()
+    monkeypatch.setattr(aot.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    reason = aot.compile_blocker()
+    assert "capability DEFAULT" in reason and "measured slower" in reason
+
+
+def test_the_run_plans_by_the_machine_it_runs_on(monkeypatch):
+    from vaelab.data import build_source
+    from vaelab.training import plan as plan_module
+
+    cfg = resolve_config(vaelab.build_config("seed"))
+    source = build_source(cfg.data)
+    monkeypatch.setattr(plan_module, "compile_blocker", lambda: "this CPU was not measured")
+    assert plan_module.plan_for([cfg], source, CPU).compile == EAGER
+    monkeypatch.setattr(plan_module, "compile_blocker", lambda: None)
+    assert plan_module.plan_for([cfg], source, CPU).compile == AOT

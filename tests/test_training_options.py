@@ -371,3 +371,18 @@ def test_compiled_training_follows_eager_training():
     # the explicit step, compiled: rounding differences grow over the steps (test_compiled.py)
     for a, b in zip(eager.metrics, compiled.metrics, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-2)
+
+
+def test_one_slow_interval_is_a_pause_not_a_collapse(fake_clock, monkeypatch, capsys):
+    from vaelab.training import schedules
+
+    original = schedules.lr_factor
+
+    def pause(cfg, done, prog):  # noqa: ANN001, ANN202 - one 2 s pause at step 120
+        if done == 120:
+            fake_clock.advance(2.0)
+        return original(cfg, done, prog)
+
+    monkeypatch.setattr(schedules, "lr_factor", pause)
+    run = vaelab.train(preset="seed", progress=False, **{**TINY, "steps": 300, "log_every": 50})
+    assert "warning" not in capsys.readouterr().err and run.summary["pace"]["warnings"] == []

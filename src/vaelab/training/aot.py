@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -272,6 +273,29 @@ class AotStep:
         return out[0], out[1]
 
 
+#: torch's CPU capabilities (``torch.backends.cpu.get_cpu_capability()``) where the compiled
+#: step was measured faster than the eager one; with no vector instructions the eager step was
+#: faster (``benchmarks/compile_pays.py``, BENCHMARKS.md "Compiling on each kind of CPU")
+PAYING_CAPABILITIES = ("AVX2", "AVX512")
+
+
+def compile_blocker() -> str | None:
+    """Why ``train.compile = 'auto'`` keeps this machine's step eager, or None where compiling
+    pays: a C++ compiler must be on the PATH (``$CXX``, else ``g++``, as Inductor looks for
+    one), and torch must run vector instructions where the compiled step was measured faster.
+    A property of the machine, never of the cache, so a run's plan follows from its config and
+    machine."""
+    cxx = os.environ.get("CXX") or "g++"
+    if shutil.which(cxx) is None:
+        return f"no C++ compiler ({cxx}) on this machine's PATH"
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in PAYING_CAPABILITIES:
+        return (f"torch runs this CPU's step with capability {capability}, where the compiled "
+                f"step was measured slower than the eager one (it pays with "
+                f"{' or '.join(PAYING_CAPABILITIES)})")
+    return None
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -287,8 +311,13 @@ def _build(step: ExplicitStep, args: tuple[torch.Tensor, ...], package: Path,
         with torch.no_grad():
             program = torch.export.export(_Program(step, adam, tally is not None), example,
                                           strict=False)
-        atomic_write(package, lambda tmp: torch._inductor.aoti_compile_and_package(
-            program, package_path=str(tmp)))
+        # the vector ISA is the one torch itself runs (it is part of the key): Inductor's
+        # probe of it, which compiles and runs a test program per ISA, is skipped
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch({"cpp.vec_isa_ok": True}):
+            atomic_write(package, lambda tmp: torch._inductor.aoti_compile_and_package(
+                program, package_path=str(tmp)))
 
 
 def _open(package: Path) -> Any:

@@ -12,7 +12,8 @@ import sys
 
 import torch
 
-#: an interval this many times slower than the fastest one so far is a collapse
+#: an interval this many times slower than the fastest one so far is slow; two slow intervals
+#: in a row are a collapse (one alone is a pause: a checkpoint, a frame, a short spell)
 COLLAPSE = 3.0
 #: a time-limited run with fewer steps than this is warned about (a preset trains >= 10,000)
 MIN_STEPS = 1000
@@ -37,6 +38,7 @@ class Pace:
         self.last = (step, elapsed)
         self.best = 0.0
         self.first: float | None = None  # the first interval's rate
+        self.slow = 0  # slow intervals in a row
         self.warnings: list[str] = []
 
     def _say(self, message: str) -> None:
@@ -51,7 +53,8 @@ class Pace:
             return
         rate = steps / seconds
         self.first = rate if self.first is None else self.first
-        if self.best and rate * COLLAPSE < self.best and not self.warnings:
+        self.slow = self.slow + 1 if self.best and rate * COLLAPSE < self.best else 0
+        if self.slow >= 2 and not self.warnings:
             self._say(f"training slowed from {self.best:.0f} to {rate:.0f} steps/s at step "
                       f"{step}: {remedy()}")
         self.best = max(self.best, rate)

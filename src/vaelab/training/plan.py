@@ -19,6 +19,7 @@ from vaelab.data import DataSource
 from vaelab.data.files import FileSource
 from vaelab.devices import resolve_device
 from vaelab.errors import ConfigError
+from vaelab.training.aot import compile_blocker
 
 #: the shortest run (in steps, and in seconds when time-limited) that ``train.compile =
 #: 'auto'`` compiles: a first build on a machine takes a while, which a shorter run does not
@@ -108,10 +109,13 @@ def graph_blocker(config: RunConfig, device: torch.device, fixed_set: bool,
     return None
 
 
-def plan_step(configs: list[RunConfig], device: torch.device, fixed_set: bool) -> StepPlan:
+def plan_step(configs: list[RunConfig], device: torch.device, fixed_set: bool,
+              cpu_blocker: str | None = None) -> StepPlan:
     """The plan for training ``configs`` (one model, or a group differing only in seed,
     learning rate and KL weight) on ``device``; ``fixed_set``: the data is a fixed training
-    set (``data.n_train`` or a file). A combination that cannot run is a ConfigError."""
+    set (``data.n_train`` or a file); ``cpu_blocker``: why this machine's CPU keeps ``auto``
+    eager (:func:`vaelab.training.aot.compile_blocker`), or None. A combination that cannot
+    run is a ConfigError."""
     config, count = configs[0], len(configs)
     stacked = count > 1
     tc = config.train
@@ -151,6 +155,8 @@ def plan_step(configs: list[RunConfig], device: torch.device, fixed_set: bool) -
         mode = EAGER
         reasons["compile"] = ("auto compiles the explicit closed-form step on the CPU only; "
                               "elsewhere compiling was measured slower or not repaid")
+    elif cpu_blocker is not None:
+        mode, reasons["compile"] = EAGER, f"auto: {cpu_blocker}"
     elif not long_run(tc):
         mode = EAGER
         reasons["compile"] = (f"auto: a run shorter than {COMPILE_MIN_STEPS:,} steps or "
@@ -184,4 +190,7 @@ def plan_for(configs: list[RunConfig], source: DataSource,
     """The step plan of training ``configs`` (resolved) on ``source``."""
     first = configs[0]
     fixed_set = isinstance(source, FileSource) or first.data.n_train is not None
-    return plan_step(configs, device or resolve_device(first.train.device), fixed_set)
+    device = device or resolve_device(first.train.device)
+    blocker = compile_blocker() if device.type == "cpu" and first.train.compile == "auto" \
+        else None
+    return plan_step(configs, device, fixed_set, blocker)
