@@ -24,7 +24,9 @@ def draw_comparison(real: np.ndarray, samples: list[tuple[str, np.ndarray]],
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
         ax.set_aspect("equal", adjustable="box")
-        ax.set_title(name)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("x0")
+        ax.set_ylabel("x1")
     fig.suptitle((title + "  " if title else "") + f"({len(real)} points each; "
                  f"{100 * shown:.1f}% of all points inside the axes)", fontsize=10)
     return fig
