@@ -130,11 +130,16 @@ class Chromium:
     def open(self, url: str, ready: str, timeout: float = 60.0) -> None:
         """Load ``url`` and wait until the JavaScript expression ``ready`` is true."""
         self.call("Page.navigate", url=url)
+        self.wait(ready, timeout)
+
+    def wait(self, condition: str, timeout: float = 30.0) -> None:
+        """Wait until the JavaScript expression ``condition`` is true (an exception counts
+        as false: the page may not be there yet)."""
         deadline = time.monotonic() + timeout
-        check = f"(() => {{ try {{ return !!({ready}); }} catch (e) {{ return false; }} }})()"
+        check = f"(() => {{ try {{ return !!({condition}); }} catch (e) {{ return false; }} }})()"
         while not self.evaluate(check):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{url}: {ready} still false after {timeout:.0f} s")
+                raise TimeoutError(f"{condition} still false after {timeout:.0f} s")
             time.sleep(0.1)
 
     def evaluate(self, expression: str) -> Any:

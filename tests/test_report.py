@@ -15,7 +15,7 @@ from vaelab.cli.main import main
 from vaelab.describe import settings_changed
 from vaelab.errors import RunError
 from vaelab.report import Report, build_report
-from vaelab.results import EVALUATION_FILE
+from vaelab.results import EVALUATION_FILE, RESULT_FILES
 from vaelab.runs import load_run
 
 MB = 1_000_000
@@ -32,8 +32,10 @@ def _self_contained(html: str) -> None:
 
 @pytest.fixture
 def run_copy(tiny_run_dir, tmp_path):
-    """A copy of the session's tiny run that a test may add results to."""
-    return shutil.copytree(tiny_run_dir, tmp_path / "run")
+    """A copy of the session's tiny run that a test may add results to, without the results
+    other tests' ``evaluate`` and ``convergence`` may have left in the session's run."""
+    return shutil.copytree(tiny_run_dir, tmp_path / "run",
+                           ignore=shutil.ignore_patterns(*RESULT_FILES))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ def draw_comparison(real: np.ndarray, samples: list[tuple[str, np.ndarray]],
     pad = 0.08 * (hi - lo)
     lo, hi = lo - pad, hi + pad
     shown = np.all((every >= lo) & (every <= hi), axis=1).mean()
-    fig, axes = new_figure(4.2 * len(panels), 4.4, ncols=len(panels))
+    fig, axes = new_figure(4.2 * len(panels), 4.4, ncols=len(panels),
+                              layout="compressed")
     for ax, (name, pts) in zip(axes, panels, strict=True):
         ax.scatter(pts[:, 0], pts[:, 1], s=1.5, alpha=0.35, color="tab:blue", linewidths=0)
         ax.set_xlim(lo[0], hi[0])

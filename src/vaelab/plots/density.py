@@ -18,7 +18,8 @@ def draw_density(gx: np.ndarray, gy: np.ndarray, model_logp: np.ndarray,
     if true_logp is not None:
         panels.insert(0, ("true log p(x)", true_logp))
     top = max(float(np.nanmax(p[np.isfinite(p)])) for _, p in panels)
-    fig, axes = new_figure(5.2 * len(panels) + 0.8, 4.6, ncols=len(panels))
+    fig, axes = new_figure(5.2 * len(panels) + 0.8, 4.6, ncols=len(panels),
+                              layout="compressed")
     mesh = None
     for ax, (name, values) in zip(axes, panels, strict=True):
         shown = np.where(np.isfinite(values), values, top - span)

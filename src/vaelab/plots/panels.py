@@ -64,7 +64,7 @@ class PanelFigure:
     def __init__(self, limits: Limits, title: str = "", n_data: int = 0, n_gen: int = 0, *,
                  data_dim: int = 2, latent_dim: int = 2, prior: str = "N(0, I)") -> None:
         self.title = title
-        fig, (ax_data, ax_z, ax_gen) = new_figure(12.0, 4.6, ncols=3)
+        fig, (ax_data, ax_z, ax_gen) = new_figure(12.0, 4.6, ncols=3, layout="compressed")
         x0, x1, y0, y1 = limits.data
         style = dict(s=4, alpha=0.6, linewidths=0)
         empty = np.empty((0, 2))
@@ -74,7 +74,7 @@ class PanelFigure:
         data_cols, z_cols = _columns("x", data_dim), _columns("z", latent_dim)
         ax_data.set_title(f"ground truth (batch of {n_data}){data_cols.note}", fontsize=10)
         ax_z.set_title(f"posterior z ~ q(z|x) of the batch{z_cols.note}", fontsize=10)
-        ax_gen.set_title(f"generated: decoder means of z ~ {prior} ({n_gen})"
+        ax_gen.set_title(f"generated ({n_gen}): decoder means\nof z ~ {prior}"
                          f"{data_cols.note}", fontsize=10)
         for ax, cols in ((ax_data, data_cols), (ax_z, z_cols), (ax_gen, data_cols)):
             ax.set_xlabel(cols.x)
