@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install vaelab with the local CPU build of PyTorch (torch==2.13.0).
 #   bash scripts/setup.sh          runtime only
-#   bash scripts/setup.sh --dev    plus the test and lint tools
+#   bash scripts/setup.sh --dev    plus the test and lint tools, and (as root, with apt-get)
+#                                  Debian's chromium for the browser tests
 # Pinning torch matters: an unpinned `torch` would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,4 +21,5 @@ if ! .venv/bin/python -m pip install --no-compile --quiet --disable-pip-version-
 fi
 grep -v "^WARNING: Location .* is ignored" "$log" || true  # show pip's other messages
 rm -f "$log"
+if [ -n "$extras" ]; then bash scripts/install_browser.sh; fi
 .venv/bin/python -c "import torch, vaelab; print(f'vaelab {vaelab.__version__} ready (torch {torch.__version__})')"

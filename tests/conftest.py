@@ -111,3 +111,26 @@ def fake_clock(monkeypatch):
     monkeypatch.setattr(step, "time", fake)
     return clock
 
+
+
+ARTIFACTS_ENV = "VAELAB_TEST_ARTIFACTS"
+
+
+@pytest.fixture(scope="session")
+def artifacts(request):
+    """A folder for what a person should look at after the tests (the figures vaelab draws,
+    the report's screenshots): $VAELAB_TEST_ARTIFACTS, else test-artifacts/ in the checkout.
+    Its path is printed at the end of the session."""
+    from pathlib import Path
+
+    default = Path(__file__).resolve().parents[1] / "test-artifacts"
+    folder = Path(os.environ.get(ARTIFACTS_ENV) or default)
+    folder.mkdir(parents=True, exist_ok=True)
+    request.config._vaelab_artifacts = folder
+    return folder
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    folder = getattr(config, "_vaelab_artifacts", None)
+    if folder is not None and any(folder.iterdir()):
+        terminalreporter.write_line(f"figures and report screenshots for review: {folder}")

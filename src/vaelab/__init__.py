@@ -11,6 +11,8 @@ Python API (the CLI does the same)::
     runs = vaelab.train_many(sweep={"lr": [1e-3, 1e-2]}, seeds=2)  # 2 lrs x 2 seeds
     runs = vaelab.resume_many("runs/seed-seeds")            # continue an interrupted group
     run.model.sample(5)                                     # the nn.Module itself
+    run.report().save("report.html")                        # one self-contained HTML page
+    vaelab.build_report("runs/seed-seeds").save("g.html")   # several runs, or a group
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from vaelab.config import RunConfig
 from vaelab.errors import ConfigError, RunError, VaelabError
 from vaelab.models import BaseVAE, SimpleVAE
 from vaelab.presets import preset_names
+from vaelab.report import Report
 from vaelab.resolve import build_config
 from vaelab.runs import Run, load_run, resume_group, resume_run, train_group, train_run
 
@@ -76,11 +79,30 @@ def resume_many(group_dir: str | Path, *, progress: bool = True,
     return resume_group(group_dir, progress=progress, figures=figures)
 
 
+def build_report(*runs: Run | str | Path, title: str | None = None) -> Report:
+    """A self-contained HTML report of one run, or the comparison of several (a group's
+    directory stands for its models): ``.save("report.html")``, or show it in Jupyter.
+    ``run.report()`` is the same for one run. See :mod:`vaelab.report`."""
+    from vaelab.report import build_report as _build
+    from vaelab.runs import load_for_report
+
+    loaded: list[Run] = []
+    for item in runs:
+        if isinstance(item, Run):
+            loaded.append(item)
+        else:
+            found, group_title = load_for_report([Path(item)])
+            loaded += found
+            if len(runs) == 1:
+                title = title or group_title
+    return _build(loaded, title)
+
+
 def load(run_dir: str | Path) -> Run:
     """Load a run directory written by :func:`train` or ``vaelab train``."""
     return load_run(run_dir)
 
 
-__all__ = ["BaseVAE", "ConfigError", "Run", "RunConfig", "RunError", "SimpleVAE",
-           "VaelabError", "__version__", "build_config", "load", "preset_names", "resume",
-           "resume_many", "train", "train_many"]
+__all__ = ["BaseVAE", "ConfigError", "Report", "Run", "RunConfig", "RunError", "SimpleVAE",
+           "VaelabError", "__version__", "build_config", "build_report", "load", "preset_names",
+           "resume", "resume_many", "train", "train_many"]

@@ -10,6 +10,9 @@ A run directory holds::
     checkpoint.safetensors  weights, optimiser, RNG states and loop state, every
                          ``train.checkpoint_every`` steps and at the end (``--resume``)
     figures/             panels_final.png, training.gif, loss.png (``vaelab plot`` redraws)
+    report.html          everything above on one self-contained page (``vaelab report``)
+    evaluation.json, convergence.json, density.safetensors
+                         what ``vaelab evaluate`` and ``convergence`` measured (vaelab.results)
 
 A group of models trained at once (``vaelab train --seeds N`` or ``--sweep``) is a directory
 of such run directories, one per model, plus::
@@ -25,7 +28,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,8 +49,12 @@ from vaelab.fileio import (
 from vaelab.frames import Frame, load_frames, save_frames
 from vaelab.groups import check_group, group_labels
 from vaelab.models import BaseVAE, build_model
+from vaelab.results import RESULT_FILES
 from vaelab.training.checkpoint import CHECKPOINT_FILE, GROUP_CHECKPOINT_FILE, read_checkpoint
 from vaelab.training.loop import METRIC_FIELDS, TrainResult, fit, fit_group, plan_for, prepare
+
+if TYPE_CHECKING:
+    from vaelab.report import Report
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -55,7 +62,10 @@ METRICS_FILE = "metrics.csv"
 FRAMES_FILE = "frames.safetensors"
 SUMMARY_FILE = "summary.json"
 FIGURES_DIR = "figures"
-RUN_FILES = (CONFIG_FILE, MODEL_FILE, METRICS_FILE, FRAMES_FILE, SUMMARY_FILE, CHECKPOINT_FILE)
+#: the self-contained HTML page ``vaelab train`` and ``vaelab report`` write (vaelab.report)
+REPORT_FILE = "report.html"
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, METRICS_FILE, FRAMES_FILE, SUMMARY_FILE, CHECKPOINT_FILE,
+             REPORT_FILE, *RESULT_FILES)
 #: a group of models (``vaelab train --seeds`` / ``--sweep``): the list of its model directories
 GROUP_FILE = "group.json"
 GROUP_FORMAT = "vaelab-group-1"
@@ -78,16 +88,22 @@ class Run:
                noise: bool | None = None) -> torch.Tensor:
         """``n`` generated points, fixed by ``seed``, on the CPU.
 
-        ``noise=None`` follows the model's objective: decoder means for the seed's MSE loss
-        (as the blog shows them; its variance is only implied), draws from the full p(x),
-        decoder noise included, for a Gaussian likelihood it trained (``gaussian``, ``iwae``).
+        ``noise``: as :meth:`vaelab.models.BaseVAE.sample` (the same default): True draws
+        from the full p(x), decoder noise included; False gives decoder means; None (default)
+        follows the objective: means for the seed's MSE loss, p(x) for ``gaussian``/``iwae``.
         """
-        if noise is None:
-            noise = self.model.objective != "seed_mse"
         dev = resolve_device(device)
         self.model.to(dev)
         return self.model.sample(n, generator=make_generator(seed, dev), device=dev,
                                  noise=noise).cpu()
+
+    def report(self) -> Report:
+        """This run's self-contained HTML report (:mod:`vaelab.report`): ``.save(path)``
+        writes it, and in Jupyter it displays inline. It shows what ``vaelab evaluate`` and
+        ``vaelab convergence`` saved in the run's directory, and names them where missing."""
+        from vaelab.report import build_report
+
+        return build_report([self])
 
     def save(self, path: str | Path, force: bool = False) -> Path:
         """Write the run to ``path`` (refused if it already holds files, unless ``force``)."""
@@ -353,6 +369,20 @@ def read_group_file(path: Path) -> list[str]:
         raise RunError(f"{file} is not a vaelab group file (format {GROUP_FORMAT!r} with a "
                        "list of model directory names)")
     return models
+
+
+def load_for_report(paths: list[Path]) -> tuple[list[Run], str | None]:
+    """The runs of ``paths`` (run directories, or groups' directories, each standing for its
+    models) and a title for their page: the group's when ``paths`` is one group, else None."""
+    runs: list[Run] = []
+    for path in paths:
+        if (path / GROUP_FILE).is_file() and not (path / CONFIG_FILE).is_file():
+            runs += [load_run(path / name) for name in read_group_file(path)]
+        else:
+            runs.append(load_run(path))
+    if len(paths) == 1 and len(runs) > 1:
+        return runs, f"vaelab group {paths[0].name} ({len(runs)} models)"
+    return runs, None
 
 
 def _group_of(path: Path) -> Path | None:

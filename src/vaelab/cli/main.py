@@ -206,19 +206,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="any config field by dotted path, e.g. --set optim.gamma=0.5")
     t.add_argument("--no-figures", action="store_true", help="skip drawing the figures")
+    t.add_argument("--no-report", action="store_true",
+                   help="skip writing RUN/report.html (for a group: OUT/report.html)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--dry-run", action="store_true",
                    help="print the resolved config and the step plan (how each step will "
                         "run, and why), then exit without training or writing anything")
 
     s = sub.add_parser("sample", help="generate points from a trained run",
-                       description="Decode z ~ N(0, I) into data space and write the points.")
+                       description="Draw z from the run's prior p(z) (N(0, I), or the learned "
+                       "mixture or flow it trained), decode it into data space and write the "
+                       "points.")
     s.add_argument("run", type=Path, help="run directory")
     s.add_argument("-n", type=positive_int, default=1000, help="number of points (default 1000)")
     s.add_argument("-o", "--output", type=Path,
                    help="file to write: .csv (with a header row) or .npy (default: CSV to stdout)")
     s.add_argument("--seed", type=nonnegative_int, default=0, help="sampling seed (default 0)")
     s.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    s.add_argument("--decoder-noise", choices=["auto", "on", "off"], default="auto",
+                   help="on: draw from p(x|z) too (the model's full p(x)); off: the decoder "
+                   "means; auto (default, as run.sample() and model.sample() in Python): "
+                   "what the objective trained, means for seed_mse, p(x) for gaussian and "
+                   "iwae")
 
     lp = sub.add_parser("logp", help="estimate log p(x) for every row of a file",
                         description="Write one log p(x) estimate (nats, the data's own units) "
@@ -266,6 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("-o", "--output", type=Path,
                     help="plot file (default RUN/figures/convergence.png)")
     cv.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+
+    rp = sub.add_parser("report", help="write a self-contained HTML report of runs",
+                        description="One HTML file that opens from disk with no network: "
+                        "what was trained, the three panels over training (a slider), the "
+                        "training curves, and what evaluate and convergence measured (named "
+                        "with the command that adds it when missing). Several runs, or a "
+                        "group's directory: a sortable table and their panels side by side.")
+    rp.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                    help="run directories, or the OUT of a group (--seeds, --sweep)")
+    rp.add_argument("-o", "--output", type=Path,
+                    help="the HTML file to write (default: RUN/report.html for one run or "
+                    "one group; required for several)")
 
     p = sub.add_parser("plot", help="redraw a run's figures",
                        description="Redraw the panels, the training GIF and the loss curves "
@@ -319,7 +340,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (args.resume / GROUP_FILE).is_file():  # a group (--seeds, --sweep) resumes whole
             runs = resume_group(args.resume, progress=not args.quiet,
                                 figures=not args.no_figures)
-            return _report_group(runs)
+            _report_group(runs)
+            _write_report(args, runs, args.resume, _group_title(args.resume, runs))
+            return 0
         run = resume_run(args.resume, progress=not args.quiet, figures=not args.no_figures)
     elif args.seeds is not None or args.sweep:
         return _train_group(args, build_config(args.preset, args.config, settings), settings)
@@ -337,7 +360,22 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"KLD {final['kld']:.4f}, -ELBO {final['neg_elbo']:.3f} nats/point)")
     _report_compile(s)
     print(f"run saved to {run.path}")
+    _write_report(args, [run], run.path)
     return 0
+
+
+def _write_report(args: argparse.Namespace, runs: list[Any], where: Path,
+                  title: str | None = None) -> None:
+    """``train``'s last act: the run's (or the group's) report.html, unless --no-report."""
+    if args.no_report:
+        return
+    from vaelab.report import build_report
+    from vaelab.runs import REPORT_FILE
+
+    report = build_report(runs, title)
+    path = report.save(where / REPORT_FILE)
+    print(f"report: {path} ({report.size / 1e6:.1f} MB; vaelab evaluate and convergence add "
+          "to it, then vaelab report)")
 
 
 def _dry_run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
@@ -390,8 +428,15 @@ def _train_group(args: argparse.Namespace, config: Any, settings: dict[str, Any]
 
     group, kind = _configs_of(args, config, settings), "sweep" if args.sweep else "seeds"
     out = args.out or Path("runs") / f"{config.preset or 'custom'}-{kind}"
-    return _report_group(train_group(group, out, force=args.force, progress=not args.quiet,
-                                     figures=not args.no_figures))
+    runs = train_group(group, out, force=args.force, progress=not args.quiet,
+                       figures=not args.no_figures)
+    _report_group(runs)
+    _write_report(args, runs, out, _group_title(out, runs))
+    return 0
+
+
+def _group_title(out: Path, runs: list[Any]) -> str:
+    return f"vaelab group {out.name} ({len(runs)} models)"
 
 
 def _report_compile(summary: dict[str, Any]) -> None:
@@ -425,7 +470,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     resolve_device(args.device)
     run = load_run(args.run, frames=False)
-    points = run.sample(args.n, seed=args.seed, device=args.device)
+    noise = {"auto": None, "on": True, "off": False}[args.decoder_noise]
+    points = run.sample(args.n, seed=args.seed, device=args.device, noise=noise)
     if args.output is None:
         sys.stdout.write(points_to_csv(points.numpy()))
     else:
@@ -473,6 +519,7 @@ def cmd_logp(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaelab.evaluation import evaluate, format_report
     from vaelab.fileio import atomic_write_text
+    from vaelab.results import DENSITY_FILE, EVALUATION_FILE, save_density
 
     run = _load_on(args.run, args.device, frames=True)  # frames fix the density plot's axes
     report = evaluate(run, n=args.n, k=args.k, seed=args.seed, input_path=args.input,
@@ -480,11 +527,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_report(report))
     if args.json is not None:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+    _keep_result(args.run, EVALUATION_FILE, report, run.model)
     if not args.no_figures and run.model.in_channels == 2:
+        from vaelab.evaluation import density_grid
         from vaelab.plots.render import render_density
 
-        print(render_density(run))
+        grid = density_grid(run)
+        _keep(lambda: save_density(args.run / DENSITY_FILE, grid, run.model), DENSITY_FILE)
+        print(render_density(run, grid=grid))
     return 0
+
+
+def _keep(write: Any, name: str) -> None:
+    """Save a result into the run directory for ``vaelab report``; a run directory that
+    cannot be written to costs the report that result, not the command."""
+    try:
+        write()
+    except OSError as exc:
+        print(f"note: could not save {name} into the run for vaelab report: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+
+
+def _keep_result(run_dir: Path, name: str, result: dict[str, Any], model: Any) -> None:
+    from vaelab.results import save_result
+
+    _keep(lambda: save_result(run_dir / name, result, model), name)
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:
@@ -499,8 +566,26 @@ def cmd_convergence(args: argparse.Namespace) -> int:
     print(format_convergence(result))
     if args.json is not None:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+    from vaelab.results import CONVERGENCE_FILE
+
+    _keep_result(args.run, CONVERGENCE_FILE, result, run.model)
     out = args.output or args.run / "figures" / "convergence.png"
     print(save_figure(draw_convergence(result), out))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vaelab.report import build_report
+    from vaelab.runs import REPORT_FILE, load_for_report
+
+    if args.output is None and len(args.runs) > 1:
+        raise VaelabError("several runs make one comparison page: name its file with -o FILE")
+    if args.output is not None and args.output.is_dir():
+        raise VaelabError(f"-o {args.output} is a directory: give the HTML file to write")
+    runs, title = load_for_report(args.runs)
+    out = args.output or args.runs[0] / REPORT_FILE
+    report = build_report(runs, title)
+    print(f"wrote {report.save(out)} ({report.size / 1e6:.1f} MB)")
     return 0
 
 
@@ -539,7 +624,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "logp": cmd_logp,
             "evaluate": cmd_evaluate, "convergence": cmd_convergence, "plot": cmd_plot,
-            "compare": cmd_compare}
+            "compare": cmd_compare, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

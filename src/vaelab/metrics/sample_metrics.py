@@ -55,6 +55,24 @@ from vaelab.metrics.prd import DEFAULT_K, knn_precision_recall
 #: the metric keys of a report, in display order
 REPORT_METRICS = ("mmd2", "energy", "c2st_accuracy", "precision", "recall")
 
+#: how to read each metric beside its floor (one sentence each; evaluate and the report)
+HOW_TO_READ = {
+    "mmd2": "MMD² between generated and real points, ideal 0; it scatters around 0 at finite "
+            "n, so a value at or below its floor (a second real sample's score) means the "
+            "two cannot be told apart at this n, not that the model beats real data.",
+    "energy": "squared energy distance, ideal 0; read like MMD²: at or below the floor is "
+              "indistinguishable from real data at this n, well above it is a real difference.",
+    "c2st_accuracy": "held-out accuracy of a classifier told to separate generated from real "
+                     "points: 0.5 is chance (indistinguishable); every point above the floor "
+                     "is a difference the classifier found.",
+    "precision": "fraction of generated points inside the real data's k-NN manifold (quality; "
+                 "a low value means points off the data, e.g. between a roll's arms); the "
+                 "floor, not 1, is the best reachable at this n.",
+    "recall": "fraction of real points inside the generated points' k-NN manifold (coverage; "
+              "a low value means missed regions); the floor, not 1, is the best reachable "
+              "at this n.",
+}
+
 
 def sample_report(generated: ArrayLike, real: ArrayLike, real_reference: ArrayLike, *,
                   seed: int = 0, factors: Sequence[float] = DEFAULT_FACTORS,
@@ -129,4 +147,9 @@ def format_sample_report(report: dict[str, Any]) -> str:
     row("c2st accuracy", report["c2st_accuracy"])
     row(f"precision (k = {report['precision']['k']})", report["precision"])
     row(f"recall (k = {report['recall']['k']})", report["recall"])
+    lines += ["", "how to read them (floor: a second real sample scored the same way, what a "
+              "perfect generator would get at this n):"]
+    names = {"mmd2": "mmd2", "energy": "energy", "c2st_accuracy": "c2st",
+             "precision": "precision", "recall": "recall"}
+    lines += [f"  {names[key]}: {HOW_TO_READ[key]}" for key in REPORT_METRICS]
     return "\n".join(lines)

@@ -247,19 +247,27 @@ class BaseVAE(nn.Module, ABC):
         """What :meth:`forward` should be given in training: None (one draw) or IWAE's k."""
         return self.samples if self.objective == "iwae" else None
 
+    def sample_noise(self, noise: bool | None = None) -> bool:
+        """Whether :meth:`sample` adds decoder noise for ``noise`` (see there)."""
+        return self.objective != "seed_mse" if noise is None else bool(noise)
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None, noise: bool = False) -> torch.Tensor:
-        """Generate ``n`` points: decode z ~ N(0, I).
+               device: torch.device | str | None = None,
+               noise: bool | None = None) -> torch.Tensor:
+        """Generate ``n`` points: decode z ~ p(z) (the model's prior).
 
-        Returns decoder means (as the seed does) unless ``noise``: then a draw from
-        p(x|z), i.e. the model's full generative distribution p(x).
+        ``noise=True``: a draw from p(x|z) too, i.e. from the model's full generative
+        distribution p(x); ``False``: the decoder means x_hat(z). ``None`` (the default, here,
+        in :meth:`vaelab.runs.Run.sample` and ``vaelab sample``): what the model's objective
+        trained, decoder means for the seed's MSE loss (its variance is only implied, and the
+        blog shows means), p(x) itself for a Gaussian likelihood (``gaussian``, ``iwae``).
         """
         if device is None:
             device = next(self.parameters()).device
         z = self.sample_prior(n, generator, device)
         u = self.decode_internal(z)
-        if noise:
+        if self.sample_noise(noise):
             u = u + self.obs_std() * torch.randn(u.shape, generator=generator, device=device)
         return self.unstandardize(u)
 

@@ -18,13 +18,16 @@ def draw_comparison(real: np.ndarray, samples: list[tuple[str, np.ndarray]],
     pad = 0.08 * (hi - lo)
     lo, hi = lo - pad, hi + pad
     shown = np.all((every >= lo) & (every <= hi), axis=1).mean()
-    fig, axes = new_figure(4.2 * len(panels), 4.4, ncols=len(panels))
+    fig, axes = new_figure(4.2 * len(panels), 4.4, ncols=len(panels),
+                              layout="compressed")
     for ax, (name, pts) in zip(axes, panels, strict=True):
         ax.scatter(pts[:, 0], pts[:, 1], s=1.5, alpha=0.35, color="tab:blue", linewidths=0)
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
         ax.set_aspect("equal", adjustable="box")
-        ax.set_title(name)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("x0")
+        ax.set_ylabel("x1")
     fig.suptitle((title + "  " if title else "") + f"({len(real)} points each; "
                  f"{100 * shown:.1f}% of all points inside the axes)", fontsize=10)
     return fig

@@ -25,18 +25,43 @@ def draw_convergence(result: dict[str, Any]) -> Figure:
                     color=COLORS.get(name))
     if has_truth:
         ax_mean.axhline(result["true_mean"], color="black", linestyle="--", label="true")
+    clipped = _focus_on_bounds(ax_mean, result)
     ax_mean.set_xscale("log")
     ax_mean.set_xlabel("K (samples per point)")
     ax_mean.set_ylabel("mean log p(x), nats/point")
-    ax_mean.set_title(f"estimates over {result['n_points']} points (± MC std)")
+    ax_mean.set_title(f"mean estimate over {result['n_points']} points (± MC std)"
+                      + ("\n" + clipped if clipped else ""), fontsize=10)
     ax_mean.legend()
     ax_err.set_xscale("log")
     ax_err.set_yscale("log")
     ax_err.set_xlabel("K (samples per point)")
-    ax_err.set_ylabel("nats")
+    ax_err.set_ylabel("nats per point")
     ax_err.set_title("mean |estimate - true log p(x)| per point" if has_truth
-                     else "Monte-Carlo std per point")
+                     else "Monte-Carlo std per point", fontsize=10)
     ax_err.legend()
     for ax in (ax_mean, ax_err):
         ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"log p(x) estimators against K, {result['repeats']} repeats per K",
+                 fontsize=11)
     return fig
+
+
+def _focus_on_bounds(ax: Any, result: dict[str, Any]) -> str:
+    """Fit the y range to the bounds (ELBO, IWAE), the truth and the prior Monte Carlo's
+    estimates near them, so that prior MC at small K (often tens of nats below, with a spread
+    as large) does not flatten the rest; returns a note naming what is off the scale."""
+    rows = result["rows"]
+    anchor = [r["mean"] for r in rows if r["estimator"] != "prior-mc"]
+    if result["true_mean"] is not None:
+        anchor.append(result["true_mean"])
+    if not anchor:
+        return ""
+    lo, hi = min(anchor), max(anchor)
+    width = max(hi - lo, 0.05)
+    lo, hi = lo - 0.5 * width, hi + 0.5 * width
+    off = [r for r in rows if not lo <= r["mean"] <= hi]
+    ax.set_ylim(lo, hi)
+    if not off:
+        return ""
+    shown = ", ".join(f"{r['estimator']} K={r['k']}: {r['mean']:.3g}" for r in off[:3])
+    return f"off scale: {shown}" + (f" and {len(off) - 3} more" if len(off) > 3 else "")

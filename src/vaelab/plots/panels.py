@@ -33,6 +33,20 @@ def run_limits(frames: list[Frame]) -> Limits:
     return Limits((float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])), latent)
 
 
+class _Columns(NamedTuple):
+    x: str
+    y: str
+    note: str  # what a title adds when only two of the columns are drawn
+
+
+def _columns(name: str, dim: int) -> _Columns:
+    """Axis labels for the first two coordinates (a 1-D set is drawn against zero)."""
+    if dim == 1:
+        return _Columns(f"{name}0", "(none: 1-D)", "")
+    note = f"\n(columns {name}0, {name}1 of {dim})" if dim > 2 else ""
+    return _Columns(f"{name}0", f"{name}1", note)
+
+
 def _xy(points: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     arr = points.numpy()
     if arr.shape[1] == 1:
@@ -47,18 +61,24 @@ class PanelFigure:
     (on the first draw) and frozen; each further frame only moves the scatter points.
     """
 
-    def __init__(self, limits: Limits, title: str = "", n_data: int = 0, n_gen: int = 0) -> None:
+    def __init__(self, limits: Limits, title: str = "", n_data: int = 0, n_gen: int = 0, *,
+                 data_dim: int = 2, latent_dim: int = 2, prior: str = "N(0, I)") -> None:
         self.title = title
-        fig, (ax_data, ax_z, ax_gen) = new_figure(12.0, 4.2, ncols=3)
+        fig, (ax_data, ax_z, ax_gen) = new_figure(12.0, 4.6, ncols=3, layout="compressed")
         x0, x1, y0, y1 = limits.data
         style = dict(s=4, alpha=0.6, linewidths=0)
         empty = np.empty((0, 2))
         self.data = ax_data.scatter(empty[:, 0], empty[:, 1], color="tab:blue", **style)
         self.z = ax_z.scatter(empty[:, 0], empty[:, 1], color="tab:green", **style)
         self.gen = ax_gen.scatter(empty[:, 0], empty[:, 1], color="tab:red", **style)
-        ax_data.set_title(f"ground truth (batch of {n_data})")
-        ax_z.set_title("posterior z ~ q(z|x) of the batch")
-        ax_gen.set_title(f"generated: decode z ~ N(0, I) ({n_gen})")
+        data_cols, z_cols = _columns("x", data_dim), _columns("z", latent_dim)
+        ax_data.set_title(f"ground truth (batch of {n_data}){data_cols.note}", fontsize=10)
+        ax_z.set_title(f"posterior z ~ q(z|x) of the batch{z_cols.note}", fontsize=10)
+        ax_gen.set_title(f"generated ({n_gen}): decoder means\nof z ~ {prior}"
+                         f"{data_cols.note}", fontsize=10)
+        for ax, cols in ((ax_data, data_cols), (ax_z, z_cols), (ax_gen, data_cols)):
+            ax.set_xlabel(cols.x)
+            ax.set_ylabel(cols.y)
         for ax in (ax_data, ax_gen):
             ax.set_xlim(x0, x1)
             ax.set_ylim(y0, y1)
@@ -67,7 +87,7 @@ class PanelFigure:
         for ax in (ax_data, ax_z, ax_gen):
             ax.set_aspect("equal", adjustable="box")
             ax.grid(alpha=0.25)
-        self.suptitle = fig.suptitle(f"{title}step 0")
+        self.suptitle = fig.suptitle(f"{title}step 0", fontsize=11)
         self.figure = fig
         self._moving = (self.data, self.z, self.gen, self.suptitle)
         self._frozen = False
@@ -112,6 +132,8 @@ class PanelFigure:
                 artist.set_animated(False)
 
 
-def draw_panels(frame: Frame, limits: Limits, title: str = "") -> Figure:
+def draw_panels(frame: Frame, limits: Limits, title: str = "", prior: str = "N(0, I)") -> Figure:
     """One frame of the seed's display, as a figure of its own."""
-    return PanelFigure(limits, title, len(frame.data), len(frame.generated)).show(frame)
+    return PanelFigure(limits, title, len(frame.data), len(frame.generated),
+                       data_dim=frame.data.shape[1], latent_dim=frame.posterior_z.shape[1],
+                       prior=prior).show(frame)

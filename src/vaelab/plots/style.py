@@ -10,8 +10,11 @@ from matplotlib.figure import Figure
 from vaelab.fileio import atomic_write
 
 
-def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width, height), layout="constrained")
+def new_figure(width: float, height: float, ncols: int = 1,
+               layout: str = "constrained") -> tuple[Figure, list]:
+    """A figure of ``ncols`` axes in a row. ``layout="compressed"`` for axes of a fixed
+    aspect (equal scales): plain constrained layout leaves their outer labels cut off."""
+    fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     return fig, axes
