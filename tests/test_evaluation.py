@@ -147,3 +147,142 @@ def test_a_bad_data_file_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.csv" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def file_run(tmp_path_factory):
+    """A short run on a 3-column file (a rotated roll beside a Gaussian column)."""
+    root = tmp_path_factory.mktemp("filerun")
+    rng = np.random.default_rng(0)
+    roll = SwissRoll2D().sample(1500, torch.Generator().manual_seed(1)).numpy()
+    pts = np.column_stack((roll, rng.normal(0.0, 2.0, len(roll))))
+    np.savetxt(root / "three.csv", pts, delimiter=",", header="u,v,w", comments="")
+    out = root / "run"
+    assert main(["train", "--data", str(root / "three.csv"), "--steps", "200", "--batch-size",
+                 "64", "--frame-every", "0", "--out", str(out), "--quiet", "--no-figures",
+                 "--no-report", "--device", "cpu"]) == 0
+    return out
+
+
+def test_evaluate_on_a_file_scores_the_baselines_beside_the_model(file_run, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert main(["evaluate", str(file_run), "--k", "20", "--no-metrics", "--no-figures",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    b = report["baselines"]
+    assert report["entropy"] is None and "no known density" in text
+    for key, name in (("gaussian_mixture", "GaussianMixture"),
+                      ("kernel_density", "KernelDensity")):
+        r = b[key]
+        assert math.isfinite(r["nll"]) and r["nll_stderr"] > 0
+        # paired over the same held-out rows: the mean difference is the difference of means
+        assert r["model_minus_baseline"] == pytest.approx(report["nll"] - r["nll"], abs=1e-9)
+        assert f"{name} NLL:" in text and f"{r['nll']:.4f}" in text
+    assert b["gaussian_mixture"]["params"]["components"] >= 1
+    assert b["kernel_density"]["params"]["bandwidth"] > 0
+    best = min(("gaussian_mixture", "kernel_density"), key=lambda k: b[k]["nll"])
+    margin = b[best]["model_minus_baseline"]
+    expected = ("model" if margin < -2 * b[best]["model_minus_baseline_stderr"] else
+                best if margin > 2 * b[best]["model_minus_baseline_stderr"] else "tie")
+    assert b["best"] == expected and b["verdict"] in text
+    assert "1200 training rows" in b["fitted_on"]  # the run's own training split
+    assert main(["evaluate", str(file_run), "--k", "5", "--no-metrics", "--no-figures",
+                 "--no-baselines", "--json", str(out)]) == 0
+    assert "baselines" not in json.loads(out.read_text())
+
+
+def test_baselines_need_a_files_training_rows(tiny_run_dir, capsys):
+    run = vaelab.load(tiny_run_dir)
+    assert "baselines" not in evaluate(run, n=50, k=4, metrics=False)  # built in: the truth
+    code = main(["evaluate", str(tiny_run_dir), "--n", "50", "--k", "4", "--no-metrics",
+                 "--no-figures", "--baselines"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "built-in source" in err[0]
+
+
+def _copy_run(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_a_run_refuses_data_that_changed_or_moved_and_follows_a_moved_file(file_run, tmp_path,
+                                                                         capsys):
+    import shutil
+
+    record = json.loads((file_run / "data.json").read_text())
+    assert record["rows"] == 1500 and record["columns"] == 3
+    assert record["column_names"] == ["u", "v", "w"] and len(record["sha256"]) == 64
+    data = file_run.parent / "three.csv"
+    original = data.read_bytes()
+    args = ["evaluate", str(file_run), "--k", "4", "--no-metrics", "--no-figures",
+            "--no-baselines"]
+    try:
+        # the same numbers in another layout are the same data
+        pts = np.loadtxt(data, delimiter=",", skiprows=1)
+        np.savetxt(data, pts, delimiter=",", header="u,v,w", comments="", fmt="%.17g")
+        assert main(args) == 0
+        # one value edited: refused, naming the file and what to do
+        pts[10, 1] += 0.5
+        np.savetxt(data, pts, delimiter=",", header="u,v,w", comments="")
+        capsys.readouterr()
+        assert main(args) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not the data this run was trained on" in err[0]
+        assert "Traceback" not in err[0]
+        data.write_bytes(original)
+        json_out = tmp_path / "e.json"
+        assert main([*args, "--json", str(json_out)]) == 0
+        reference = json.loads(json_out.read_text())
+        # moved: the run's own held-out rows score it the same; --data finds the file again
+        moved = tmp_path / "elsewhere.csv"
+        shutil.move(data, moved)
+        assert main([*args, "--json", str(json_out)]) == 0
+        kept = json.loads(json_out.read_text())
+        assert "held-out rows this run keeps" in kept["test_set"]
+        assert kept["nll"] == reference["nll"] and kept["n"] == reference["n"]
+        bare = _copy_run(file_run, tmp_path / "bare")
+        (bare / "heldout.npy").unlink()
+        capsys.readouterr()
+        assert main(["evaluate", str(bare), *args[2:]]) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--data NEW_PATH" in err[0]
+        assert main([*args, "--data", str(moved), "--json", str(json_out)]) == 0
+        assert json.loads(json_out.read_text())["nll"] == reference["nll"]
+        (bare / "heldout.npy").write_bytes((file_run / "heldout.npy").read_bytes()[:-8] +
+                                           b"\0" * 8)
+        data_record = json.loads((bare / "data.json").read_text())
+        assert data_record["heldout"]["kept"]
+        assert main(["evaluate", str(bare), *args[2:]]) != 0
+        assert "does not match the digest" in capsys.readouterr().err
+        other = tmp_path / "other.csv"
+        np.savetxt(other, pts, delimiter=",", header="u,v,w", comments="")
+        assert main([*args, "--data", str(other)]) != 0
+        assert "point --data to the file" in capsys.readouterr().err
+        shutil.move(moved, data)
+    finally:
+        data.write_bytes(original)
+
+
+def test_resume_refuses_a_data_file_edited_since_the_interrupt(tmp_path, capsys,
+                                                               monkeypatch, interrupt_at):
+    from vaelab.errors import TrainingInterrupted
+
+    rng = np.random.default_rng(3)
+    data = tmp_path / "d.csv"
+    np.savetxt(data, rng.normal(size=(400, 2)), delimiter=",")
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 20)
+        with pytest.raises(TrainingInterrupted):
+            vaelab.train(data=str(data), preset="seed", steps=60, batch_size=32,
+                         frame_every=0, log_every=10, checkpoint_every=10, out=out,
+                         progress=False, figures=False, device="cpu")
+    assert json.loads((out / "data.json").read_text())["column_names"] is None  # no header
+    np.savetxt(data, rng.normal(size=(400, 2)), delimiter=",")  # same shape, other values
+    code = main(["train", "--resume", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "not the data this run was trained on" in err[0]
+    assert "put the run's own data file back" in err[0]

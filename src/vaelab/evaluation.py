@@ -34,26 +34,75 @@ class TestData:
     reference: torch.Tensor | None  # an independent real sample of the same size (floors)
     source: DataSource | None  # the true distribution, when the run's data is built in
     origin: str  # a sentence for reports
+    train: torch.Tensor | None = None  # a file run's training rows (the baselines' fit)
+
+
+def run_source(run: Run, data_path: str | Path | None = None) -> DataSource:
+    """The data ``run`` was trained on: its built-in source, or its data file (at
+    ``data_path`` if the file has moved), checked against the fingerprint the run keeps
+    (:func:`vaelab.data.provenance.check_data`): other data is one clear error, never used
+    silently."""
+    from vaelab.data.files import load_source
+    from vaelab.data.provenance import check_data
+    from vaelab.data.registry import is_file_name
+    from vaelab.errors import DataFileError
+
+    name = run.config.data.name
+    if data_path is not None:
+        if not is_file_name(name):
+            raise VaelabError(f"--data points a data file's run to its moved file; this run "
+                              f"was trained on the built-in source {name!r}")
+        source: DataSource = load_source(data_path)
+        hint = "point --data to the file the run was trained on"
+    else:
+        try:
+            source = build_source(run.config.data)
+        except DataFileError as exc:
+            raise DataFileError(f"{exc}; if the run's data file moved, point to it with "
+                                f"--data NEW_PATH") from None
+        hint = "the file changed since; restore it, or point --data to the original"
+    if run.path is not None:
+        check_data(run.path, source, hint)
+    return source
 
 
 def test_data(run: Run, n: int = 10_000, seed: int = 0,
-              input_path: str | Path | None = None) -> TestData:
-    """The test set for ``run``: ``input_path`` if given, else fresh data or the held-out split."""
-    source = build_source(run.config.data)
+              input_path: str | Path | None = None,
+              data_path: str | Path | None = None) -> TestData:
+    """The test set for ``run``: ``input_path`` if given, else fresh data or the held-out
+    split of its data file (``data_path``: where that file is now, if it moved). A data
+    file that is gone is replaced by the held-out rows the run keeps, where it keeps them
+    (:func:`vaelab.data.provenance.kept_heldout`); without the training rows there are no
+    baselines."""
+    from vaelab.data.provenance import kept_heldout
+    from vaelab.data.registry import is_file_name
+
+    name = run.config.data.name
+    gone = (data_path is None and is_file_name(name) and not Path(name).exists()
+            and run.path is not None)
+    kept = kept_heldout(run.path) if gone else None
+    if kept is not None and input_path is None:
+        pts = torch.as_tensor(kept, dtype=torch.float32)
+        return TestData(pts, None, None, f"the {len(pts)} held-out rows this run keeps (its "
+                        f"data file {name} is gone; --data NEW_PATH also scores the "
+                        "baselines and the sample metrics)")
+    source = run_source(run, data_path)
     true = source if source.has_density else None
-    if input_path is not None:
-        pts = torch.as_tensor(read_points(input_path), dtype=torch.float32)
-        _check_dim(run, pts)
-        return TestData(pts, None, true, f"{len(pts)} points from {input_path}")
+    train_t = None
     if isinstance(source, FileSource):
         train, test = split_points(source.points, run.config.data.test_fraction,
                                    seed=run.config.train.seed)
         test_t = torch.as_tensor(test, dtype=torch.float32)
         train_t = torch.as_tensor(train, dtype=torch.float32)
+    if input_path is not None:
+        pts = torch.as_tensor(read_points(input_path), dtype=torch.float32)
+        _check_dim(run, pts)
+        return TestData(pts, None, true, f"{len(pts)} points from {input_path}", train_t)
+    if train_t is not None:
         m = min(len(test_t), len(train_t))
         return TestData(test_t[:m], train_t[:m], None,
                         f"the {len(test_t)} held-out points of {source.name}"
-                        + (f" (first {m} used)" if m < len(test_t) else ""))
+                        + (f" (first {m} used)" if m < len(test_t) else ""), train_t)
     g = make_generator(derive_seeds(seed).evaluation)
     pts = source.sample(n, g).cpu()
     ref = source.sample(n, g).cpu()
@@ -73,15 +122,83 @@ def _mean_se(values: torch.Tensor) -> tuple[float, float]:
     return v.mean().item(), se
 
 
+#: training rows the baselines are fitted on, at most (a seeded subset above it): the
+#: GaussianMixture's BIC search and the KernelDensity's cross-validation grow with the rows
+BASELINE_ROWS = 20_000
+#: the GaussianMixture's largest component count (its BIC search stops earlier by itself)
+BASELINE_MAX_COMPONENTS = 100
+#: the baselines' keys in a report, and their names in words
+BASELINE_NAMES = {"gaussian_mixture": "GaussianMixture", "kernel_density": "KernelDensity"}
+
+
+def baseline_report(train: torch.Tensor, x: torch.Tensor, logq: torch.Tensor,
+                    seed: int = 0) -> dict[str, Any]:
+    """A GaussianMixture (full covariances, components by BIC) and a KernelDensity (bandwidth
+    by 5-fold CV) fitted on ``train`` (a seeded subset of :data:`BASELINE_ROWS` at most) and
+    scored on ``x`` as the model is (``logq``: the model's log q(x) per point), in nats per
+    row of the data's own units. Per baseline: its ``nll``, and ``model_minus_baseline``, the
+    paired mean of NLL_model - NLL_baseline over the same rows (> 0: the baseline fits them
+    better), with standard errors; ``best`` names the lowest NLL; ``verdict`` says it."""
+    import numpy as np
+
+    from vaelab.baselines import fit_gmm, fit_kde
+
+    rows = train.double().numpy()
+    if len(rows) > BASELINE_ROWS:
+        rows = rows[np.random.default_rng(seed).choice(len(rows), BASELINE_ROWS, replace=False)]
+    x64 = x.double().numpy()
+    model_nll = -logq.double()
+    out: dict[str, Any] = {"fitted_on": f"{len(rows)} training rows of the run", "units":
+                           "nats per row"}
+    for key, fitted in (("gaussian_mixture", fit_gmm(rows, BASELINE_MAX_COMPONENTS, seed)),
+                        ("kernel_density", fit_kde(rows, seed=seed))):
+        nll_b = -torch.from_numpy(fitted.log_prob(x64))
+        nll, nll_se = _mean_se(nll_b)
+        diff, diff_se = _mean_se(model_nll - nll_b)
+        out[key] = {"nll": nll, "nll_stderr": nll_se, "model_minus_baseline": diff,
+                    "model_minus_baseline_stderr": diff_se, "params": fitted.params,
+                    "fit_seconds": round(fitted.fit_seconds, 3)}
+    best_key = min(BASELINE_NAMES, key=lambda b: out[b]["nll"])
+    best = out[best_key]
+    margin, se = best["model_minus_baseline"], best["model_minus_baseline_stderr"]
+    name = BASELINE_NAMES[best_key]
+    if margin > 2 * se:
+        out["best"] = best_key
+        out["verdict"] = (f"the {name} fits these rows better than the model, by "
+                          f"{margin:.4f} ± {se:.4f} nats per row: the model has not learned "
+                          f"all these rows support (train longer, or larger)")
+    elif margin < -2 * se:
+        out["best"] = "model"
+        out["verdict"] = (f"the model fits these rows best, {-margin:.4f} ± {se:.4f} nats per "
+                          f"row better than the better baseline ({name})")
+    else:
+        out["best"] = "tie"
+        out["verdict"] = (f"the model and the {name} fit these rows equally well, within "
+                          f"twice the standard error ({margin:+.4f} ± {se:.4f} nats per row)")
+    return out
+
+
+def format_params(params: dict[str, Any]) -> str:
+    """A baseline's chosen hyper-parameters in words: ``components 12``, ``bandwidth 0.21``."""
+    return ", ".join(f"{p} {v:.3g}" if isinstance(v, float) else f"{p} {v}"
+                     for p, v in params.items())
+
+
 def evaluate(run: Run, n: int = 10_000, k: int = 1000, seed: int = 0,
-             input_path: str | Path | None = None, metrics: bool = True) -> dict[str, Any]:
-    """Test NLL (IWAE, K = ``k``), ELBO, true entropy, the gap, and sample metrics.
+             input_path: str | Path | None = None, metrics: bool = True,
+             baselines: bool | None = None,
+             data_path: str | Path | None = None) -> dict[str, Any]:
+    """Test NLL (IWAE, K = ``k``), ELBO, true entropy, the gap, and sample metrics; for a
+    data file's run (``baselines``: None means there, True or False to choose), the same NLL
+    of a GaussianMixture and a KernelDensity fitted on the run's training rows
+    (:func:`baseline_report`), the reference a file has in place of a true entropy.
+    ``data_path``: where the run's data file is now, if it moved (checked by its fingerprint).
 
     ``nll_gap`` is the paired estimate mean_i [log p(x_i) - log q_hat(x_i)] of NLL - H =
     KL(p || model) (same points, so far less noisy than subtracting two separate means);
     ``nll_minus_entropy`` is the literal difference of the two reported numbers.
     """
-    data = test_data(run, n, seed, input_path)
+    data = test_data(run, n, seed, input_path, data_path)
     x = data.points
     logq = log_density(run.model, x, "iwae", k=k, seed=seed)
     elbo = log_density(run.model, x, "elbo", k=1, seed=seed)
@@ -101,6 +218,14 @@ def evaluate(run: Run, n: int = 10_000, k: int = 1000, seed: int = 0,
         h_se = getattr(data.source, "entropy_stderr", lambda: 0.0)()
         report.update(entropy=h, entropy_stderr=h_se, nll_gap=gap, nll_gap_stderr=gap_se,
                       nll_minus_entropy=nll - h, test_cross_entropy=_mean_se(-logp)[0])
+    if baselines is None:
+        baselines = data.train is not None
+    if baselines:
+        if data.train is None:
+            raise VaelabError("baselines are fitted on a data file's training rows; this run "
+                              "was trained on a built-in source (its true entropy is the "
+                              "reference)")
+        report["baselines"] = baseline_report(data.train, x, logq, seed)
     if metrics and data.reference is not None:
         from vaelab.metrics import sample_report
 
@@ -124,9 +249,23 @@ def format_report(report: dict[str, Any]) -> str:
              f"ELBO:                    {f('elbo')} nats/point",
              f"true entropy H:          {f('entropy')} nats/point",
              f"gap NLL - H (paired):    {f('nll_gap')} nats/point"]
+    if report.get("entropy") is None:
+        lines[-2:] = ["true entropy H, gap:     n/a (these points have no known density"
+                      + ("; the baselines below are the reference)" if "baselines" in report
+                         else ")")]
     if report.get("nll_gap") is not None:
         lines.append("  (the gap is KL(p || model) >= 0, the nats per point the model loses "
                      "to the true density: 0 is perfect, its stderr is the noise)")
+    if "baselines" in report:
+        b = report["baselines"]
+        lines.append(f"baselines, fitted on {b['fitted_on']} (no true density for a file):")
+        for key, name in BASELINE_NAMES.items():
+            r = b[key]
+            params = format_params(r["params"])
+            lines.append(f"  {name + ' NLL:':<22} {r['nll']:.4f} ± {r['nll_stderr']:.4f} "
+                         f"nats/row ({params}); model - it: {r['model_minus_baseline']:+.4f} "
+                         f"± {r['model_minus_baseline_stderr']:.4f}")
+        lines.append(f"  so {b['verdict']}")
     if "sample_metrics" in report:
         from vaelab.metrics import format_sample_report
 
@@ -134,7 +273,8 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def density_grid(run: Run, size: int = 120, k: int = 256) -> dict[str, Any]:
+def density_grid(run: Run, size: int = 120, k: int = 256,
+                 data_path: str | Path | None = None) -> dict[str, Any]:
     """The model's log p(x) (IWAE, ``k`` samples per point) on a ``size`` x ``size`` grid of
     the 2-D data plane, beside the true one where it is known: ``gx``, ``gy`` (coordinates),
     ``model_logp``, ``true_logp`` (None without a known density), ``k``. The grid spans the
@@ -146,7 +286,7 @@ def density_grid(run: Run, size: int = 120, k: int = 256) -> dict[str, Any]:
 
     if run.model.in_channels != 2:
         raise VaelabError("a density map needs 2-D data")
-    source = build_source(run.config.data)
+    source = run_source(run, data_path)
     if run.frames:
         limits = run_limits(run.frames).data
     else:

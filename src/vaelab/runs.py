@@ -38,6 +38,7 @@ from safetensors.torch import save as save_tensors
 
 from vaelab._version import __version__
 from vaelab.config import RunConfig
+from vaelab.data.provenance import DATA_FILE, HELDOUT_FILE, check_data, remember_data
 from vaelab.devices import make_generator, resolve_device
 from vaelab.errors import ConfigError, RunError
 from vaelab.fileio import (
@@ -65,7 +66,7 @@ FIGURES_DIR = "figures"
 #: the self-contained HTML page ``vaelab train`` and ``vaelab report`` write (vaelab.report)
 REPORT_FILE = "report.html"
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, METRICS_FILE, FRAMES_FILE, SUMMARY_FILE, CHECKPOINT_FILE,
-             REPORT_FILE, *RESULT_FILES)
+             REPORT_FILE, DATA_FILE, HELDOUT_FILE, *RESULT_FILES)
 #: a group of models (``vaelab train --seeds`` / ``--sweep``): the list of its model directories
 GROUP_FILE = "group.json"
 GROUP_FORMAT = "vaelab-group-1"
@@ -202,6 +203,7 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool =
         return _run_from_result(result, None)
     path = prepare_run_dir(out, force)
     atomic_write_text(path / CONFIG_FILE, config.to_json())
+    remember_data(path, config, source)
     return _train_into(path, config, source, None, progress, figures)
 
 
@@ -235,7 +237,12 @@ def resume_run(path: str | Path, *, progress: bool = True, figures: bool = True)
     if resolved.to_json() != config.to_json():
         raise RunError(f"{path / CONFIG_FILE} is not a resolved config (was it edited?); "
                        "it cannot be resumed")
+    check_data(path, source, RESUME_HINT)
     return _train_into(path, config, source, ckpt, progress, figures)
+
+
+#: what a resume on other data says to do
+RESUME_HINT = "put the run's own data file back in that place to resume it"
 
 
 def _train_into(path: Path, config: RunConfig, source: Any, ckpt: Any, progress: bool,
@@ -287,6 +294,7 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
     for path, cfg in zip(paths, resolved, strict=True):
         prepare_run_dir(path, force)
         atomic_write_text(path / CONFIG_FILE, cfg.to_json())
+        remember_data(path, cfg, source)
     atomic_write_text(out / GROUP_FILE, json.dumps(
         {"format": GROUP_FORMAT, "models": labels}, indent=2) + "\n")
     return _train_group_into(out, paths, resolved, source, None, progress, figures)
@@ -320,6 +328,8 @@ def resume_group(path: str | Path, *, progress: bool = True, figures: bool = Tru
                            "it cannot be resumed")
         resolved.append(r)
         source = source or src
+    for p in paths:
+        check_data(p, source, RESUME_HINT)
     check_group(resolved)
     plan_for(resolved, source)  # a group its step cannot train is refused here
     if group_labels(resolved) != labels:

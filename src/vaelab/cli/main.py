@@ -257,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=nonnegative_int, default=0, help="evaluation seed")
     ev.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     ev.add_argument("--no-metrics", action="store_true", help="skip the sample metrics")
+    ev.add_argument("--data", type=Path, metavar="NEW_PATH",
+                    help="where the run's data file is now, if it moved (checked against the "
+                         "fingerprint the run keeps)")
+    ev.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
+                    help="fit a GaussianMixture and a KernelDensity on the run's training rows "
+                         "and score them beside the model (default: on for a data file's "
+                         "run, which has no true density to compare with)")
     ev.add_argument("--no-figures", action="store_true",
                     help="skip the density figure (RUN/figures/density.png, 2-D data)")
 
@@ -523,7 +530,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run = _load_on(args.run, args.device, frames=True)  # frames fix the density plot's axes
     report = evaluate(run, n=args.n, k=args.k, seed=args.seed, input_path=args.input,
-                      metrics=not args.no_metrics)
+                      metrics=not args.no_metrics, baselines=args.baselines,
+                      data_path=args.data)
     print(format_report(report))
     if args.json is not None:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
@@ -532,7 +540,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from vaelab.evaluation import density_grid
         from vaelab.plots.render import render_density
 
-        grid = density_grid(run)
+        grid = density_grid(run, data_path=args.data)
         _keep(lambda: save_density(args.run / DENSITY_FILE, grid, run.model), DENSITY_FILE)
         print(render_density(run, grid=grid))
     return 0

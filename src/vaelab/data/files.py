@@ -37,6 +37,7 @@ Text rules, strict on purpose (a silently misread data set is worse than an erro
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import os
@@ -44,6 +45,7 @@ import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -244,8 +246,10 @@ def _raise_cell_error(path: Path, number: int, cells: list[str], head: list[str]
     raise AssertionError(f"line {number} of {path} has no bad cell")  # pragma: no cover
 
 
-def _parse_table(path: Path, text: str, delimiter: str | None) -> np.ndarray:
-    """Cells -> float64 ``[N, D]``, with the header, blank-line and cell rules of the module."""
+def _parse_table(path: Path, text: str,
+                 delimiter: str | None) -> tuple[np.ndarray, list[str] | None]:
+    """Cells -> (float64 ``[N, D]``, the header's names or None), with the header,
+    blank-line and cell rules of the module."""
     records = list(_records(path, text, delimiter))
     filled = [i for i, (_, cells) in enumerate(records) if not _is_blank(cells)]
     if not filled:
@@ -281,10 +285,11 @@ def _parse_table(path: Path, text: str, delimiter: str | None) -> np.ndarray:
                 rows.append(values)
                 continue
         _raise_cell_error(path, number, cells, head if has_header else None, delimiter)
-    return np.array(rows, dtype=np.float64).reshape(len(rows), width)
+    names = [c if c else f"x{j}" for j, c in enumerate(head)] if has_header else None
+    return np.array(rows, dtype=np.float64).reshape(len(rows), width), names
 
 
-def _read_table(path: Path, data: bytes, suffix: str) -> np.ndarray:
+def _read_table(path: Path, data: bytes, suffix: str) -> tuple[np.ndarray, list[str] | None]:
     kind = {".csv": "CSV", ".tsv": "TSV", ".txt": "text-table"}[suffix]
     if not data:
         raise _fail(path, "is empty (0 bytes)")
@@ -389,6 +394,13 @@ def _read_npy(path: Path, data: bytes) -> np.ndarray:
 
 def read_points(path: str | os.PathLike[str]) -> np.ndarray:
     """The points in a data file as a float64 array ``[N, D]``, ``N >= 2``, ``D >= 1``, finite.
+    See :func:`read_table`, which also returns the column names."""
+    return read_table(path)[0]
+
+
+def read_table(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str] | None]:
+    """The points in a data file as a float64 array ``[N, D]``, ``N >= 2``, ``D >= 1``, finite,
+    and its header's column names (None for a file with no header, and for .npy).
 
     The format follows the extension (see :data:`EXTENSIONS` and the module docstring for the
     exact text rules). Any problem with the file (missing, a directory, unreadable, empty,
@@ -403,12 +415,25 @@ def read_points(path: str | os.PathLike[str]) -> np.ndarray:
         hint = f"; {_EXTENSION_HINTS[suffix]}" if suffix in _EXTENSION_HINTS else ""
         raise _fail(path, f"has {what}; accepted: {', '.join(EXTENSIONS)}{hint}")
     data = _read_bytes(path)
-    points = _read_npy(path, data) if suffix == ".npy" else _read_table(path, data, suffix)
+    points, names = ((_read_npy(path, data), None) if suffix == ".npy"
+                     else _read_table(path, data, suffix))
     n = points.shape[0]
     if n < MIN_POINTS:
         raise _fail(path, f"has only {n} data row{'s' if n != 1 else ''}; at least "
                           f"{MIN_POINTS} points are needed")
-    return points
+    return points, names
+
+
+def fingerprint(points: np.ndarray | torch.Tensor, names: list[str] | None) -> dict[str, Any]:
+    """What identifies a data set, whatever file holds it: the SHA-256 of its values as
+    little-endian float64 in row order (so the same numbers re-saved in another format or
+    layout match, and any changed value does not), its rows, columns and column names."""
+    array = (points.detach().cpu().numpy() if isinstance(points, torch.Tensor)
+             else np.asarray(points))
+    values = np.ascontiguousarray(array, dtype="<f8")
+    return {"sha256": hashlib.sha256(values.tobytes()).hexdigest(),
+            "rows": int(values.shape[0]), "columns": int(values.shape[1]),
+            "column_names": names}
 
 
 def split_points(points: np.ndarray | torch.Tensor, n_test_fraction: float = 0.2, *,
@@ -463,8 +488,10 @@ class FileSource(DataSource):
                  points: np.ndarray | torch.Tensor | None = None) -> None:
         self.path = Path(os.fspath(path))
         self.name = str(self.path)
+        #: the header's column names (None without a header, and for .npy)
+        self.column_names: list[str] | None = None
         if points is None:
-            points = read_points(self.path)
+            points, self.column_names = read_table(self.path)
         array = (points.detach().cpu().numpy() if isinstance(points, torch.Tensor)
                  else np.asarray(points))
         if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
@@ -484,6 +511,10 @@ class FileSource(DataSource):
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
+
+    def fingerprint(self) -> dict[str, Any]:
+        """:func:`fingerprint` of the points as training reads them (float32)."""
+        return fingerprint(self.points, self.column_names)
 
     def sample(
         self, n: int, generator: torch.Generator, device: torch.device | str = "cpu"

@@ -195,6 +195,23 @@ def _evaluation(run: Run, saved: Saved) -> list[str]:
         rows.append([f"<td>{esc(label)}</td>", _num(key, ev.get(key), _value(ev, key)),
                      f'<td class="how">{esc(how)}</td>'])
     out.append(table(["", "nats per point", "how to read it"], rows))
+    baselines = ev.get("baselines")
+    if baselines:
+        from vaelab.evaluation import BASELINE_NAMES, format_params
+
+        out.append(f"<p>A data file has no true density: the reference is two classical "
+                   f"estimators fitted on {esc(baselines['fitted_on'])} and scored on the same "
+                   f"points. So {esc(baselines['verdict'])}.</p>")
+        rows = []
+        for key, name in BASELINE_NAMES.items():
+            r = baselines[key]
+            rows.append([f"<td>{esc(name)} ({esc(format_params(r['params']))})</td>",
+                         _num(f"baselines.{key}.nll", r["nll"],
+                              f"{r['nll']:.4f} ± {r['nll_stderr']:.4f}"),
+                         _num(f"baselines.{key}.diff", r["model_minus_baseline"],
+                              f"{r['model_minus_baseline']:+.4f} ± "
+                              f"{r['model_minus_baseline_stderr']:.4f}")])
+        out.append(table(["baseline", "NLL, nats per row", "model − baseline"], rows))
     metrics = ev.get("sample_metrics")
     if metrics:
         out.append(f"<p>Sample metrics: {metrics['n']} generated points against as many real "
