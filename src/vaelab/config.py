@@ -62,7 +62,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Network shape and prior. ``in_channels=None`` means: take it from the data.
+    """Network shape and prior. ``in_channels=None`` means: take it from the data;
+    ``latent_dim=None`` too: as many latent dimensions as the data has columns, at least 2
+    (:func:`vaelab.resolve.latent_for`; a 2-D structure hidden in more columns leaves
+    variance in every direction, which a 2-D latent and a diagonal decoder cannot hold).
 
     ``hidden_dims`` are the encoder's widths, one hidden layer each (so they set width and
     depth); the decoder mirrors them unless ``decoder_hidden_dims`` is given. ``activation``
@@ -74,7 +77,7 @@ class ModelConfig:
     """
 
     name: str = "simple"
-    latent_dim: int = 2
+    latent_dim: int | None = 2
     hidden_dims: list[int] = field(default_factory=lambda: [128, 128])
     in_channels: int | None = None
     decoder_hidden_dims: list[int] | None = None
@@ -252,7 +255,8 @@ class RunConfig:
                "must be in (0, 1)")
         _check(d.n_train is None or d.n_train >= 2, "data.n_train", d.n_train, "must be >= 2")
         _choice("data.backend", d.backend, DATA_BACKENDS)
-        _check(m.latent_dim >= 1, "model.latent_dim", m.latent_dim, "must be >= 1")
+        _check(m.latent_dim is None or m.latent_dim >= 1, "model.latent_dim", m.latent_dim,
+               "must be >= 1")
         _check(len(m.hidden_dims) >= 1, "model.hidden_dims", m.hidden_dims, "must not be empty")
         for h in m.hidden_dims:
             _check(h >= 1, "model.hidden_dims", m.hidden_dims, "entries must be >= 1")
@@ -266,7 +270,8 @@ class RunConfig:
                        "entries must be >= 1")
         _choice("model.activation", m.activation, ACTIVATIONS)
         _choice("model.prior", m.prior, PRIORS)
-        _check(m.prior != "flow" or m.latent_dim >= 2, "model.prior", m.prior,
+        _check(m.prior != "flow" or m.latent_dim is None or m.latent_dim >= 2, "model.prior",
+               m.prior,
                "needs model.latent_dim >= 2 (use 'mixture' for a 1-D latent)")
         _check(m.prior_components >= 1, "model.prior_components", m.prior_components,
                "must be >= 1")

@@ -44,11 +44,13 @@ def _default() -> RunConfig:
     #   posterior leaves in N(0, I), which otherwise decode to points between the arms (it
     #   beat a small flow prior, and costs less per step);
     # - many small steps (batch 128) with a cosine decay: the step count, not the batch,
-    #   limits the fit on a fixed time budget.
+    #   limits the fit on a fixed time budget;
+    # - a latent as wide as the data (latent_dim None: D columns, at least 2): a structure
+    #   hidden in D columns leaves variance in every direction.
     return RunConfig(
         preset="default",
         data=DataConfig(name="swiss_roll", noise=None, n_train=None, standardize=True),
-        model=ModelConfig(name="simple", latent_dim=2, hidden_dims=[128, 128, 128],
+        model=ModelConfig(name="simple", latent_dim=None, hidden_dims=[128, 128, 128],
                           activation="leaky_relu", prior="mixture", prior_components=16),
         loss=LossConfig(name="iwae", k=4, kld_weight=1.0, decoder_std=0.1,
                         learn_decoder_std=True, min_decoder_std=1e-3),
