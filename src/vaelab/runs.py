@@ -39,6 +39,7 @@ from safetensors.torch import save as save_tensors
 from vaelab._version import __version__
 from vaelab.config import RunConfig
 from vaelab.devices import make_generator, resolve_device
+from vaelab.distributions import DEFAULT_K, VAEMarginal, log_prob
 from vaelab.errors import ConfigError, RunError
 from vaelab.fileio import (
     atomic_write_bytes,
@@ -96,6 +97,24 @@ class Run:
         self.model.to(dev)
         return self.model.sample(n, generator=make_generator(seed, dev), device=dev,
                                  noise=noise).cpu()
+
+    def log_prob(self, x: torch.Tensor, k: int = DEFAULT_K, estimator: str = "iwae", *,
+                 seed: int | None = 0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """log p(x) per point in nats, in the data's own units: ``x`` ``[N, D]`` -> ``[N]`` on
+        ``x``'s device and dtype (any ``[..., D]`` -> ``[...]``).
+
+        ``estimator``: ``iwae`` (default), ``elbo`` or ``prior-mc``, with ``k`` samples per
+        point, drawn from ``generator`` or a generator seeded with ``seed``: with the same
+        ``k`` and ``seed`` the numbers of ``vaelab logp RUN --k K --seed S``. Computed on the
+        model's device, chunked; see :func:`vaelab.distributions.log_prob`."""
+        return log_prob(self.model, x, k, estimator, seed=seed, generator=generator)
+
+    def distribution(self, k: int = DEFAULT_K, estimator: str = "iwae", *, seed: int | None = 0,
+                     noise: bool | None = None) -> VAEMarginal:
+        """The model's marginal p(x) as a ``torch.distributions.Distribution``:
+        ``log_prob`` as :meth:`log_prob`, ``sample`` as :meth:`sample` (the same ``noise``
+        convention), on the model's device (:class:`vaelab.distributions.VAEMarginal`)."""
+        return VAEMarginal(self.model, k, estimator, seed=seed, noise=noise)
 
     def report(self) -> Report:
         """This run's self-contained HTML report (:mod:`vaelab.report`): ``.save(path)``
