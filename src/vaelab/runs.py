@@ -38,6 +38,8 @@ from safetensors.torch import save as save_tensors
 
 from vaelab._version import __version__
 from vaelab.config import RunConfig
+from vaelab.data.columns import default_names, file_column_names
+from vaelab.data.files import FileSource
 from vaelab.devices import make_generator, resolve_device
 from vaelab.distributions import DEFAULT_K, VAEMarginal, log_prob
 from vaelab.errors import ConfigError, RunError
@@ -72,6 +74,8 @@ GROUP_FILE = "group.json"
 GROUP_FORMAT = "vaelab-group-1"
 #: the files of a group directory besides its models' run directories
 GROUP_FILES = (GROUP_FILE, GROUP_CHECKPOINT_FILE)
+#: summary.json's key for a data file's column names (its header row), when it has one
+COLUMNS_KEY = "data_columns"
 
 
 @dataclass
@@ -84,6 +88,17 @@ class Run:
     frames: list[Frame] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """The data's column names: a data file's own header (kept in ``summary.json`` as
+        ``data_columns`` when the run was trained), else ``x0, x1, ...``."""
+        d = self.model.in_channels
+        names = self.summary.get(COLUMNS_KEY)
+        if isinstance(names, list) and len(names) == d and all(isinstance(n, str) and n
+                                                                for n in names):
+            return list(names)
+        return default_names(d)
 
     def sample(self, n: int, seed: int = 0, device: str = "auto",
                noise: bool | None = None) -> torch.Tensor:
@@ -218,7 +233,7 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool =
     config, source = prepare(config)
     if out is None:
         result = fit(config, progress=progress, source=source)
-        return _run_from_result(result, None)
+        return _run_from_result(result, None, source)
     path = prepare_run_dir(out, force)
     atomic_write_text(path / CONFIG_FILE, config.to_json())
     return _train_into(path, config, source, None, progress, figures)
@@ -265,7 +280,7 @@ def _train_into(path: Path, config: RunConfig, source: Any, ckpt: Any, progress:
                      checkpoint_path=path / CHECKPOINT_FILE, resume=ckpt)
     finally:
         appender.close()
-    run = _run_from_result(result, path)
+    run = _run_from_result(result, path, source)
     run._write_results(path)
     if figures:
         run.plot()
@@ -292,7 +307,7 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
     check_group(resolved)
     plan_for(resolved, source)  # a group its step cannot train is refused here
     if out is None:
-        return [_run_from_result(r, None)
+        return [_run_from_result(r, None, source)
                 for r in fit_group(resolved, progress=progress, source=source)]
     out = Path(out)
     labels = group_labels(resolved)
@@ -361,7 +376,7 @@ def _train_group_into(out: Path, paths: list[Path], configs: list[RunConfig], so
             appender.close()
     runs = []
     for path, result in zip(paths, results, strict=True):
-        run = _run_from_result(result, path)
+        run = _run_from_result(result, path, source)
         run._write_results(path)
         if figures:
             run.plot()
@@ -444,8 +459,13 @@ def _complete(path: Path) -> bool:
     return (path / MODEL_FILE).is_file() and (path / SUMMARY_FILE).is_file()
 
 
-def _run_from_result(result: TrainResult, path: Path | None) -> Run:
-    return Run(result.config, result.model, result.metrics, result.frames, result.summary, path)
+def _run_from_result(result: TrainResult, path: Path | None, source: Any = None) -> Run:
+    summary = result.summary
+    if isinstance(source, FileSource):  # the file's header, kept for sample and compare
+        names = file_column_names(source.path, result.model.in_channels)
+        if names is not None:
+            summary = {**summary, COLUMNS_KEY: names}
+    return Run(result.config, result.model, result.metrics, result.frames, summary, path)
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -538,8 +558,10 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
         raise RunError(f"{path} is not a vaelab metrics file: {exc}") from None
 
 
-def write_points(points: torch.Tensor | np.ndarray, path: str | Path) -> Path:
-    """Save points as CSV (header ``x0,x1,...``) or ``.npy``, chosen by the extension."""
+def write_points(points: torch.Tensor | np.ndarray, path: str | Path,
+                 names: list[str] | None = None) -> Path:
+    """Save points as CSV (header ``names``, default ``x0,x1,...``) or ``.npy``, chosen by
+    the extension."""
     path = Path(path)
     arr = np.asarray(points.detach().cpu().numpy() if isinstance(points, torch.Tensor)
                      else points, dtype=np.float64)
@@ -549,18 +571,24 @@ def write_points(points: torch.Tensor | np.ndarray, path: str | Path) -> Path:
         np.save(buf, arr.astype(np.float32), allow_pickle=False)
         atomic_write_bytes(path, buf.getvalue())
     elif suffix == ".csv":
-        atomic_write_text(path, points_to_csv(arr))
+        atomic_write_text(path, points_to_csv(arr, names=names))
     else:
         raise RunError(f"cannot write {path}: the extension must be .csv or .npy")
     return path
 
 
-def points_to_csv(arr: np.ndarray, last_column: str | None = None) -> str:
-    """CSV with a header ``x0,x1,...`` (the last column named ``last_column`` if given)."""
+def points_to_csv(arr: np.ndarray, last_column: str | None = None,
+                  names: list[str] | None = None) -> str:
+    """CSV with a header row: ``names`` (e.g. :attr:`Run.columns`) or ``x0,x1,...``, the
+    last column named ``last_column`` if given; a name with a comma or quote is quoted."""
     buf = io.StringIO()
-    names = [f"x{i}" for i in range(arr.shape[1])]
+    names = list(names) if names is not None else default_names(arr.shape[1])
+    if len(names) != arr.shape[1]:
+        raise ValueError(f"{len(names)} column names for {arr.shape[1]} columns")
     if last_column is not None:
         names[-1] = last_column
-    header = ",".join(names)
+    head = io.StringIO()
+    csv.writer(head, lineterminator="").writerow(names)
+    header = head.getvalue()
     np.savetxt(buf, arr, delimiter=",", header=header, comments="", fmt="%.9g")
     return buf.getvalue()
