@@ -170,3 +170,21 @@ def test_pair_plot_names_its_columns_without_overlap(artifacts):
             continue
         assert not b1.overlaps(b2), f"{k1} {t1!r} overlaps {k2} {t2!r}"
     fig.savefig(artifacts / "compare_pairs.png", dpi=100)
+
+
+def test_panels_and_report_name_the_files_columns(six_run):
+    from vaelab.plots.panels import draw_panels, run_limits
+    from vaelab.report.figures import panels_figure
+
+    run = vaelab.load(six_run[0])
+    assert run.frames  # the final frame at least
+    fig = draw_panels(run.frames[-1], run_limits(run.frames), columns=run.columns)
+    data_ax, z_ax, gen_ax = fig.axes
+    for ax in (data_ax, gen_ax):
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("alpha", "beta")
+        assert "columns alpha, beta of 6" in ax.get_title()
+    assert (z_ax.get_xlabel(), z_ax.get_ylabel()) == ("z0", "z1")
+    plotly = panels_figure(run.frames, run.config, run.columns)
+    assert plotly.layout.xaxis.title.text == "alpha" and plotly.layout.yaxis.title.text == "beta"
+    assert plotly.layout.xaxis3.title.text == "alpha"
+    assert "columns alpha, beta of 6" in plotly.layout.annotations[0].text
