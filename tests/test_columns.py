@@ -188,3 +188,20 @@ def test_panels_and_report_name_the_files_columns(six_run):
     assert plotly.layout.xaxis.title.text == "alpha" and plotly.layout.yaxis.title.text == "beta"
     assert plotly.layout.xaxis3.title.text == "alpha"
     assert "columns alpha, beta of 6" in plotly.layout.annotations[0].text
+
+
+def test_vaelab_train_stores_the_names_and_sample_needs_no_file(tmp_path, capsys):
+    data = tmp_path / "six.csv"
+    _write_six(data, n=100)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--steps", "20",
+                 "--hidden-dims", "8", "--frame-every", "0", "--device", "cpu",
+                 "--compile", "off", "--no-figures", "--no-report", "--quiet"]) == 0
+    import json
+
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["data_columns"] == COLUMNS
+    data.rename(tmp_path / "moved.csv")  # the names live in the run, not in the file
+    capsys.readouterr()
+    assert main(["sample", str(out), "-n", "3"]) == 0
+    assert _header_of(capsys.readouterr().out) == COLUMNS
