@@ -11,6 +11,10 @@ Python API (the CLI does the same)::
     runs = vaelab.train_many(sweep={"lr": [1e-3, 1e-2]}, seeds=2)  # 2 lrs x 2 seeds
     runs = vaelab.resume_many("runs/seed-seeds")            # continue an interrupted group
     run.model.sample(5)                                     # the nn.Module itself
+    run.log_prob(points, k=1000)                            # [10000] nats, x's device/dtype
+    run.distribution().sample((4,))                         # p(x) as a torch Distribution
+    run.model.posterior(points), run.model.prior_distribution()  # q(z|x), p(z)
+    vaelab.evaluate(run)                                    # test NLL, gap, sample metrics
     run.report().save("report.html")                        # one self-contained HTML page
     vaelab.build_report("runs/seed-seeds").save("g.html")   # several runs, or a group
 """
@@ -103,6 +107,16 @@ def load(run_dir: str | Path) -> Run:
     return load_run(run_dir)
 
 
+def __getattr__(name: str) -> Any:
+    """``vaelab.evaluate`` is :func:`vaelab.evaluation.evaluate` itself, imported on first
+    use (it pulls in the metrics and baselines, which ``import vaelab`` need not load)."""
+    if name == "evaluate":
+        from vaelab.evaluation import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'vaelab' has no attribute {name!r}")
+
+
 __all__ = ["BaseVAE", "ConfigError", "Report", "Run", "RunConfig", "RunError", "SimpleVAE",
-           "VaelabError", "__version__", "build_config", "build_report", "load", "preset_names",
-           "resume", "resume_many", "train", "train_many"]
+           "VaelabError", "__version__", "build_config", "build_report", "evaluate", "load",
+           "preset_names", "resume", "resume_many", "train", "train_many"]

@@ -38,8 +38,11 @@ from safetensors.torch import save as save_tensors
 
 from vaelab._version import __version__
 from vaelab.config import RunConfig
+from vaelab.data.columns import default_names
+from vaelab.data.files import FileSource
 from vaelab.data.provenance import DATA_FILE, HELDOUT_FILE, check_data, remember_data
 from vaelab.devices import make_generator, resolve_device
+from vaelab.distributions import DEFAULT_K, VAEMarginal, log_prob
 from vaelab.errors import ConfigError, RunError
 from vaelab.fileio import (
     atomic_write_bytes,
@@ -72,6 +75,8 @@ GROUP_FILE = "group.json"
 GROUP_FORMAT = "vaelab-group-1"
 #: the files of a group directory besides its models' run directories
 GROUP_FILES = (GROUP_FILE, GROUP_CHECKPOINT_FILE)
+#: summary.json's key for a data file's column names (its header row), when it has one
+COLUMNS_KEY = "data_columns"
 
 
 @dataclass
@@ -85,6 +90,17 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
+    @property
+    def columns(self) -> list[str]:
+        """The data's column names: a data file's own header (kept in ``summary.json`` as
+        ``data_columns`` when the run was trained), else ``x0, x1, ...``."""
+        d = self.model.in_channels
+        names = self.summary.get(COLUMNS_KEY)
+        if isinstance(names, list) and len(names) == d and all(isinstance(n, str) and n
+                                                                for n in names):
+            return list(names)
+        return default_names(d)
+
     def sample(self, n: int, seed: int = 0, device: str = "auto",
                noise: bool | None = None) -> torch.Tensor:
         """``n`` generated points, fixed by ``seed``, on the CPU.
@@ -97,6 +113,24 @@ class Run:
         self.model.to(dev)
         return self.model.sample(n, generator=make_generator(seed, dev), device=dev,
                                  noise=noise).cpu()
+
+    def log_prob(self, x: torch.Tensor, k: int = DEFAULT_K, estimator: str = "iwae", *,
+                 seed: int | None = 0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """log p(x) per point in nats, in the data's own units: ``x`` ``[N, D]`` -> ``[N]`` on
+        ``x``'s device and dtype (any ``[..., D]`` -> ``[...]``).
+
+        ``estimator``: ``iwae`` (default), ``elbo`` or ``prior-mc``, with ``k`` samples per
+        point, drawn from ``generator`` or a generator seeded with ``seed``: with the same
+        ``k`` and ``seed`` the numbers of ``vaelab logp RUN --k K --seed S``. Computed on the
+        model's device, chunked; see :func:`vaelab.distributions.log_prob`."""
+        return log_prob(self.model, x, k, estimator, seed=seed, generator=generator)
+
+    def distribution(self, k: int = DEFAULT_K, estimator: str = "iwae", *, seed: int | None = 0,
+                     noise: bool | None = None) -> VAEMarginal:
+        """The model's marginal p(x) as a ``torch.distributions.Distribution``:
+        ``log_prob`` as :meth:`log_prob`, ``sample`` as :meth:`sample` (the same ``noise``
+        convention), on the model's device (:class:`vaelab.distributions.VAEMarginal`)."""
+        return VAEMarginal(self.model, k, estimator, seed=seed, noise=noise)
 
     def report(self) -> Report:
         """This run's self-contained HTML report (:mod:`vaelab.report`): ``.save(path)``
@@ -200,7 +234,7 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool =
     config, source = prepare(config)
     if out is None:
         result = fit(config, progress=progress, source=source)
-        return _run_from_result(result, None)
+        return _run_from_result(result, None, source)
     path = prepare_run_dir(out, force)
     atomic_write_text(path / CONFIG_FILE, config.to_json())
     remember_data(path, config, source)
@@ -253,7 +287,7 @@ def _train_into(path: Path, config: RunConfig, source: Any, ckpt: Any, progress:
                      checkpoint_path=path / CHECKPOINT_FILE, resume=ckpt)
     finally:
         appender.close()
-    run = _run_from_result(result, path)
+    run = _run_from_result(result, path, source)
     run._write_results(path)
     if figures:
         run.plot()
@@ -280,7 +314,7 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
     check_group(resolved)
     plan_for(resolved, source)  # a group its step cannot train is refused here
     if out is None:
-        return [_run_from_result(r, None)
+        return [_run_from_result(r, None, source)
                 for r in fit_group(resolved, progress=progress, source=source)]
     out = Path(out)
     labels = group_labels(resolved)
@@ -352,7 +386,7 @@ def _train_group_into(out: Path, paths: list[Path], configs: list[RunConfig], so
             appender.close()
     runs = []
     for path, result in zip(paths, results, strict=True):
-        run = _run_from_result(result, path)
+        run = _run_from_result(result, path, source)
         run._write_results(path)
         if figures:
             run.plot()
@@ -435,8 +469,13 @@ def _complete(path: Path) -> bool:
     return (path / MODEL_FILE).is_file() and (path / SUMMARY_FILE).is_file()
 
 
-def _run_from_result(result: TrainResult, path: Path | None) -> Run:
-    return Run(result.config, result.model, result.metrics, result.frames, result.summary, path)
+def _run_from_result(result: TrainResult, path: Path | None, source: Any = None) -> Run:
+    summary = result.summary
+    if isinstance(source, FileSource):  # the file's header, kept for sample and compare
+        names = source.column_names
+        if names is not None and len(names) == result.model.in_channels:
+            summary = {**summary, COLUMNS_KEY: names}
+    return Run(result.config, result.model, result.metrics, result.frames, summary, path)
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -529,8 +568,10 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
         raise RunError(f"{path} is not a vaelab metrics file: {exc}") from None
 
 
-def write_points(points: torch.Tensor | np.ndarray, path: str | Path) -> Path:
-    """Save points as CSV (header ``x0,x1,...``) or ``.npy``, chosen by the extension."""
+def write_points(points: torch.Tensor | np.ndarray, path: str | Path,
+                 names: list[str] | None = None) -> Path:
+    """Save points as CSV (header ``names``, default ``x0,x1,...``) or ``.npy``, chosen by
+    the extension."""
     path = Path(path)
     arr = np.asarray(points.detach().cpu().numpy() if isinstance(points, torch.Tensor)
                      else points, dtype=np.float64)
@@ -540,18 +581,24 @@ def write_points(points: torch.Tensor | np.ndarray, path: str | Path) -> Path:
         np.save(buf, arr.astype(np.float32), allow_pickle=False)
         atomic_write_bytes(path, buf.getvalue())
     elif suffix == ".csv":
-        atomic_write_text(path, points_to_csv(arr))
+        atomic_write_text(path, points_to_csv(arr, names=names))
     else:
         raise RunError(f"cannot write {path}: the extension must be .csv or .npy")
     return path
 
 
-def points_to_csv(arr: np.ndarray, last_column: str | None = None) -> str:
-    """CSV with a header ``x0,x1,...`` (the last column named ``last_column`` if given)."""
+def points_to_csv(arr: np.ndarray, last_column: str | None = None,
+                  names: list[str] | None = None) -> str:
+    """CSV with a header row: ``names`` (e.g. :attr:`Run.columns`) or ``x0,x1,...``, the
+    last column named ``last_column`` if given; a name with a comma or quote is quoted."""
     buf = io.StringIO()
-    names = [f"x{i}" for i in range(arr.shape[1])]
+    names = list(names) if names is not None else default_names(arr.shape[1])
+    if len(names) != arr.shape[1]:
+        raise ValueError(f"{len(names)} column names for {arr.shape[1]} columns")
     if last_column is not None:
         names[-1] = last_column
-    header = ",".join(names)
+    head = io.StringIO()
+    csv.writer(head, lineterminator="").writerow(names)
+    header = head.getvalue()
     np.savetxt(buf, arr, delimiter=",", header=header, comments="", fmt="%.9g")
     return buf.getvalue()

@@ -304,12 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="draw several runs' samples beside the true data",
                        description="One panel of real points (a fresh draw from the first "
                        "run's data, or its held-out points for a file), then one panel of "
-                       "generated points per run, on the same axes (2-D data).")
+                       "generated points per run, on the same axes; for more than 2 columns, "
+                       "a pair plot of each (at most 6 columns; --columns chooses).")
     c.add_argument("runs", type=Path, nargs="+", help="run directories (same data)")
     c.add_argument("-o", "--output", type=Path, required=True, help="the PNG to write")
     c.add_argument("-n", type=positive_int, default=5000, help="points per panel (default 5000)")
     c.add_argument("--labels", help="comma-separated panel titles (default: each run's preset)")
     c.add_argument("--seed", type=nonnegative_int, default=0, help="sampling seed")
+    c.add_argument("--columns", metavar="NAME,NAME,...",
+                   help="the columns to draw, by the data's column names or 0-based indices: "
+                   "two for one scatter per run, 3 to 6 for a pair plot (default: every "
+                   "column, at most the first 6)")
     for command in sub.choices.values():
         command.add_argument("--threads", type=positive_int, metavar="N",
                              help="CPU threads (default: OMP_NUM_THREADS if set, else 1: "
@@ -479,10 +484,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     run = load_run(args.run, frames=False)
     noise = {"auto": None, "on": True, "off": False}[args.decoder_noise]
     points = run.sample(args.n, seed=args.seed, device=args.device, noise=noise)
-    if args.output is None:
-        sys.stdout.write(points_to_csv(points.numpy()))
+    if args.output is None:  # the data file's own column names, else x0, x1, ...
+        sys.stdout.write(points_to_csv(points.numpy(), names=run.columns))
     else:
-        write_points(points, args.output)
+        write_points(points, args.output, names=run.columns)
         print(f"wrote {args.n} points to {args.output}", file=sys.stderr)
     return 0
 
@@ -513,7 +518,7 @@ def cmd_logp(args: argparse.Namespace) -> int:
                           f"trained on {run.model.in_channels}-dimensional data")
     logp = log_density(run.model, torch.as_tensor(points, dtype=torch.float32), args.estimator,
                        k=args.k, seed=args.seed).numpy()
-    text = points_to_csv(np.column_stack((points, logp)), last_column="log_p")
+    text = points_to_csv(np.column_stack((points, logp)), names=[*run.columns, "log_p"])
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -608,7 +613,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from vaelab.evaluation import test_data
-    from vaelab.plots.compare import draw_comparison
+    from vaelab.plots.compare import draw_comparison, draw_pairs, select_columns
     from vaelab.plots.style import save_figure
     from vaelab.runs import load_run
 
@@ -617,16 +622,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
         f"{r.config.preset or 'custom'} ({p.name})" for r, p in zip(runs, args.runs, strict=True)]
     if len(labels) != len(runs):
         raise VaelabError(f"--labels has {len(labels)} names for {len(runs)} runs")
-    if any(r.model.in_channels != 2 for r in runs):
-        raise VaelabError("compare draws 2-D data only")
     names = {r.config.data.name for r in runs}
     if len(names) > 1:
         raise VaelabError(f"the runs were trained on different data: {', '.join(sorted(names))}")
+    columns = runs[0].columns  # the data file's own names, else x0, x1, ...
+    chosen, note = select_columns(args.columns, columns)
     real = test_data(runs[0], args.n, args.seed).points.numpy()
-    samples = [(label, r.sample(len(real), seed=args.seed + 1).numpy())
+    samples = [(label, r.sample(len(real), seed=args.seed + 1).numpy()[:, chosen])
                for label, r in zip(labels, runs, strict=True)]
-    print(save_figure(draw_comparison(real, samples, title=runs[0].config.data.name),
-                      args.output))
+    title = runs[0].config.data.name
+    if len(chosen) < len(columns):
+        title += f" (columns {', '.join(columns[i] for i in chosen)} of {len(columns)})"
+    if len(chosen) == 2:
+        fig = draw_comparison(real[:, chosen], samples, title=title,
+                              columns=(columns[chosen[0]], columns[chosen[1]]))
+    else:
+        fig = draw_pairs(real[:, chosen], samples, [columns[i] for i in chosen], title=title,
+                         note=note)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    print(save_figure(fig, args.output))
     return 0
 
 

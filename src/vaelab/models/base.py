@@ -27,6 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributions import Distribution, Independent, Normal
 
 from vaelab.config import LOSSES
 from vaelab.models.priors import Prior, StandardNormalPrior
@@ -165,6 +166,13 @@ class BaseVAE(nn.Module, ABC):
         """log p(z), summed over latent dimensions; ``z`` is ``[..., latent_dim]``."""
         return self.prior.log_prob(z)
 
+    def prior_distribution(self) -> Distribution:
+        """p(z) as a ``torch.distributions.Distribution`` with ``event_shape = (latent_dim,)``:
+        ``Independent(Normal)`` for N(0, I), ``MixtureSameFamily`` for the learned mixture, a
+        :class:`~vaelab.models.priors.PriorDistribution` view for the flow. Its ``log_prob`` is
+        :meth:`log_prior` (nats, summed over latent dimensions)."""
+        return self.prior.distribution()
+
     def sample_prior(self, n: int, generator: torch.Generator | None = None,
                      device: torch.device | str | None = None) -> torch.Tensor:
         """``n`` latent codes z ~ p(z), ``[n, latent_dim]``."""
@@ -206,6 +214,17 @@ class BaseVAE(nn.Module, ABC):
     def encode(self, x: torch.Tensor) -> Encoding:
         """Posterior parameters for points ``[N, in_channels]`` in data units."""
         return self.encode_internal(self.standardize(x))
+
+    def posterior(self, x: torch.Tensor) -> Distribution:
+        """q(z|x) as ``Independent(Normal(mu, exp(log_var / 2)), 1)``: batch shape ``[N]``,
+        event shape ``[latent_dim]``, reparameterised (``rsample``), differentiable.
+
+        ``x`` is in the data's own units, ``[N, in_channels]``; like :meth:`encode` it is
+        standardised first, as the encoder was trained on standardised points, so q(z|x) here
+        is exactly the posterior every estimator and the training loss use. The latent z has no
+        units of its own (the prior is N(0, I) or learned over it)."""
+        mu, log_var = self.encode(x)
+        return Independent(Normal(mu, torch.exp(0.5 * log_var)), 1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder mean in data units for latent codes ``[N, latent_dim]``."""

@@ -17,6 +17,12 @@ Conventions.
   non-deterministically seeded generator is used (still not the global one). Draws are made on
   the generator's device and then moved to ``device`` (default: the module's device), so a CPU
   generator works for a module on any device.
+* ``distribution()`` returns the same p(z) as a ``torch.distributions.Distribution`` with
+  ``event_shape = (d,)`` (N(0, I) as ``Independent(Normal)``, the mixture as
+  ``MixtureSameFamily``, the flow as :class:`PriorDistribution`, a thin view that calls this
+  module's own ``log_prob`` and sampler). It is a view of the current parameters, built on each
+  call: gradients flow into them, and a distribution built before a training step still holds
+  the old values.
 * ``is_standard`` is True only for :class:`StandardNormalPrior`, so a VAE can keep using the
   closed-form KL(q(z|x) || N(0, I)) there and fall back to a Monte-Carlo KL otherwise.
 * Construction is deterministic and leaves the global RNG alone: initial values are drawn from a
@@ -35,6 +41,14 @@ from abc import ABC, abstractmethod
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributions import (
+    Categorical,
+    Distribution,
+    Independent,
+    MixtureSameFamily,
+    Normal,
+    constraints,
+)
 
 from vaelab.config import PRIORS as CONFIG_PRIORS
 from vaelab.errors import unknown_name_message
@@ -72,6 +86,12 @@ class Prior(nn.Module, ABC):
     def forward(self, z: Tensor) -> Tensor:
         """Same as :meth:`log_prob`."""
         return self.log_prob(z)
+
+    def distribution(self) -> Distribution:
+        """p(z) as a ``torch.distributions.Distribution`` (``event_shape = (d,)``): by default
+        a :class:`PriorDistribution` view of :meth:`log_prob` and :meth:`sample`; subclasses
+        with a standard form in ``torch.distributions`` return that instead."""
+        return PriorDistribution(self)
 
     def _anchor(self) -> Tensor:
         """Some tensor of the module, for its device and dtype."""
@@ -129,6 +149,11 @@ class StandardNormalPrior(Prior):
     def log_prob(self, z: Tensor) -> Tensor:
         return standard_normal_log_prob(z)
 
+    def distribution(self) -> Distribution:
+        """N(0, I) as ``Independent(Normal(0, 1), 1)`` on the module's device and dtype."""
+        zeros = torch.zeros(self.latent_dim, device=self.device, dtype=self.dtype)
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
     def _draw(self, n: int, generator: torch.Generator) -> Tensor:
         return self._normal((n, self.latent_dim), generator)
 
@@ -155,6 +180,13 @@ class MixturePrior(Prior):
         diff = (z.unsqueeze(-2) - self.means) * torch.exp(-self.log_stds)  # [..., C, d]
         comp = -0.5 * (diff.pow(2) + LOG_2PI).sum(-1) - self.log_stds.sum(-1)  # [..., C]
         return torch.logsumexp(comp + F.log_softmax(self.logits, -1), dim=-1)
+
+    def distribution(self) -> Distribution:
+        """The mixture as ``MixtureSameFamily(Categorical(logits), Independent(Normal(means,
+        exp(log_stds)), 1))``: the same density as :meth:`log_prob` (tests/test_priors.py),
+        with torch's ``mean``, ``variance`` and component views."""
+        return MixtureSameFamily(Categorical(logits=self.logits),
+                                 Independent(Normal(self.means, torch.exp(self.log_stds)), 1))
 
     def _draw(self, n: int, generator: torch.Generator) -> Tensor:
         dev = generator.device
@@ -271,6 +303,36 @@ class FlowPrior(Prior):
         return f"latent_dim={self.latent_dim}, layers={len(self.couplings)}"
 
 
+class PriorDistribution(Distribution):
+    """A :class:`Prior` module seen as a ``torch.distributions.Distribution`` over ``[d]``.
+
+    No density of its own: ``log_prob`` is the module's :meth:`Prior.log_prob` (so gradients
+    reach its parameters) and ``sample`` its seeded sampler (``generator`` as there; no
+    gradient). ``sample_shape`` may have any number of dimensions.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, prior: Prior) -> None:
+        self.prior = prior
+        super().__init__(batch_shape=torch.Size(), event_shape=torch.Size([prior.latent_dim]),
+                         validate_args=False)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return self.prior.log_prob(value)
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = (),
+               generator: torch.Generator | None = None) -> Tensor:
+        shape = torch.Size(sample_shape)
+        z = self.prior.sample(shape.numel(), generator)
+        return z.reshape(*shape, self.prior.latent_dim)
+
+    def __repr__(self) -> str:
+        return f"PriorDistribution({self.prior!r})"
+
+
 def build_prior(kind: str, latent_dim: int, *, components: int = 16, layers: int = 4,
                 hidden: int = 64, seed: int = 0) -> Prior:
     """The prior named ``kind`` (one of :data:`PRIORS`) over ``latent_dim`` dimensions.
@@ -287,5 +349,5 @@ def build_prior(kind: str, latent_dim: int, *, components: int = 16, layers: int
     raise ValueError(unknown_name_message("prior", str(kind), list(PRIORS)))
 
 
-__all__ = ["PRIORS", "FlowPrior", "MixturePrior", "Prior", "StandardNormalPrior",
-           "build_prior"]
+__all__ = ["PRIORS", "FlowPrior", "MixturePrior", "Prior", "PriorDistribution",
+           "StandardNormalPrior", "build_prior"]

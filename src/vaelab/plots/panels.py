@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -39,12 +39,15 @@ class _Columns(NamedTuple):
     note: str  # what a title adds when only two of the columns are drawn
 
 
-def _columns(name: str, dim: int) -> _Columns:
-    """Axis labels for the first two coordinates (a 1-D set is drawn against zero)."""
+def _columns(name: str, dim: int, names: Sequence[str] | None = None) -> _Columns:
+    """Axis labels for the first two coordinates (a 1-D set is drawn against zero): ``names``
+    (a data file's column names) when given, else ``{name}0``, ``{name}1``."""
+    first = list(names) if names is not None and len(names) == dim else [
+        f"{name}{i}" for i in range(min(dim, 2))]
     if dim == 1:
-        return _Columns(f"{name}0", "(none: 1-D)", "")
-    note = f"\n(columns {name}0, {name}1 of {dim})" if dim > 2 else ""
-    return _Columns(f"{name}0", f"{name}1", note)
+        return _Columns(first[0], "(none: 1-D)", "")
+    note = f"\n(columns {first[0]}, {first[1]} of {dim})" if dim > 2 else ""
+    return _Columns(first[0], first[1], note)
 
 
 def _xy(points: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +65,8 @@ class PanelFigure:
     """
 
     def __init__(self, limits: Limits, title: str = "", n_data: int = 0, n_gen: int = 0, *,
-                 data_dim: int = 2, latent_dim: int = 2, prior: str = "N(0, I)") -> None:
+                 data_dim: int = 2, latent_dim: int = 2, prior: str = "N(0, I)",
+                 columns: Sequence[str] | None = None) -> None:
         self.title = title
         fig, (ax_data, ax_z, ax_gen) = new_figure(12.0, 4.6, ncols=3, layout="compressed")
         x0, x1, y0, y1 = limits.data
@@ -71,7 +75,7 @@ class PanelFigure:
         self.data = ax_data.scatter(empty[:, 0], empty[:, 1], color="tab:blue", **style)
         self.z = ax_z.scatter(empty[:, 0], empty[:, 1], color="tab:green", **style)
         self.gen = ax_gen.scatter(empty[:, 0], empty[:, 1], color="tab:red", **style)
-        data_cols, z_cols = _columns("x", data_dim), _columns("z", latent_dim)
+        data_cols, z_cols = _columns("x", data_dim, columns), _columns("z", latent_dim)
         ax_data.set_title(f"ground truth (batch of {n_data}){data_cols.note}", fontsize=10)
         ax_z.set_title(f"posterior z ~ q(z|x) of the batch{z_cols.note}", fontsize=10)
         ax_gen.set_title(f"generated ({n_gen}): decoder means\nof z ~ {prior}"
@@ -132,8 +136,10 @@ class PanelFigure:
                 artist.set_animated(False)
 
 
-def draw_panels(frame: Frame, limits: Limits, title: str = "", prior: str = "N(0, I)") -> Figure:
-    """One frame of the seed's display, as a figure of its own."""
+def draw_panels(frame: Frame, limits: Limits, title: str = "", prior: str = "N(0, I)",
+                columns: Sequence[str] | None = None) -> Figure:
+    """One frame of the seed's display, as a figure of its own; ``columns``: the data's
+    column names (:attr:`vaelab.runs.Run.columns`), for its axes."""
     return PanelFigure(limits, title, len(frame.data), len(frame.generated),
                        data_dim=frame.data.shape[1], latent_dim=frame.posterior_z.shape[1],
-                       prior=prior).show(frame)
+                       prior=prior, columns=columns).show(frame)

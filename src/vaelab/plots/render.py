@@ -32,7 +32,7 @@ def render_run(run: Run, out_dir: Path, gif_dpi: int = 80, frame_ms: int = 250) 
         last = run.frames[-1]
         panels = PanelFigure(limits, title, len(last.data), len(last.generated),
                              data_dim=last.data.shape[1], latent_dim=last.posterior_z.shape[1],
-                             prior=prior_short(cfg))
+                             prior=prior_short(cfg), columns=run.columns)
         written.append(save_figure(panels.show(last), out_dir / PANELS_FILE))
         images = [Image.fromarray(rgb) for rgb in panels.render_frames(run.frames, gif_dpi)]
         written.append(_write_gif(images, out_dir / GIF_FILE, frame_ms))

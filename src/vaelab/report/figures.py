@@ -39,17 +39,30 @@ def _xy(points: Any, limit: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, 0], arr[:, 1]
 
 
-def _columns_note(name: str, dim: int) -> str:
-    return f" (columns {name}0, {name}1 of {dim})" if dim > 2 else ""
+def _first_two(name: str, dim: int, names: Sequence[str] | None = None) -> tuple[str, str]:
+    """The names of the first two columns: ``names`` (a data file's) or ``{name}0, {name}1``
+    (the second empty for 1-D data)."""
+    if names is not None and len(names) == dim:
+        return names[0], names[1] if dim > 1 else ""
+    return f"{name}0", f"{name}1" if dim > 1 else ""
 
 
-def panels_figure(frames: Sequence[Frame], config: RunConfig) -> go.Figure:
+def _columns_note(name: str, dim: int, names: Sequence[str] | None = None) -> str:
+    first, second = _first_two(name, dim, names)
+    return f" (columns {first}, {second} of {dim})" if dim > 2 else ""
+
+
+def panels_figure(frames: Sequence[Frame], config: RunConfig,
+                  columns: Sequence[str] | None = None) -> go.Figure:
     """The seed's three panels (real batch | posterior z | generated), one frame per
-    display step, with a slider over the steps and a play button; it opens on the last."""
+    display step, with a slider over the steps and a play button; it opens on the last.
+    ``columns``: the data's column names (:attr:`vaelab.runs.Run.columns`), for its axes."""
     limits = run_limits(list(frames))
     last = frames[-1]
     data_dim, latent_dim = last.data.shape[1], last.posterior_z.shape[1]
-    titles = (f"real points (a batch of {len(last.data)}){_columns_note('x', data_dim)}",
+    xl, yl = _first_two("x", data_dim, columns)
+    titles = (f"real points (a batch of {len(last.data)})"
+              f"{_columns_note('x', data_dim, columns)}",
               f"posterior z ~ q(z|x) of the batch{_columns_note('z', latent_dim)}",
               f"generated: decoder means of z ~ {prior_short(config)} "
               f"({len(last.generated)})")
@@ -73,14 +86,14 @@ def panels_figure(frames: Sequence[Frame], config: RunConfig) -> go.Figure:
     fig.frames = [go.Frame(data=traces(f), name=name, traces=[0, 1, 2])
                   for f, name in zip(frames, names, strict=True)]
     x0, x1, y0, y1 = limits.data
-    for col, (xr, yr, xl, yl) in enumerate(((
-            (x0, x1), (y0, y1), "x0", "x1" if data_dim > 1 else ""),
+    for col, (xr, yr, x_title, y_title) in enumerate(((
+            (x0, x1), (y0, y1), xl, yl),
             ((-limits.latent, limits.latent), (-limits.latent, limits.latent), "z0",
              "z1" if latent_dim > 1 else ""),
-            ((x0, x1), (y0, y1), "x0", "x1" if data_dim > 1 else "")), start=1):
+            ((x0, x1), (y0, y1), xl, yl)), start=1):
         axis = "" if col == 1 else str(col)
-        fig.update_xaxes(range=list(xr), title_text=xl, row=1, col=col)
-        fig.update_yaxes(range=list(yr), title_text=yl, row=1, col=col,
+        fig.update_xaxes(range=list(xr), title_text=x_title, row=1, col=col)
+        fig.update_yaxes(range=list(yr), title_text=y_title, row=1, col=col,
                          scaleanchor=f"x{axis}", scaleratio=1)
     instant = {"mode": "immediate", "frame": {"duration": 0, "redraw": False},
                "transition": {"duration": 0}}

@@ -130,7 +130,7 @@ def run_page(run: Run) -> Page:
         from vaelab.report.figures import panels_figure
 
         page.add("<h2>The seed's three panels over training</h2>", page.figure(
-            panels_figure(run.frames, cfg),
+            panels_figure(run.frames, cfg, run.columns),
             "Move the slider (or press play) to go through training, one display frame per "
             f"step shown ({len(run.frames)} frames). Left: a batch of real training points; "
             "middle: their posterior codes z ~ q(z|x); right: the same fixed draws from "
@@ -286,7 +286,7 @@ def _pngs(run: Run, saved: Saved) -> list[str]:
     images = []
     if run.frames:
         images.append(("the three panels at the last step", draw_panels(
-            run.frames[-1], run_limits(run.frames), title, prior_short(cfg))))
+            run.frames[-1], run_limits(run.frames), title, prior_short(cfg), run.columns)))
     if run.metrics:
         images.append(("training curves", draw_loss_curves(run.metrics, f"vaelab "
                                                            f"{run_title(cfg)}", cfg)))
