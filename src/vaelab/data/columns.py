@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 from vaelab.data.files import read_table
-from vaelab.errors import DataFileError
 
 
 def default_names(dim: int) -> list[str]:
