@@ -51,13 +51,13 @@ def _header_of(text: str) -> list[str]:
 
 
 def test_header_names_follow_the_file_rules(tmp_path):
-    (tmp_path / "a.csv").write_text('a, "b c" ,\n1,2,3\n', encoding="utf-8")
+    (tmp_path / "a.csv").write_text('a, "b c" ,\n1,2,3\n4,5,6\n', encoding="utf-8")
     assert header_names(tmp_path / "a.csv") == ["a", "b c", "x2"]
     (tmp_path / "b.csv").write_text("\n\n1,2\n3,4\n", encoding="utf-8")
     assert header_names(tmp_path / "b.csv") is None  # a first line of numbers is data
     (tmp_path / "c.tsv").write_text("u\tv\n1\t2\n3\t4\n", encoding="utf-8")
     assert header_names(tmp_path / "c.tsv") == ["u", "v"]
-    (tmp_path / "d.txt").write_text("p q r\n1 2 3\n", encoding="utf-8")
+    (tmp_path / "d.txt").write_text("p q r\n1 2 3\n4 5 6\n", encoding="utf-8")
     assert header_names(tmp_path / "d.txt") == ["p", "q", "r"]
     np.save(tmp_path / "e.npy", np.zeros((3, 2)))
     assert header_names(tmp_path / "e.npy") is None
