@@ -52,6 +52,7 @@ from vaelab.fileio import (
 )
 from vaelab.frames import Frame, load_frames, save_frames
 from vaelab.groups import check_group, group_labels
+from vaelab.locks import LOCK_FILE, run_lock
 from vaelab.models import BaseVAE, build_model
 from vaelab.results import RESULT_FILES
 from vaelab.training.checkpoint import CHECKPOINT_FILE, GROUP_CHECKPOINT_FILE, read_checkpoint
@@ -172,7 +173,7 @@ def check_run_dir(path: Path, force: bool) -> None:
     """Refuse an output path that is a file, or a non-empty directory unless ``force``."""
     if path.exists() and not path.is_dir():
         raise RunError(f"output path {path} exists and is not a directory")
-    if force or not (path.is_dir() and any(path.iterdir())):
+    if force or not (path.is_dir() and _holds_files(path)):
         return
     if (path / CHECKPOINT_FILE).is_file() and not (path / MODEL_FILE).is_file():
         raise RunError(f"output directory {path} holds an interrupted run: continue it with "
@@ -181,11 +182,16 @@ def check_run_dir(path: Path, force: bool) -> None:
                    "choose another --out or pass --force to replace it")
 
 
+def _holds_files(path: Path) -> bool:
+    """Anything in ``path`` but the write lock's file (:mod:`vaelab.locks`)."""
+    return any(p.name != LOCK_FILE for p in path.iterdir())
+
+
 def prepare_run_dir(path: str | Path, force: bool) -> Path:
     """Create ``path``; refuse a non-empty one unless ``force`` (then its run files go)."""
     path = Path(path)
     check_run_dir(path, force)
-    if path.is_dir() and any(path.iterdir()):  # forced: a run's (or a group's) files go
+    if path.is_dir() and _holds_files(path):  # forced: a run's (or a group's) files go
         for name in RUN_FILES + GROUP_FILES:
             (path / name).unlink(missing_ok=True)
     try:
@@ -235,10 +241,12 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool =
     if out is None:
         result = fit(config, progress=progress, source=source)
         return _run_from_result(result, None, source)
-    path = prepare_run_dir(out, force)
-    atomic_write_text(path / CONFIG_FILE, config.to_json())
-    remember_data(path, config, source)
-    return _train_into(path, config, source, None, progress, figures)
+    check_run_dir(Path(out), force)  # a file in the way is named before any lock
+    with run_lock(Path(out)):  # one writer: checked again, and written, under the lock
+        path = prepare_run_dir(out, force)
+        atomic_write_text(path / CONFIG_FILE, config.to_json())
+        remember_data(path, config, source)
+        return _train_into(path, config, source, None, progress, figures)
 
 
 def resume_run(path: str | Path, *, progress: bool = True, figures: bool = True) -> Run:
@@ -256,6 +264,12 @@ def resume_run(path: str | Path, *, progress: bool = True, figures: bool = True)
     if group is not None:
         raise RunError(f"{path} is one model of the group in {group}, which trains and "
                        f"resumes as a whole: --resume {group}")
+    _read_run_config(path)  # a directory that holds no run is named before any lock
+    with run_lock(path):
+        return _resume_locked(path, progress, figures)
+
+
+def _resume_locked(path: Path, progress: bool, figures: bool) -> Run:
     config = _read_run_config(path)
     ckpt = None
     if (path / CHECKPOINT_FILE).is_file():
@@ -322,16 +336,20 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
     _check_group_dir(out, force)
     for path in paths:  # all checked before any is written
         check_run_dir(path, force)
-    if force:  # a group's (or a single run's) files in OUT go
-        for name in GROUP_FILES + RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    for path, cfg in zip(paths, resolved, strict=True):
-        prepare_run_dir(path, force)
-        atomic_write_text(path / CONFIG_FILE, cfg.to_json())
-        remember_data(path, cfg, source)
-    atomic_write_text(out / GROUP_FILE, json.dumps(
-        {"format": GROUP_FORMAT, "models": labels}, indent=2) + "\n")
-    return _train_group_into(out, paths, resolved, source, None, progress, figures)
+    with run_lock(out):  # one writer of the group: checked again, and written, under it
+        _check_group_dir(out, force)
+        for path in paths:
+            check_run_dir(path, force)
+        if force:  # a group's (or a single run's) files in OUT go
+            for name in GROUP_FILES + RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        for path, cfg in zip(paths, resolved, strict=True):
+            prepare_run_dir(path, force)
+            atomic_write_text(path / CONFIG_FILE, cfg.to_json())
+            remember_data(path, cfg, source)
+        atomic_write_text(out / GROUP_FILE, json.dumps(
+            {"format": GROUP_FORMAT, "models": labels}, indent=2) + "\n")
+        return _train_group_into(out, paths, resolved, source, None, progress, figures)
 
 
 def resume_group(path: str | Path, *, progress: bool = True, figures: bool = True) -> list[Run]:
@@ -342,6 +360,12 @@ def resume_group(path: str | Path, *, progress: bool = True, figures: bool = Tru
     the weights of an uninterrupted one.
     """
     path = Path(path)
+    read_group_file(path)  # a directory that holds no group is named before any lock
+    with run_lock(path):
+        return _resume_group_locked(path, progress, figures)
+
+
+def _resume_group_locked(path: Path, progress: bool, figures: bool) -> list[Run]:
     labels = read_group_file(path)
     paths = [path / name for name in labels]
     configs = [_read_run_config(p) for p in paths]
