@@ -285,7 +285,7 @@ def test_a_checkpoint_with_a_recomputed_checksum_but_wrong_shapes_is_refused(int
 
     def edit(tensors, meta):
         tensors["params/fc_mu.weight"] = torch.zeros(1, 3, 3)
-        meta["sha256"] = tensors_digest(tensors)
+        meta["sha256"] = tensors_digest(tensors, meta)
 
     _rewrite(interrupted_run / CHECKPOINT_FILE, edit)
     with pytest.raises(RunError, match="fc_mu.weight"):
@@ -300,7 +300,7 @@ def test_a_checkpoint_of_an_earlier_format_is_refused_in_one_line(interrupted_ru
 
     def edit(tensors, meta):
         meta["format"] = old
-        meta["sha256"] = tensors_digest(tensors)
+        meta["sha256"] = tensors_digest(tensors, meta)
 
     _rewrite(interrupted_run / CHECKPOINT_FILE, edit)
     before = {p.name: p.read_bytes() for p in interrupted_run.iterdir() if p.is_file()}
@@ -392,3 +392,20 @@ def test_checkpoint_every_is_validated(capsys):
     assert exc.value.code == 2
     with pytest.raises(vaelab.ConfigError, match="checkpoint_every"):
         build_config("seed", settings={"checkpoint_every": -5})
+
+
+@pytest.mark.parametrize(("key", "value"), [("step", "10"), ("finished", "1"),
+                                            ("elapsed_s", "0.0"), ("stream_pos", "[3]")])
+def test_edited_checkpoint_metadata_fails_its_checksum(interrupted_run, key, value):
+    """The checksum covers the metadata as well as the tensors: an edited step count, or a
+    half-trained run marked finished, is refused in one line and nothing is changed."""
+    def edit(tensors, meta):
+        assert meta[key] != value
+        meta[key] = value
+
+    _rewrite(interrupted_run / CHECKPOINT_FILE, edit)
+    before = {p.name: p.read_bytes() for p in interrupted_run.iterdir() if p.is_file()}
+    with pytest.raises(RunError, match="fails its checksum") as caught:
+        resume_run(interrupted_run, progress=False, figures=False)
+    assert "\n" not in str(caught.value)
+    assert {p.name: p.read_bytes() for p in interrupted_run.iterdir() if p.is_file()} == before

@@ -164,7 +164,7 @@ def _digest_kept(edit):
 
     def apply(tensors, meta):
         edit(tensors, meta)
-        meta["sha256"] = tensors_digest(tensors)
+        meta["sha256"] = tensors_digest(tensors, meta)
     return apply
 
 

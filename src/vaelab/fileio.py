@@ -66,13 +66,18 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order.
+def tensors_digest(tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order, and, where
+    ``meta`` is given, over its keys and values (``sha256`` itself left out) first.
 
     Stored in a safetensors file's metadata, it lets a reader tell a corrupted or edited
-    file (a flipped bit in a weight is otherwise still a valid file) from the one written.
+    file (a flipped bit in a weight, or an edited step count, is otherwise still a valid
+    file) from the one written.
     """
     h = hashlib.sha256()
+    if meta is not None:
+        h.update(json.dumps({k: v for k, v in sorted(meta.items()) if k != "sha256"},
+                            sort_keys=True).encode())
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())

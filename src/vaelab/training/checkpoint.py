@@ -14,8 +14,9 @@ model tensor with a leading model axis (tensor names, then the string metadata):
     metrics/<m>                          model m's metrics rows so far, float64
     frame/<m>/<step>/<panel>             model m's display frames so far
     metadata: format, vaelab_version, step, count, elapsed_s, stream_pos (JSON list),
-              finished, configs (JSON list of the models' config.json texts), sha256 (of every
-              tensor's name, dtype, shape and bytes: a flipped bit is caught)
+              finished, configs (JSON list of the models' config.json texts), sha256 (of the
+              other metadata and of every tensor's name, dtype, shape and bytes: a flipped
+              bit or an edited step count is caught)
 
 It is written atomically (temporary file, fsync, rename): a kill at any moment leaves the
 previous checkpoint or the new one. Loading trusts nothing: every name, shape, dtype and
@@ -45,8 +46,10 @@ from vaelab.training.optim import AdamState
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 GROUP_CHECKPOINT_FILE = "group-checkpoint.safetensors"
-FORMAT = "vaelab-checkpoint-2"
-OLD_FORMATS = ("vaelab-checkpoint-1", "vaelab-group-checkpoint-1")
+FORMAT = "vaelab-checkpoint-3"
+#: earlier formats: -2 (its checksum covered the tensors only), -1 and the group's (before
+#: the one loop)
+OLD_FORMATS = ("vaelab-checkpoint-2", "vaelab-checkpoint-1", "vaelab-group-checkpoint-1")
 SECTIONS = ("params", "buffers", "optim", "rng", "stream", "metrics", "frame", "loop")
 
 
@@ -106,8 +109,8 @@ def save_checkpoint(path: Path, *, configs_json: list[str],
     meta = {"format": FORMAT, "vaelab_version": __version__, "step": str(loop.step),
             "count": str(loop.count), "elapsed_s": repr(loop.elapsed_s),
             "stream_pos": json.dumps([s._pos for s in streams or []]),
-            "finished": "1" if loop.finished else "0", "configs": json.dumps(configs_json),
-            "sha256": tensors_digest(tensors)}
+            "finished": "1" if loop.finished else "0", "configs": json.dumps(configs_json)}
+    meta["sha256"] = tensors_digest(tensors, meta)  # the metadata's values are covered too
     atomic_write_bytes(path, save_tensors(tensors, metadata=meta))
 
 
@@ -131,7 +134,7 @@ def _load_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
     if meta.get("format") != FORMAT:
         raise RunError(f"{path} is not a vaelab checkpoint (format {meta.get('format')!r}, "
                        f"expected {FORMAT!r})")
-    if meta.get("sha256") != tensors_digest(tensors):
+    if meta.get("sha256") != tensors_digest(tensors, meta):
         raise RunError(f"{path} fails its checksum: it was corrupted or edited after it "
                        "was written")
     return tensors, meta
