@@ -16,10 +16,10 @@ for r in $(seq 1 "$rounds"); do
   export XDG_CACHE_HOME="$d/cache" TORCHINDUCTOR_CACHE_DIR="$d/cache/inductor" PIP_NO_CACHE_DIR=1
   unset VAELAB_CACHE_DIR
   t0=$(date +%s.%N)
-  bash scripts/setup.sh >/dev/null && .venv/bin/vaelab train --out runs/default --quiet >/dev/null
+  bash scripts/setup.sh >/dev/null && .venv/bin/vaelab train --out runs/default >/dev/null 2>&1
   t1=$(date +%s.%N)
   rm -rf runs/default
-  bash scripts/setup.sh >/dev/null && .venv/bin/vaelab train --out runs/default --quiet >/dev/null
+  bash scripts/setup.sh >/dev/null && .venv/bin/vaelab train --out runs/default >/dev/null 2>&1
   t2=$(date +%s.%N)
   python3 -c "f=$t1-$t0; c=$t2-$t1; print(f'round $r: fresh {f:.1f} s, cached {c:.1f} s, ratio {f/c:.2f}')"
   cd "$repo"
