@@ -30,6 +30,22 @@ def tiny_run_dir(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def evaluated_run(tiny_run_dir, tmp_path_factory):
+    """A copy of the tiny run, evaluated (small n and K, ``eval.json``) and its convergence
+    measured, by the CLI, once a session; a test that changes it works on its own copy."""
+    import shutil
+
+    from vaelab.cli.main import main
+
+    run = shutil.copytree(tiny_run_dir, tmp_path_factory.mktemp("evaluated") / "run")
+    assert main(["evaluate", str(run), "--n", "600", "--k", "50",
+                 "--json", str(run / "eval.json")]) == 0
+    assert main(["convergence", str(run), "--points", "40", "--ks", "1,10,100",
+                 "--repeats", "2"]) == 0
+    return run
+
+
 @pytest.fixture
 def interrupt_at():
     """``interrupt_at(monkeypatch, step)``: send this process SIGINT during step ``step + 1``

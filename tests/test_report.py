@@ -38,17 +38,6 @@ def run_copy(tiny_run_dir, tmp_path):
                            ignore=shutil.ignore_patterns(*RESULT_FILES))
 
 
-@pytest.fixture(scope="module")
-def evaluated_run(tiny_run_dir, tmp_path_factory):
-    """The tiny run, evaluated (small n and K) and its convergence measured, by the CLI."""
-    run = shutil.copytree(tiny_run_dir, tmp_path_factory.mktemp("evaluated") / "run")
-    assert main(["evaluate", str(run), "--n", "600", "--k", "50",
-                 "--json", str(run / "eval.json")]) == 0
-    assert main(["convergence", str(run), "--points", "40", "--ks", "1,10,100",
-                 "--repeats", "2"]) == 0
-    return run
-
-
 def test_an_unevaluated_run_shows_what_it_has_and_names_the_commands(run_copy):
     report = load_run(run_copy).report()
     _self_contained(report.html)

@@ -51,12 +51,9 @@ def _checks_every_page_passes(browser: Chromium, path) -> None:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def evaluated(tiny_run_dir, tmp_path_factory):
-    run = shutil.copytree(tiny_run_dir, tmp_path_factory.mktemp("browser") / "run")
-    assert main(["evaluate", str(run), "--n", "600", "--k", "50",
-                 "--json", str(run / "eval.json")]) == 0
-    assert main(["convergence", str(run), "--points", "40", "--ks", "1,10,100",
-                 "--repeats", "2"]) == 0
+def evaluated(evaluated_run, tmp_path_factory):
+    """A copy of the session's evaluated run, with its report written by the CLI."""
+    run = shutil.copytree(evaluated_run, tmp_path_factory.mktemp("browser") / "run")
     assert main(["report", str(run), "-o", str(run / "r.html")]) == 0
     return run
 

@@ -46,6 +46,14 @@ def _model_generator(model: BaseVAE, seed: int | None,
     return gen
 
 
+def _check_estimator(estimator: str, k: int) -> None:
+    """A ValueError unless ``estimator`` is one of ESTIMATORS and ``k`` a positive integer."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r} (valid: {', '.join(ESTIMATORS)})")
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
 def log_prob(model: BaseVAE, x: torch.Tensor, k: int = DEFAULT_K, estimator: str = "iwae", *,
              seed: int | None = 0, generator: torch.Generator | None = None,
              max_elements: int = DEFAULT_MAX_ELEMENTS) -> torch.Tensor:
@@ -56,10 +64,7 @@ def log_prob(model: BaseVAE, x: torch.Tensor, k: int = DEFAULT_K, estimator: str
     from ``generator`` when given (advanced by the call), else from a generator seeded with
     ``seed`` (default 0, as ``vaelab logp``; None: not reproducible).
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r} (valid: {', '.join(ESTIMATORS)})")
-    if isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    _check_estimator(estimator, k)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -102,11 +107,7 @@ class VAEMarginal(Distribution):
     def __init__(self, model: BaseVAE, k: int = DEFAULT_K, estimator: str = "iwae", *,
                  seed: int | None = 0, noise: bool | None = None,
                  max_elements: int = DEFAULT_MAX_ELEMENTS) -> None:
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {estimator!r} (valid: "
-                             f"{', '.join(ESTIMATORS)})")
-        if isinstance(k, bool) or int(k) != k or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        _check_estimator(estimator, k)
         self.model, self.k, self.estimator = model, int(k), estimator
         self.seed, self.noise, self.max_elements = seed, noise, max_elements
         self._generator = _model_generator(model, seed, None)

@@ -93,9 +93,9 @@ def build_config(preset: str | None = None, config: str | Path | dict | RunConfi
 
 def latent_for(latent_dim: int | None, columns: int) -> int:
     """``model.latent_dim``, or where it is None (the default preset's) as many latent
-    dimensions as the data has columns, at least 2: measured on a 2-D roll hidden in 6
-    rotated columns with 4 Gaussian ones, a 2-D latent left a gap of 1.17 nats and a 6-D one
-    0.069, below a GaussianMixture's (BENCHMARKS.md, "A 2-D structure hidden in D columns")."""
+    dimensions as the data has columns, at least 2: a structure hidden in D columns leaves
+    variance in every direction, which a 2-D latent and a diagonal decoder cannot hold
+    (measured in BENCHMARKS.md, "A 2-D structure hidden in D columns")."""
     return latent_dim if latent_dim is not None else max(2, columns)
 
 

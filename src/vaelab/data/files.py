@@ -490,6 +490,7 @@ class FileSource(DataSource):
         self.name = str(self.path)
         #: the header's column names (None without a header, and for .npy)
         self.column_names: list[str] | None = None
+        self._fingerprint: dict[str, Any] | None = None  # the points never change
         if points is None:
             points, self.column_names = read_table(self.path)
         array = (points.detach().cpu().numpy() if isinstance(points, torch.Tensor)
@@ -513,8 +514,11 @@ class FileSource(DataSource):
         return int(self.points.shape[0])
 
     def fingerprint(self) -> dict[str, Any]:
-        """:func:`fingerprint` of the points as training reads them (float32)."""
-        return fingerprint(self.points, self.column_names)
+        """:func:`fingerprint` of the points as training reads them (float32), hashed once
+        per source (a group records it for each of its models)."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.points, self.column_names)
+        return dict(self._fingerprint)
 
     def sample(
         self, n: int, generator: torch.Generator, device: torch.device | str = "cpu"
