@@ -48,12 +48,13 @@ from vaelab.training.checkpoint import (
     save_checkpoint,
     set_generator_states,
 )
+from vaelab.training.background import BackgroundBuild, build_spec, is_cached, step_key
 from vaelab.training.graphs import GraphedStep
 from vaelab.training.optim import Adam, AdamState
 from vaelab.training.pace import Pace
-from vaelab.training.plan import plan_for
+from vaelab.training.plan import EAGER, plan_for
 from vaelab.training.stack import ModelStack
-from vaelab.training.step import build_step, to_stderr
+from vaelab.training.step import Prepared, build_step, to_stderr
 from vaelab.training.tally import Tally
 
 #: columns of the metrics file, in order
@@ -212,11 +213,26 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     kl = KLWeights(configs, stack.stacked, device)
     if device.type == "cuda":
         optimizer.use_device_scalars()
-    # the step, compiled here (before the training clock starts) where the plan says so
-    prepared = build_step(plan, stack, optimizer, tally, torch.zeros(x_shape, device=device),
-                          torch.zeros(eps_shape, device=device), kl.value, tc.compile == "on",
-                          to_stderr if progress else None)
+    # the step, compiled here (before the training clock starts) where the plan says so; a
+    # plan with a hand-off trains eagerly first (a resumed run past it compiles at once)
+    x0, eps0 = torch.zeros(x_shape, device=device), torch.zeros(eps_shape, device=device)
+    announce = to_stderr if progress else None
+    handoff = plan.handoff if plan.handoff > state.step else 0
+    first_plan = (dataclasses.replace(plan, compile=EAGER, adam_folded=False,
+                                      tally_folded=False) if handoff else plan)
+    prepared = build_step(first_plan, stack, optimizer, tally, x0, eps0, kl.value,
+                          tc.compile == "on", announce)
+    background: BackgroundBuild | None = None
+    if handoff:
+        key = step_key(stack, optimizer, tally, x0, eps0, kl.value, plan.adam_folded,
+                       plan.tally_folded)
+        if not is_cached(key):
+            background = BackgroundBuild(build_spec(
+                configs, key, x_shape, eps_shape,
+                tuple(kl.value.shape) if isinstance(kl.value, torch.Tensor) else None,
+                plan.adam_folded, plan.tally_folded, tuple(tally.sums.shape)))
     step_fn = prepared.step
+    handoff_note: dict[str, object] = {}
 
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:
         """One step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
@@ -294,9 +310,34 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     lrs = optimizer.lrs
     t0 = time.perf_counter() - state.elapsed_s
     pace = Pace(step, state.elapsed_s)
+    def hand_off() -> Prepared:
+        """The compiled step, from the cache once the background build (if any) is done;
+        the wait and the load are kept off the training clock by the caller."""
+        nonlocal background
+        if background is not None:
+            if not background.done() and announce is not None:
+                announce("waiting for the compiled training step, built in the background")
+            built = background.wait(should_stop=lambda: stop.signum is not None)
+            if stop.signum is not None:
+                return prepared  # the loop saves and stops at once
+            handoff_note["compile_background"] = ("built" if built else
+                                                  f"failed: {background.failure()}")
+            background.stop()
+            background = None
+        return build_step(plan, stack, optimizer, tally, x0, eps0, kl.value, False, announce)
+
     try:
         with StopOnSignal(enabled=checkpoint_path is not None) as stop:
             while True:
+                if handoff and step == handoff and not state.finished:
+                    started = time.perf_counter()
+                    prepared = hand_off()
+                    step_fn = prepared.step
+                    waited = time.perf_counter() - started
+                    t0 += waited  # off the training clock, as a build before it would be
+                    handoff_note["compile_handoff"] = handoff
+                    handoff_note["compile_wait_seconds"] = round(waited, 3)
+                    handoff = 0 if stop.signum is None else handoff
                 elapsed = time.perf_counter() - t0
                 if state.finished or step == max_steps:
                     break  # (a finished run resumed; else the `last` step below ends it)
@@ -353,6 +394,8 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             save(finished=True)
     finally:
         bar.close()
+        if background is not None:
+            background.stop()
     check_finite()
     stack.sync()
     by_time = step != max_steps
@@ -370,6 +413,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             "gradients": plan.gradients,
             "cuda_graph": plan.cuda_graph,
             **prepared.summary(),
+            **handoff_note,
             "plan": plan.to_dict(),
             "pace": paced,
             "final": metrics[i][-1],

@@ -10,6 +10,7 @@ prints it, and :mod:`vaelab.training.step` builds the step it describes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -26,6 +27,12 @@ from vaelab.training.aot import compile_blocker
 #: repay (BENCHMARKS.md); later runs load the build from the cache
 COMPILE_MIN_STEPS = 10_000
 COMPILE_MIN_SECONDS = 10.0
+#: under ``auto``, the share of a run's steps trained eagerly before the compiled step takes
+#: over (the hand-off): time for a first build on a free core, in a second process, while the
+#: run trains (:mod:`vaelab.training.background`); the same on every run, cached or not
+HANDOFF_SHARE = 0.25
+#: the eager steps before the hand-off of a time-limited run (at most)
+HANDOFF_TIMED = 1_000
 
 EXPLICIT, AUTOGRAD = "explicit", "autograd"
 AOT, TORCH_COMPILE, EAGER = "ahead-of-time", "torch.compile", "eager"
@@ -43,6 +50,7 @@ class StepPlan:
     adam_folded: bool  # the compiled step applies Adam's update itself
     tally_folded: bool  # the compiled step keeps the loop's tally itself
     reasons: dict[str, str] = field(default_factory=dict)
+    handoff: int = 0  # the steps trained eagerly before the compiled step takes over
 
     @property
     def compiled(self) -> bool:
@@ -57,7 +65,9 @@ class StepPlan:
                   "gradients": self.gradients, "compile": self.compile,
                   "cuda_graph": "yes" if self.cuda_graph else "no",
                   "adam_folded": "yes" if self.adam_folded else "no",
-                  "tally_folded": "yes" if self.tally_folded else "no"}
+                  "tally_folded": "yes" if self.tally_folded else "no",
+                  "handoff": (f"after step {self.handoff:,}" if self.handoff
+                              else "none")}
         return [f"{key:<13}{value}" + (f"  ({self.reasons[key]})" if key in self.reasons
                                         else "") for key, value in values.items()]
 
@@ -93,6 +103,16 @@ def long_run(tc: TrainConfig) -> bool:
     return steps_ok and time_ok
 
 
+def handoff_step(tc: TrainConfig) -> int:
+    """The step after which an ``auto``-compiled run leaves the eager step for the compiled
+    one: :data:`HANDOFF_SHARE` of its steps, and at most :data:`HANDOFF_TIMED` if it is
+    time-limited."""
+    if tc.steps is None:
+        return HANDOFF_TIMED
+    share = max(1, math.ceil(tc.steps * HANDOFF_SHARE))
+    return min(share, HANDOFF_TIMED) if tc.time_limit is not None else share
+
+
 def graph_blocker(config: RunConfig, device: torch.device, fixed_set: bool,
                   compiled: bool) -> str | None:
     """Why this run's step cannot be captured as a CUDA graph, or None if it can."""
@@ -120,6 +140,7 @@ def plan_step(configs: list[RunConfig], device: torch.device, fixed_set: bool,
     stacked = count > 1
     tc = config.train
     reasons: dict[str, str] = {}
+    handoff = 0
     blocker = explicit_blocker(config)
     if blocker is not None and tc.gradients == EXPLICIT:
         raise ConfigError(f"train.gradients = 'explicit' cannot train this model: {blocker}; "
@@ -162,8 +183,11 @@ def plan_step(configs: list[RunConfig], device: torch.device, fixed_set: bool,
         reasons["compile"] = (f"auto: a run shorter than {COMPILE_MIN_STEPS:,} steps or "
                               f"{COMPILE_MIN_SECONDS:g} s does not repay a first build")
     else:
+        handoff = handoff_step(tc)
         mode, reasons["compile"] = AOT, ("auto: the explicit closed-form step on the CPU, "
                                          "built once per machine and shapes, cached")
+        reasons["handoff"] = ("auto: the first steps train eagerly while the compiled step "
+                              "is built in a second process (or loaded from the cache)")
 
     graph_reason = graph_blocker(config, device, fixed_set, mode == TORCH_COMPILE)
     if tc.cuda_graph == "on" and graph_reason is not None:
@@ -182,7 +206,7 @@ def plan_step(configs: list[RunConfig], device: torch.device, fixed_set: bool,
     reasons["tally_folded"] = ("the compiled step sums the loss terms too" if mode == AOT
                                else "the loop sums the loss terms")
     return StepPlan(count, stacked, EXPLICIT if explicit else AUTOGRAD, mode, graphed, folded,
-                    mode == AOT, reasons)
+                    mode == AOT, reasons, handoff)
 
 
 def plan_for(configs: list[RunConfig], source: DataSource,
