@@ -48,7 +48,7 @@ def test_the_plan_follows_the_config_and_the_device(preset, device, models, sett
     assert plan.tally_folded == (plan.compile == AOT)
     # every choice has its reason, and the text shows each
     assert set(plan.reasons) == {"gradients", "compile", "cuda_graph", "adam_folded",
-                                 "tally_folded"}
+                                 "tally_folded", "handoff"}
     text = "\n".join(plan.lines())
     assert all(reason in text for reason in plan.reasons.values())
 
@@ -136,3 +136,40 @@ def test_the_run_plans_by_the_machine_it_runs_on(monkeypatch):
     assert plan_module.plan_for([cfg], source, CPU).compile == EAGER
     monkeypatch.setattr(plan_module, "compile_blocker", lambda: None)
     assert plan_module.plan_for([cfg], source, CPU).compile == AOT
+
+
+@pytest.mark.parametrize(("preset", "settings", "expected"), [
+    ("default", {}, 6_000),  # a quarter of 24,000 steps
+    ("default", {"steps": 12_000}, 3_000),
+    ("default", {"steps": 200_000}, 6_000),  # bounded: every cached run pays the eager steps
+    ("default", {"time_limit": 60.0}, 0),  # its build stays off its clock
+    ("default", {"handoff": 500}, 500),
+    ("default", {"handoff": 0}, 0),
+    ("default", {"compile": "on"}, 0),  # built before the first step, as asked
+    ("default", {"compile": "off"}, 0),
+    ("seed", {}, 0),  # the blog's run stays as it was: compiled from the first step
+    ("seed", {"handoff": 2_000}, 2_000),
+])
+def test_the_hand_off_follows_the_config_alone(preset, settings, expected):
+    plan = _plan(preset, **settings)
+    assert plan.handoff == expected
+    shown = "\n".join(plan.lines())
+    assert plan.reasons["handoff"] in shown
+    if expected:
+        assert plan.compile == AOT and f"after step {expected:,}" in shown
+
+
+def test_a_hand_off_that_covers_the_run_leaves_it_eager():
+    plan = _plan("default", steps=12_000, handoff=12_000)
+    assert plan.compile == EAGER and plan.handoff == 0
+    assert "covers every step" in plan.reasons["compile"]
+
+
+def test_a_negative_hand_off_is_one_error_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--handoff", "-5", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code != 0 and len(err) == 1 and "--handoff" in err[0]
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="train.handoff"):
+        resolve_config(vaelab.build_config("default", settings={"handoff": -1}))

@@ -161,6 +161,14 @@ class TrainConfig:
     gpu_speed.py). The choice follows the config alone, never the cache's contents. A
     compiled run rounds differently from an eager one, so the two are not bit-identical.
 
+    ``handoff``: where the step is compiled ahead of time under ``compile = 'auto'``, the
+    first ``handoff`` steps train with the eager step while the compiled one is built in a
+    second process (:mod:`vaelab.training.background`), so a machine's first run starts
+    training at once; later runs load the build from the cache and hand off at the same step,
+    so every run of a config computes the same bits. ``None``: a quarter of a step-limited
+    run, at most 6,000 steps, and none for a time-limited one (its build stays off its
+    clock); ``0``: none, the build first (the ``seed`` preset, which stays the blog's run).
+
     ``cuda_graph``: on CUDA, capture the whole step (batch draw, noise, gradients, Adam) as one
     CUDA graph and replay it every step (:mod:`vaelab.training.graphs`); the weights are the
     eager run's, bit for bit. ``auto``: wherever the step allows it (a fresh batch every step,
@@ -185,6 +193,7 @@ class TrainConfig:
     time_limit: float | None = None
     checkpoint_every: int = 1000
     compile: str = "auto"
+    handoff: int | None = None
     gradients: str = "auto"
     cuda_graph: str = "auto"
 
@@ -315,6 +324,8 @@ class RunConfig:
                "is captured as CUDA graphs by torch.compile itself)")
         _check(not (t.cuda_graph == "on" and t.device == "cpu"), "train.cuda_graph",
                t.cuda_graph, "needs a CUDA device (train.device is 'cpu')")
+        _check(t.handoff is None or t.handoff >= 0, "train.handoff", t.handoff,
+               "must be >= 0 (0: no eager steps before the compiled step; unset: auto)")
         _check(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every,
                "must be >= 0 (0: a checkpoint only at the end or on an interrupt)")
         dev = t.device

@@ -49,6 +49,7 @@ SHORT_KEYS = {
     "log_every": "train.log_every",
     "checkpoint_every": "train.checkpoint_every",
     "compile": "train.compile",
+    "handoff": "train.handoff",
     "cuda_graph": "train.cuda_graph",
     "gradients": "train.gradients",
     "frame_every": "display.frame_every",

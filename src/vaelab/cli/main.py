@@ -188,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "the seed's and the IWAE loss on the CPU, for runs of >= 10,000 steps "
                    "and >= 10 s, where compiling pays for itself; elsewhere eager (see "
                    "BENCHMARKS.md))")
+    g.add_argument("--handoff", type=nonnegative_int, metavar="STEPS",
+                   help="with the step compiled under --compile auto: the steps trained "
+                   "eagerly while the compiled step is built in a second process (default: "
+                   "a quarter of the steps, at most 6,000; none with a time limit; 0: build "
+                   "first)")
     g.add_argument("--cuda-graph", choices=["auto", "on", "off"],
                    help="on CUDA, replay the whole step as one CUDA graph, with the eager "
                    "step's results bit for bit (auto: wherever it can: a fresh batch every "
@@ -326,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
 _TRAIN_FLAGS = ("data", "noise", "n_train", "data_backend", "steps", "time_limit",
                 "batch_size", "lr", "scheduler", "step_size", "gamma", "lr_warmup", "latent_dim",
                 "hidden_dims", "decoder_hidden_dims", "activation", "prior", "loss", "iwae_k",
-                "kl_warmup", "kld_weight", "seed", "device", "compile", "cuda_graph", "gradients",
+                "kl_warmup", "kld_weight", "seed", "device", "compile", "handoff", "cuda_graph",
+                "gradients",
                 "log_every", "checkpoint_every", "frame_every")
 
 
@@ -454,8 +460,19 @@ def _group_title(out: Path, runs: list[Any]) -> str:
 def _report_compile(summary: dict[str, Any]) -> None:
     """Say what compiling the step took (spent before the training clock started), or why
     it fell back to the eager step."""
+    handoff = summary.get("compile_handoff")
+    if handoff:
+        how = {"built": "built in a second process meanwhile"}.get(
+            summary.get("compile_background", ""), "loaded from the cache")
+        if str(summary.get("compile_background", "")).startswith("failed"):
+            how = f"built at the hand-off ({summary['compile_background']})"
+        print(f"the first {handoff:,} steps trained eagerly, then the compiled step ({how}; "
+              f"{summary.get('compile_wait_seconds', 0):.1f} s waited for it, off the "
+              "training clock)")
     if summary.get("compile_note"):
         print(f"note: {summary['compile_note']}", file=sys.stderr)
+    elif handoff:
+        pass
     elif summary.get("compile_cache") == "loaded":
         print(f"loaded the compiled training step from the cache in "
               f"{summary['compile_seconds']:.2f} s (--compile off trains eagerly)")

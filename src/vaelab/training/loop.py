@@ -41,6 +41,7 @@ from vaelab.objectives import LossTerms
 from vaelab.resolve import prepare, resolve_config
 from vaelab.signals import StopOnSignal
 from vaelab.training import schedules
+from vaelab.training.background import BackgroundBuild, build_spec, is_cached, step_key
 from vaelab.training.checkpoint import (
     Checkpoint,
     LoopState,
@@ -48,7 +49,6 @@ from vaelab.training.checkpoint import (
     save_checkpoint,
     set_generator_states,
 )
-from vaelab.training.background import BackgroundBuild, build_spec, is_cached, step_key
 from vaelab.training.graphs import GraphedStep
 from vaelab.training.optim import Adam, AdamState
 from vaelab.training.pace import Pace
@@ -217,7 +217,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     # plan with a hand-off trains eagerly first (a resumed run past it compiles at once)
     x0, eps0 = torch.zeros(x_shape, device=device), torch.zeros(eps_shape, device=device)
     announce = to_stderr if progress else None
-    handoff = plan.handoff if plan.handoff > state.step else 0
+    handoff = plan.handoff if plan.handoff > state.step and not state.finished else 0
     first_plan = (dataclasses.replace(plan, compile=EAGER, adam_folded=False,
                                       tally_folded=False) if handoff else plan)
     prepared = build_step(first_plan, stack, optimizer, tally, x0, eps0, kl.value,

@@ -27,12 +27,12 @@ from vaelab.training.aot import compile_blocker
 #: repay (BENCHMARKS.md); later runs load the build from the cache
 COMPILE_MIN_STEPS = 10_000
 COMPILE_MIN_SECONDS = 10.0
-#: under ``auto``, the share of a run's steps trained eagerly before the compiled step takes
-#: over (the hand-off): time for a first build on a free core, in a second process, while the
-#: run trains (:mod:`vaelab.training.background`); the same on every run, cached or not
+#: ``train.handoff = None``: the share of a step-limited run trained eagerly before the
+#: compiled step takes over, while a first build runs on a free core in a second process
+#: (:mod:`vaelab.training.background`), and the most steps it takes: every cached run pays
+#: the eager steps too (the same hand-off keeps the bits the same), so it is bounded
 HANDOFF_SHARE = 0.25
-#: the eager steps before the hand-off of a time-limited run (at most)
-HANDOFF_TIMED = 1_000
+HANDOFF_MAX = 6_000
 
 EXPLICIT, AUTOGRAD = "explicit", "autograd"
 AOT, TORCH_COMPILE, EAGER = "ahead-of-time", "torch.compile", "eager"
@@ -105,12 +105,14 @@ def long_run(tc: TrainConfig) -> bool:
 
 def handoff_step(tc: TrainConfig) -> int:
     """The step after which an ``auto``-compiled run leaves the eager step for the compiled
-    one: :data:`HANDOFF_SHARE` of its steps, and at most :data:`HANDOFF_TIMED` if it is
-    time-limited."""
-    if tc.steps is None:
-        return HANDOFF_TIMED
-    share = max(1, math.ceil(tc.steps * HANDOFF_SHARE))
-    return min(share, HANDOFF_TIMED) if tc.time_limit is not None else share
+    one (0: none): ``train.handoff`` if set, else :data:`HANDOFF_SHARE` of a step-limited
+    run's steps, at most :data:`HANDOFF_MAX`, and none for a time-limited run (its build is
+    kept off its clock, and eager steps would spend its budget slower)."""
+    if tc.handoff is not None:
+        return tc.handoff
+    if tc.steps is None or tc.time_limit is not None:
+        return 0
+    return min(math.ceil(tc.steps * HANDOFF_SHARE), HANDOFF_MAX)
 
 
 def graph_blocker(config: RunConfig, device: torch.device, fixed_set: bool,
@@ -186,8 +188,19 @@ def plan_step(configs: list[RunConfig], device: torch.device, fixed_set: bool,
         handoff = handoff_step(tc)
         mode, reasons["compile"] = AOT, ("auto: the explicit closed-form step on the CPU, "
                                          "built once per machine and shapes, cached")
-        reasons["handoff"] = ("auto: the first steps train eagerly while the compiled step "
-                              "is built in a second process (or loaded from the cache)")
+        if tc.steps is not None and handoff >= tc.steps:
+            mode, handoff = EAGER, 0
+            reasons["compile"] = "auto: train.handoff covers every step, so none is compiled"
+            reasons["handoff"] = f"train.handoff = {tc.handoff} >= train.steps"
+        elif handoff:
+            reasons["handoff"] = ("the first steps train eagerly while the compiled step is "
+                                  "built in a second process (or loaded from the cache)")
+        else:
+            reasons["handoff"] = ("train.handoff = 0" if tc.handoff == 0 else
+                                  "a time-limited run builds its step off its clock first")
+    if "handoff" not in reasons:
+        reasons["handoff"] = ("only compile = 'auto' hands off from the eager step"
+                              if mode == AOT else "nothing is compiled ahead of time")
 
     graph_reason = graph_blocker(config, device, fixed_set, mode == TORCH_COMPILE)
     if tc.cuda_graph == "on" and graph_reason is not None:
