@@ -5,6 +5,8 @@ first run (built meanwhile) ends bit for bit as a later one (loaded from the cac
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -95,3 +97,33 @@ def test_a_failed_background_build_is_built_at_the_hand_off_and_resumes(tmp_path
             _train(tmp_path / "cut")
     resumed = vaelab.resume(tmp_path / "cut", progress=False)
     assert _same_weights(failed, resumed)
+
+
+@pytest.mark.slow
+def test_a_child_stopped_mid_build_leaves_no_temporary_file(tmp_path, monkeypatch):
+    monkeypatch.setenv(aot.CACHE_ENV, str(tmp_path / "cache"))
+    build = background.BackgroundBuild(_spec(tmp_path))
+    folder = aot.cache_dir()
+    # the package's temporary file exists while AOTInductor compiles into it: stop it then
+    seen: list[Path] = []
+    for _ in range(30_000):
+        seen = list(folder.glob("*.tmp.pt2")) if folder.is_dir() else []
+        if seen or build.done():
+            break
+        time.sleep(0.01)
+    assert seen, "the child finished (or failed) before it began writing its package"
+    build.stop()
+    assert build.process.returncode not in (None, 0)
+    assert list(folder.glob("*tmp*")) == [] and not list(folder.glob("*.pt2"))
+    assert not build.folder.exists()
+
+
+def test_a_child_that_cannot_start_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    made = []
+    real_mkdtemp = background.tempfile.mkdtemp
+    monkeypatch.setattr(background.tempfile, "mkdtemp",
+                        lambda **kw: made.append(real_mkdtemp(**kw)) or made[-1])
+    with pytest.raises(OSError):
+        background.BackgroundBuild(_spec(tmp_path))
+    assert made and not any(Path(m).exists() for m in made)

@@ -70,13 +70,17 @@ class BackgroundBuild:
         self.spec_path.write_text(json.dumps(spec))
         self.log_path = folder / "build.log"
         self.started = time.perf_counter()
-        with open(self.log_path, "wb") as log:
-            # a session of its own: Ctrl-C reaches the run, which then stops the child and
-            # the compiler it runs (stop() signals the whole group)
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "vaelab.training.background", str(self.spec_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+        try:
+            with open(self.log_path, "wb") as log:
+                # a session of its own: Ctrl-C reaches the run, which then stops the child
+                # and the compiler it runs (stop() signals the whole group)
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "vaelab.training.background", str(self.spec_path)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+        except OSError:
+            self._remove_files()
+            raise
 
     def done(self) -> bool:
         return self.process.poll() is not None
@@ -111,6 +115,9 @@ class BackgroundBuild:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        self._remove_files()
+
+    def _remove_files(self) -> None:
         for path in (self.spec_path, self.log_path):
             path.unlink(missing_ok=True)
         try:
@@ -159,8 +166,15 @@ def build_from_spec(spec: dict[str, Any]) -> None:
                   tally if spec["tally_folded"] else None)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # an exception, not the default death: the cache's atomic writes then remove their
+    # temporary files on the way out (the run stops this child with SIGTERM)
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         build_from_spec(json.loads(Path(args[0]).read_text()))
     except Exception as exc:  # noqa: BLE001 - the run reads this one line from the log

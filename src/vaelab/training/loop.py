@@ -223,16 +223,19 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     prepared = build_step(first_plan, stack, optimizer, tally, x0, eps0, kl.value,
                           tc.compile == "on", announce)
     background: BackgroundBuild | None = None
+    handoff_note: dict[str, object] = {}
     if handoff:
         key = step_key(stack, optimizer, tally, x0, eps0, kl.value, plan.adam_folded,
                        plan.tally_folded)
         if not is_cached(key):
-            background = BackgroundBuild(build_spec(
-                configs, key, x_shape, eps_shape,
-                tuple(kl.value.shape) if isinstance(kl.value, torch.Tensor) else None,
-                plan.adam_folded, plan.tally_folded, tuple(tally.sums.shape)))
+            try:
+                background = BackgroundBuild(build_spec(
+                    configs, key, x_shape, eps_shape,
+                    tuple(kl.value.shape) if isinstance(kl.value, torch.Tensor) else None,
+                    plan.adam_folded, plan.tally_folded, tuple(tally.sums.shape)))
+            except OSError as exc:  # no second process: the hand-off builds it instead
+                handoff_note["compile_background"] = f"failed: {exc}"
     step_fn = prepared.step
-    handoff_note: dict[str, object] = {}
 
     def device_step() -> tuple[torch.Tensor, torch.Tensor]:
         """One step's device work: draw, gradients, Adam, tally. Returns (x, z)."""
