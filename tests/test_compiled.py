@@ -4,6 +4,8 @@ clock, and that a machine where torch.compile fails still trains (or says why, i
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -114,9 +116,18 @@ def test_a_failed_compilation_falls_back_or_says_why_in_one_line(monkeypatch, tm
     settings = {"steps": 20, "batch_size": 32, "frame_every": 0, "log_every": 10,
                 "device": "cpu"}
     with pytest.warns(RuntimeWarning, match="no working C.. compiler.*trained eagerly"):
-        result = vaelab.train(preset="default", progress=False, **settings)
+        result = vaelab.train(preset="default", progress=False, handoff=0, **settings)
     assert not result.summary["compiled"] and result.summary["steps"] == 20
     assert "InvalidCxxCompiler" in result.summary["compile_note"]
+    # with a hand-off: the background child fails too, so the step is built (and fails) at
+    # the hand-off, and the run trains on eagerly
+    with monkeypatch.context() as m:
+        m.setattr(sys, "executable", "/bin/false")
+        with pytest.warns(RuntimeWarning, match="no working C.. compiler.*trained eagerly"):
+            handed = vaelab.train(preset="default", progress=False, handoff=10, **settings)
+    assert not handed.summary["compiled"] and handed.summary["steps"] == 20
+    assert handed.summary["compile_background"].startswith("failed")
+    assert handed.summary["compile_handoff"] == 10
     with pytest.raises(RunError, match="could not compile.*--compile off"):
         vaelab.train(preset="default", progress=False, compile="on", **settings)
 
