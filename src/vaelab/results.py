@@ -36,7 +36,8 @@ RESULT_FILES = (EVALUATION_FILE, CONVERGENCE_FILE, DENSITY_FILE)
 
 
 def model_digest(model: torch.nn.Module) -> str:
-    """The SHA-256 of a model's weights (the one ``model.safetensors`` carries)."""
+    """The SHA-256 of a model's weights alone (:func:`vaelab.fileio.tensors_digest` without
+    metadata): it names the weights measured, whatever the run's other files hold."""
     return tensors_digest({k: v.detach().cpu() for k, v in model.state_dict().items()})
 
 

@@ -1,0 +1,163 @@
+"""Every file of a run is checked before it is used: an edited, corrupted or malformed file
+is refused in one line naming it, with a non-zero exit, and nothing saved is touched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+
+import pytest
+import torch
+from runfiles import edit_frames, flip, resign, rewrite
+
+from vaelab.cli.main import main
+from vaelab.errors import RunError
+from vaelab.fileio import tensors_digest
+from vaelab.runs import (
+    CONFIG_FILE,
+    COVERED_FILES,
+    FRAMES_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    OLD_MODEL_FORMAT,
+    SUMMARY_FILE,
+    load_run,
+)
+
+
+@pytest.fixture
+def run(tiny_run_dir, tmp_path):
+    """A copy of the session's tiny run, for a test to damage."""
+    return shutil.copytree(tiny_run_dir, tmp_path / "run")
+
+
+def snapshot(run):
+    return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def refused(run, capsys, pattern, command=("plot",)):
+    """``vaelab COMMAND RUN`` exits 2 with one line matching ``pattern``; nothing changed."""
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main([*command, str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err, err
+    assert re.search(pattern, err), err
+    assert snapshot(run) == before
+
+
+def test_the_model_file_records_every_other_file(run):
+    from safetensors import safe_open
+
+    with safe_open(str(run / MODEL_FILE), "pt") as fh:
+        meta = fh.metadata()
+    assert meta["format"] == "vaelab-model-2"
+    for name, key in COVERED_FILES.items():
+        assert meta[key] == hashlib.sha256((run / name).read_bytes()).hexdigest(), name
+    assert not [p for p in run.iterdir() if ".tmp" in p.name]  # no temporary file left
+
+
+def test_an_edited_config_is_refused(run, capsys):
+    cfg = json.loads((run / CONFIG_FILE).read_text())
+    cfg["optim"]["lr"] = 0.5  # still a valid config: only the checksum tells
+    (run / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+    refused(run, capsys, r"config\.json was edited", ("sample", "-n", "3"))
+
+
+@pytest.mark.parametrize("name", [METRICS_FILE, SUMMARY_FILE])
+def test_an_edited_metrics_or_summary_file_is_refused(run, capsys, name):
+    (run / name).write_text((run / name).read_text().replace("0", "1", 1))
+    refused(run, capsys, rf"{name.replace('.', '[.]')} was edited")
+
+
+def test_edited_model_metadata_is_refused(run, capsys):
+    rewrite(run / MODEL_FILE, lambda t, m: m.update(vaelab_version="9.9"), sign=False)
+    refused(run, capsys, "model.safetensors fails its checksum", ("sample", "-n", "3"))
+
+
+def test_a_model_file_of_an_unknown_format_is_refused(run, capsys):
+    rewrite(run / MODEL_FILE, lambda t, m: m.update(format="something-else"))
+    refused(run, capsys, "not a vaelab model file")
+
+
+def test_a_run_of_the_previous_format_still_loads(run):
+    """vaelab-model-1 runs: their weights' checksum (tensors only) is still checked."""
+    def downgrade(tensors, meta):
+        for key in [*COVERED_FILES.values()]:
+            del meta[key]
+        meta["format"] = OLD_MODEL_FORMAT
+        meta["sha256"] = tensors_digest(tensors)
+
+    rewrite(run / MODEL_FILE, downgrade, sign=False)
+    loaded = load_run(run)
+    assert len(loaded.metrics) == 4 and len(loaded.frames) == 3
+    flip(run / MODEL_FILE)
+    with pytest.raises(RunError, match="fails its checksum"):
+        load_run(run)
+
+
+def test_a_flipped_byte_in_the_frames_is_refused(run, capsys):
+    flip(run / FRAMES_FILE)
+    refused(run, capsys, "frames.safetensors (fails its checksum|was edited)")
+    resign(run)  # even where the model file was signed again, the frames' own checksum
+    refused(run, capsys, "frames.safetensors fails its checksum")
+
+
+def _first(tensors, panel):
+    return next(name for name in sorted(tensors) if name.endswith("/" + panel))
+
+
+@pytest.mark.parametrize("damage, pattern", [
+    (lambda t: t[_first(t, "data")].view(-1)[0:1].fill_(float("nan")), "holds NaN or inf"),
+    (lambda t: t.__setitem__(_first(t, "generated"),
+                             t[_first(t, "generated")].to(torch.int64)), "floating-point"),
+    (lambda t: t.__setitem__(_first(t, "data"), t[_first(t, "data")].reshape(-1)), "2-D"),
+    (lambda t: t.__setitem__(_first(t, "data"), t[_first(t, "data")][:, :1].contiguous()),
+     r"has \d columns, expected \d"),
+    (lambda t: t.__setitem__(_first(t, "posterior_z"),
+                             torch.zeros(5, 3)), r"has \d columns, expected \d"),
+    (lambda t: t.pop(_first(t, "generated")), "incomplete"),
+])
+def test_malformed_frames_are_refused_even_when_signed(run, capsys, damage, pattern):
+    edit_frames(run, lambda tensors, meta: damage(tensors))
+    refused(run, capsys, pattern)
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda lines: [lines[0].replace(",kld", ""), *lines[1:]], "column 'kld' is missing"),
+    (lambda lines: [lines[0], lines[1] + ",7", *lines[2:]], "line 2 does not have"),
+    (lambda lines: [lines[0], lines[1].rsplit(",", 1)[0], *lines[2:]], "line 2 does not have"),
+    (lambda lines: [lines[0], lines[1].replace(lines[1].split(",")[2], "nan", 1), *lines[2:]],
+     "line 2 holds a value that is not a finite number"),
+    (lambda lines: [lines[0], "a,b,c,d,e,f,g", *lines[2:]], "not a vaelab metrics file"),
+])
+def test_malformed_metrics_are_refused_even_when_signed(run, capsys, edit, pattern):
+    lines = (run / METRICS_FILE).read_text().splitlines()
+    (run / METRICS_FILE).write_text("\n".join(edit(lines)) + "\n")
+    resign(run)
+    refused(run, capsys, pattern)
+
+
+def test_a_missing_covered_file_is_refused(run, capsys):
+    (run / FRAMES_FILE).unlink()
+    refused(run, capsys, "not a complete vaelab run: .*frames.safetensors is missing")
+
+
+def test_the_model_file_is_written_last(tiny_config, tmp_path, monkeypatch):
+    """A reader that finds model.safetensors finds the files it records complete."""
+    import vaelab
+    from vaelab import runs
+
+    order = []
+    real = runs.atomic_write_bytes
+
+    def record(path, data):
+        order.append(path.name)
+        real(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write_bytes", record)
+    vaelab.train(tiny_config, out=tmp_path / "r", progress=False, steps=3, figures=False)
+    assert order[-1] == MODEL_FILE and set(COVERED_FILES) <= set(order)
+    load_run(tmp_path / "r")
