@@ -161,3 +161,125 @@ def test_the_model_file_is_written_last(tiny_config, tmp_path, monkeypatch):
     vaelab.train(tiny_config, out=tmp_path / "r", progress=False, steps=3, figures=False)
     assert order[-1] == MODEL_FILE and set(COVERED_FILES) <= set(order)
     load_run(tmp_path / "r")
+
+
+# -- the smaller ones: data without spread, and command lines that lost a setting ---------------
+
+def one_error_line(args, capsys, message):
+    """``vaelab ARGS`` ends in one ``error:`` line holding ``message``, exit status 2."""
+    capsys.readouterr()
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's refusals
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err, err
+    assert message in err, err
+
+
+def _csv(path, columns):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    table = np.column_stack([rng.normal(size=300) if c is None else c for c in columns])
+    np.savetxt(path, table, delimiter=",", header="a,b", comments="", fmt="%.17g")
+    return path
+
+
+@pytest.mark.parametrize("column, message", [
+    (lambda rng: 1.0 + 0 * rng.normal(size=300), "column 2 ('b') holds the same value, 1,"),
+    (lambda rng: 5.0 + 1e-12 * rng.normal(size=300), "column 2 ('b') holds the same value, 5,"),
+    (lambda rng: 1e6 + 0.1 * rng.normal(size=300), "column 2 ('b') varies by only"),
+])
+def test_data_without_spread_is_refused_before_training(tmp_path, capsys, column, message):
+    import numpy as np
+
+    data = _csv(tmp_path / "d.csv", [None, column(np.random.default_rng(1))])
+    out = tmp_path / "r"
+    one_error_line(["train", "--data", str(data), "--out", str(out), "--steps", "3", "--quiet",
+                    "--device", "cpu"], capsys, message)
+    assert not out.exists()  # refused before anything was written
+
+
+def test_data_of_a_small_scale_is_not_data_without_spread(tmp_path):
+    """A column in tiny units still has a density (standardisation rescales it)."""
+    import numpy as np
+
+    from vaelab.data.files import FileSource
+
+    rng = np.random.default_rng(2)
+    data = _csv(tmp_path / "d.csv", [None, 1e-12 * rng.normal(size=300)])
+    assert FileSource(data).dim == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hidden-dims", "128,,128"], "'128,,128' has an empty item"),
+    (["--hidden-dims", "128,"], "has an empty item"),
+    (["--set", "train.steps=1e2"], "train.steps must be an integer, got 100.0"),
+    (["--set", "train.batch_size=64.0"], "train.batch_size must be an integer, got 64.0"),
+    (["--steps", "10", "--set", "train.steps=20"],
+     "--steps and --set train.steps both set train.steps; drop one"),
+    (["--set", "train.steps=20", "--steps", "10"],  # whatever the order
+     "--steps and --set train.steps both set train.steps; drop one"),
+    (["--set", "steps=10", "--set", "train.steps=20"],
+     "--set steps and --set train.steps both set train.steps; drop one"),
+    (["--lr", "0.1", "--set", "lr=0.2"], "--lr and --set lr both set optim.lr"),
+    (["--sweep", "seed=1.0,2"], "train.seed must be an integer, got 1.0"),
+])
+def test_a_setting_is_never_silently_lost(tmp_path, capsys, args, message):
+    out = tmp_path / "r"
+    one_error_line(["train", "--preset", "seed", "--out", str(out), "--device", "cpu",
+                    "--quiet", "--no-figures", *args], capsys, message)
+    assert not out.exists()
+
+
+def test_a_sweep_of_seeds_still_takes_integers(capsys):
+    assert main(["train", "--preset", "seed", "--sweep", "seed=1,2", "--dry-run"]) == 0
+    assert '"seed": 2' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("file_preset, flag, message", [
+    ("nope", [], "unknown preset 'nope'"),
+    ("nope", ["--preset", "seed"], "unknown preset 'nope'"),
+    ("default", ["--preset", "seed"], "preset 'seed' is given, but"),
+])
+def test_a_config_file_preset_is_checked(tmp_path, capsys, file_preset, flag, message):
+    config = tmp_path / "c.toml"
+    config.write_text(f'preset = "{file_preset}"\n[train]\nsteps = 5\n')
+    one_error_line(["train", "--config", str(config), *flag, "--out", str(tmp_path / "r"),
+                    "--device", "cpu", "--quiet"], capsys, message)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_config_file_preset_that_agrees_is_taken(tmp_path):
+    from vaelab.resolve import build_config
+
+    config = tmp_path / "c.toml"
+    config.write_text('preset = "seed"\n[train]\nsteps = 5\n')
+    assert build_config("seed", config).preset == "seed"
+    assert build_config(None, config).preset == "seed"
+
+
+def test_evaluate_names_the_option_that_gave_too_few_points(tiny_run_dir, capsys):
+    one_error_line(["evaluate", str(tiny_run_dir), "--n", "1", "--k", "5", "--no-figures"],
+                   capsys, "--n 1: too few test points for the sample metrics, which need at "
+                   "least 5: give --n 5 or more, or pass --no-metrics")
+
+
+def test_convergence_uses_and_names_the_points_asked_for(tmp_path, capsys):
+    """On a file's run: the first --points of its held-out rows, and the table says so."""
+    data = _csv(tmp_path / "d.csv", [None, None])
+    run = tmp_path / "r"
+    assert main(["train", "--data", str(data), "--out", str(run), "--steps", "5", "--quiet",
+                 "--device", "cpu", "--no-figures", "--no-report", "--log-every", "5",
+                 "--frame-every", "5"]) == 0
+    assert main(["convergence", str(run), "--points", "10", "--ks", "1,2", "--repeats", "2",
+                 "--json", str(tmp_path / "c.json"), "-o", str(tmp_path / "c.png")]) == 0
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert result["n_points"] == 10
+    assert result["test_set"].startswith("the first 10 of the 60 held-out points")
+    assert main(["convergence", str(run), "--points", "100", "--ks", "1", "--repeats", "2",
+                 "--json", str(tmp_path / "c.json"), "-o", str(tmp_path / "c.png")]) == 0
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert result["n_points"] == 60 and "fewer than the 100 points" in result["test_set"]
