@@ -17,7 +17,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from vaelab.fileio import safetensors_metadata, tensors_digest
-from vaelab.runs import COVERED_FILES, FRAMES_FILE, MODEL_FILE
+from vaelab.runs import COVERED_FILES, FRAMES_FILE, MODEL_FILE, NO_FILE, OPTIONAL_COVERED
 
 Edit = Callable[[dict[str, torch.Tensor], dict[str, str]], None]
 
@@ -44,6 +44,9 @@ def resign(run: Path) -> None:
     def edit(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
         for name, key in COVERED_FILES.items():
             meta[key] = hashlib.sha256((run / name).read_bytes()).hexdigest()
+        for name, key in OPTIONAL_COVERED.items():
+            meta[key] = (hashlib.sha256((run / name).read_bytes()).hexdigest()
+                         if (run / name).is_file() else NO_FILE)
 
     rewrite(run / MODEL_FILE, edit)
 

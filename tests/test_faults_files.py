@@ -267,19 +267,45 @@ def test_evaluate_names_the_option_that_gave_too_few_points(tiny_run_dir, capsys
                    "least 5: give --n 5 or more, or pass --no-metrics")
 
 
-def test_convergence_uses_and_names_the_points_asked_for(tmp_path, capsys):
-    """On a file's run: the first --points of its held-out rows, and the table says so."""
-    data = _csv(tmp_path / "d.csv", [None, None])
-    run = tmp_path / "r"
+@pytest.fixture(scope="module")
+def file_run(tmp_path_factory):
+    """A few steps on a 300-row CSV file (60 held out), without figures."""
+    root = tmp_path_factory.mktemp("file_run")
+    data = _csv(root / "d.csv", [None, None])
+    run = root / "r"
     assert main(["train", "--data", str(data), "--out", str(run), "--steps", "5", "--quiet",
                  "--device", "cpu", "--no-figures", "--no-report", "--log-every", "5",
                  "--frame-every", "5"]) == 0
+    return run
+
+
+def test_convergence_uses_and_names_the_points_asked_for(file_run, tmp_path):
+    """On a file's run: the first --points of its held-out rows, and the table says so."""
+    run = shutil.copytree(file_run, tmp_path / "run")
+    out = ["--json", str(tmp_path / "c.json"), "-o", str(tmp_path / "c.png")]
     assert main(["convergence", str(run), "--points", "10", "--ks", "1,2", "--repeats", "2",
-                 "--json", str(tmp_path / "c.json"), "-o", str(tmp_path / "c.png")]) == 0
+                 *out]) == 0
     result = json.loads((tmp_path / "c.json").read_text())
     assert result["n_points"] == 10
     assert result["test_set"].startswith("the first 10 of the 60 held-out points")
     assert main(["convergence", str(run), "--points", "100", "--ks", "1", "--repeats", "2",
-                 "--json", str(tmp_path / "c.json"), "-o", str(tmp_path / "c.png")]) == 0
+                 *out]) == 0
     result = json.loads((tmp_path / "c.json").read_text())
     assert result["n_points"] == 60 and "fewer than the 100 points" in result["test_set"]
+
+
+def test_a_file_runs_data_record_is_covered(file_run, tmp_path, capsys):
+    from vaelab.data.provenance import DATA_FILE
+
+    run = shutil.copytree(file_run, tmp_path / "run")
+    record = json.loads((run / DATA_FILE).read_text())
+    record["rows"] += 1
+    (run / DATA_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    refused(run, capsys, r"data\.json was edited", ("sample", "-n", "3"))
+
+
+def test_a_data_record_copied_into_a_run_without_one_is_refused(file_run, run, capsys):
+    from vaelab.data.provenance import DATA_FILE
+
+    shutil.copy(file_run / DATA_FILE, run / DATA_FILE)
+    refused(run, capsys, r"data\.json was not part of the run", ("sample", "-n", "3"))

@@ -90,6 +90,10 @@ OLD_MODEL_FORMAT = "vaelab-model-1"
 #: the files whose SHA-256 ``model.safetensors`` records, and the metadata key of each
 COVERED_FILES = {CONFIG_FILE: "config_sha256", METRICS_FILE: "metrics_sha256",
                  FRAMES_FILE: "frames_sha256", SUMMARY_FILE: "summary_sha256"}
+#: a data file's run only: ``data.json`` (which holds the digest of ``heldout.npy``), its
+#: SHA-256 recorded as the others', or ``NO_FILE`` for a run without one
+OPTIONAL_COVERED = {DATA_FILE: "data_sha256"}
+NO_FILE = "none"
 
 
 @dataclass
@@ -174,6 +178,10 @@ class Run:
         meta = {"format": MODEL_FORMAT, "vaelab_version": __version__,
                 **{key: hashlib.sha256(contents[name]).hexdigest()
                    for name, key in COVERED_FILES.items()}}
+        for name, key in OPTIONAL_COVERED.items():  # written when training began
+            file = path / name
+            meta[key] = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() \
+                else NO_FILE
         meta["sha256"] = tensors_digest(state, meta)
         atomic_write_bytes(path / MODEL_FILE, save_tensors(state, metadata=meta))
 
@@ -592,24 +600,40 @@ def _latent_width(model: BaseVAE, frames: list[Frame]) -> int:
 
 def _read_covered(path: Path, meta: dict[str, str]) -> dict[str, bytes | None]:
     """The bytes of the run's files that ``model.safetensors`` covers, each checked against
-    the SHA-256 its metadata records (None for a file an old run lacks)."""
-    contents: dict[str, bytes | None] = {}
+    the SHA-256 its metadata records (None for a file an old run lacks); ``data.json`` is
+    checked too, where the run has one, and must be absent where it had none."""
     recorded = meta.get("format") == MODEL_FORMAT
+    contents: dict[str, bytes | None] = {}
     for name, key in COVERED_FILES.items():
-        file = path / name
-        try:
-            contents[name] = file.read_bytes()
-        except FileNotFoundError:
-            if recorded:
-                raise RunError(f"not a complete vaelab run: {file} is missing") from None
-            contents[name] = None
+        contents[name] = _read_checked(path / name, meta.get(key, "") if recorded else None,
+                                       required=recorded)
+    for name, key in OPTIONAL_COVERED.items():
+        if not recorded:
             continue
-        except OSError as exc:
-            raise RunError(f"cannot read {file}: {exc.strerror}") from None
-        if recorded and hashlib.sha256(contents[name]).hexdigest() != meta.get(key):
-            raise RunError(f"{file} was edited or replaced after the run was written (its "
-                           f"SHA-256 is not the one {MODEL_FILE} records)")
+        if meta.get(key) == NO_FILE:
+            if (path / name).exists():
+                raise RunError(f"{path / name} was not part of the run when it was written "
+                               "(was it copied in?); remove it")
+        else:
+            _read_checked(path / name, meta.get(key, ""), required=True)
     return contents
+
+
+def _read_checked(file: Path, digest: str | None, required: bool) -> bytes | None:
+    """``file``'s bytes, checked against ``digest`` where one is given; None for a missing
+    file that is not ``required``."""
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        if required:
+            raise RunError(f"not a complete vaelab run: {file} is missing") from None
+        return None
+    except OSError as exc:
+        raise RunError(f"cannot read {file}: {exc.strerror}") from None
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+        raise RunError(f"{file} was edited or replaced after the run was written (its SHA-256 "
+                       f"is not the one {MODEL_FILE} records)")
+    return data
 
 
 def _check_run_path(path: Path) -> None:
