@@ -46,6 +46,7 @@ def refused(run, capsys, pattern, command=("plot",)):
     assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err, err
     assert re.search(pattern, err), err
     assert snapshot(run) == before
+    return err
 
 
 def test_the_model_file_records_every_other_file(run):
@@ -176,6 +177,7 @@ def one_error_line(args, capsys, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err, err
     assert message in err, err
+    return err
 
 
 def _csv(path, columns):
@@ -197,8 +199,9 @@ def test_data_without_spread_is_refused_before_training(tmp_path, capsys, column
 
     data = _csv(tmp_path / "d.csv", [None, column(np.random.default_rng(1))])
     out = tmp_path / "r"
-    one_error_line(["train", "--data", str(data), "--out", str(out), "--steps", "3", "--quiet",
-                    "--device", "cpu"], capsys, message)
+    err = one_error_line(["train", "--data", str(data), "--out", str(out), "--steps", "3",
+                          "--quiet", "--device", "cpu"], capsys, message)
+    assert "a column without spread has no density" in err
     assert not out.exists()  # refused before anything was written
 
 
@@ -309,3 +312,15 @@ def test_a_data_record_copied_into_a_run_without_one_is_refused(file_run, run, c
 
     shutil.copy(file_run / DATA_FILE, run / DATA_FILE)
     refused(run, capsys, r"data\.json was not part of the run", ("sample", "-n", "3"))
+
+
+def test_evaluate_refuses_data_without_spread_in_the_same_words(tmp_path, capsys):
+    """A run's data file that lost its spread since: the same line as train's, no 'moved'."""
+    data = _csv(tmp_path / "d.csv", [None, None])
+    run = tmp_path / "r"
+    assert main(["train", "--data", str(data), "--out", str(run), "--steps", "3", "--quiet",
+                 "--device", "cpu", "--no-figures", "--no-report"]) == 0
+    _csv(data, [None, [2.0] * 300])
+    err = refused(run, capsys, "column 2 \\('b'\\) holds the same value, 2,",
+                  ("evaluate", "--k", "5", "--no-figures"))
+    assert "moved" not in err
