@@ -324,3 +324,31 @@ def test_evaluate_refuses_data_without_spread_in_the_same_words(tmp_path, capsys
     err = refused(run, capsys, "column 2 \\('b'\\) holds the same value, 2,",
                   ("evaluate", "--k", "5", "--no-figures"))
     assert "moved" not in err
+
+
+# -- what evaluate and convergence leave in a run: an edited one is not shown as measured -------
+
+@pytest.mark.parametrize("name", ["evaluation.json", "convergence.json"])
+def test_an_edited_result_is_not_shown(evaluated_run, tmp_path, name):
+    from vaelab.report import build_report
+    from vaelab.results import DAMAGED, load_result
+
+    run = shutil.copytree(evaluated_run, tmp_path / "run")
+    assert load_result(run / name) not in (None, DAMAGED)
+    record = json.loads((run / name).read_text())
+    record["n_points" if "n_points" in record else "nll"] = 12345.0  # an edited number
+    (run / name).write_text(json.dumps(record, indent=2) + "\n")
+    assert load_result(run / name) is DAMAGED
+    html = build_report([load_run(run)]).html
+    assert "edited or corrupted after it was written" in html and "12345" not in html
+
+
+def test_a_flipped_bit_in_the_density_grid_is_not_shown(evaluated_run, tmp_path):
+    from vaelab.report import build_report
+    from vaelab.results import DAMAGED, DENSITY_FILE, load_density
+
+    run = shutil.copytree(evaluated_run, tmp_path / "run")
+    assert load_density(run / DENSITY_FILE) not in (None, DAMAGED)
+    flip(run / DENSITY_FILE)
+    assert load_density(run / DENSITY_FILE) is DAMAGED
+    assert "edited or corrupted after it was written" in build_report([load_run(run)]).html
