@@ -99,6 +99,17 @@ def test_a_run_of_the_previous_format_still_loads(run):
         load_run(run)
 
 
+def test_frames_of_the_previous_format_still_load(run):
+    """vaelab-frames-1 (no checksum of its own): its tensors are still checked."""
+    def downgrade(tensors, meta):
+        meta["format"] = "vaelab-frames-1"
+        del meta["sha256"]
+
+    rewrite(run / FRAMES_FILE, downgrade, sign=False)
+    resign(run)
+    assert [f.step for f in load_run(run).frames] == [1, 100, 200]
+
+
 def test_a_flipped_byte_in_the_frames_is_refused(run, capsys):
     flip(run / FRAMES_FILE)
     refused(run, capsys, "frames.safetensors (fails its checksum|was edited)")
