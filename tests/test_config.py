@@ -91,8 +91,12 @@ def test_bad_config_files(tmp_path):
         load_config_file(bad_json)
 
 
-def test_int_valued_float_is_accepted_for_int_fields():
-    assert RunConfig.from_dict({"train": {"steps": 100.0}}).train.steps == 100
+def test_int_valued_float_is_refused_for_int_fields():
+    """As the CLI's --steps 1e2 is: one rule wherever a value comes from."""
+    for value in (100.0, 1e2):
+        with pytest.raises(ConfigError, match="train.steps must be an integer, got 100.0"):
+            RunConfig.from_dict({"train": {"steps": value}})
+    assert RunConfig.from_dict({"train": {"steps": 100}}).train.steps == 100
 
 
 def test_the_example_config_file_is_the_seed_preset():

@@ -15,7 +15,7 @@ from vaelab.cli.main import main
 from vaelab.describe import settings_changed
 from vaelab.errors import RunError
 from vaelab.report import Report, build_report
-from vaelab.results import EVALUATION_FILE, RESULT_FILES
+from vaelab.results import EVALUATION_FILE, RESULT_FILES, record_digest
 from vaelab.runs import load_run
 
 MB = 1_000_000
@@ -69,6 +69,7 @@ def test_a_result_of_other_weights_is_not_shown(evaluated_run, tmp_path):
     run = shutil.copytree(evaluated_run, tmp_path / "run")
     record = json.loads((run / EVALUATION_FILE).read_text())
     record["model_sha256"] = "0" * 64  # as after training the run again
+    record["sha256"] = record_digest(record)  # a stale record is an intact one
     (run / EVALUATION_FILE).write_text(json.dumps(record))
     html = build_report([load_run(run)]).html
     assert "measured an earlier model in this directory" in html

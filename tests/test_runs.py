@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from runfiles import resign
 
 import vaelab
 from vaelab.errors import RunError
@@ -83,6 +84,9 @@ def test_weights_that_do_not_match_the_config_are_refused(tiny_run_dir, tmp_path
     cfg = json.loads((run / "config.json").read_text())
     cfg["model"]["hidden_dims"] = [64, 64]
     (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunError, match="config.json was edited"):  # its checksum first
+        load_run(run)
+    resign(run)  # as if written so: the weights' shapes are checked against it too
     with pytest.raises(RunError, match="shape"):
         load_run(run)
 
@@ -92,7 +96,10 @@ def test_weights_that_do_not_match_the_config_are_refused(tiny_run_dir, tmp_path
 def test_bad_config_json_is_refused(tiny_run_dir, tmp_path, text):
     run = _copy(tiny_run_dir, tmp_path)
     (run / "config.json").write_text(text)
-    with pytest.raises(RunError, match="config.json"):
+    with pytest.raises(RunError, match="config.json was edited"):
+        load_run(run)
+    resign(run)  # as if written so: its contents are checked too
+    with pytest.raises(RunError, match="config.json: "):
         load_run(run)
 
 

@@ -428,9 +428,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be true or false, got {value!r}")
         return value
     if tp is int:
+        # an integer spelled as a float (100.0, 1e2) is refused as the CLI's --steps 1e2 is:
+        # one rule wherever a value comes from (flag, --set, a TOML or JSON file, Python)
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
     if tp is float:

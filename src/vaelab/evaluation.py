@@ -58,6 +58,8 @@ def run_source(run: Run, data_path: str | Path | None = None) -> DataSource:
         try:
             source = build_source(run.config.data)
         except DataFileError as exc:
+            if Path(name).exists():  # there but refused (its contents): no move to follow
+                raise
             raise DataFileError(f"{exc}; if the run's data file moved, point to it with "
                                 f"--data NEW_PATH") from None
         hint = "the file changed since; restore it, or point --data to the original"
@@ -200,6 +202,16 @@ def evaluate(run: Run, n: int = 10_000, k: int = 1000, seed: int = 0,
     """
     data = test_data(run, n, seed, input_path, data_path)
     x = data.points
+    if metrics and data.reference is not None:
+        from vaelab.metrics.sample_metrics import min_sample_points
+
+        needed = min_sample_points()
+        if len(x) < needed:  # refused before the long part, naming what sets the count
+            what = (f"--n {n}: too few test points" if data.train is None else
+                    f"the run's held-out set has only {len(x)} points, too few")
+            raise VaelabError(f"{what} for the sample metrics, which need at least {needed}: "
+                              + (f"give --n {needed} or more, or " if data.train is None
+                                 else "") + "pass --no-metrics")
     logq = log_density(run.model, x, "iwae", k=k, seed=seed)
     elbo = log_density(run.model, x, "elbo", k=1, seed=seed)
     nll, nll_se = _mean_se(-logq)
@@ -313,6 +325,11 @@ def convergence(run: Run, n_points: int = 200, ks: tuple[int, ...] = (1, 10, 100
     """
     data = test_data(run, n_points, seed)
     x = data.points[:n_points]
+    origin = data.origin
+    if len(x) < len(data.points):  # a file's held-out set, of which --points are used
+        origin = f"the first {len(x)} of {origin}"
+    elif len(x) < n_points:
+        origin = f"{origin} (all of them: fewer than the {n_points} points asked for)"
     truth = data.source.log_prob(x) if data.source is not None else None
     rows = []
     for name in estimators:
@@ -325,7 +342,7 @@ def convergence(run: Run, n_points: int = 200, ks: tuple[int, ...] = (1, 10, 100
                 row["mean_abs_error"] = (est - truth).abs().mean().item()
                 row["mean_error"] = (est - truth).mean().item()
             rows.append(row)
-    return {"n_points": len(x), "repeats": repeats, "test_set": data.origin,
+    return {"n_points": len(x), "repeats": repeats, "test_set": origin,
             "true_mean": truth.mean().item() if truth is not None else None, "rows": rows}
 
 

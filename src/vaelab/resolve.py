@@ -62,6 +62,9 @@ def build_config(preset: str | None = None, config: str | Path | dict | RunConfi
     """Resolve a config: the preset (or the file's ``preset`` key, or the default preset),
     then the file's sections, then ``settings`` (short names or dotted paths).
 
+    The file's ``preset`` key must name a preset, and ``preset`` and that key, both given,
+    must agree: a ConfigError otherwise.
+
     A ``time_limit`` setting without a ``steps`` setting removes the step cap, so that the
     run trains until the time is spent (``steps`` and ``time_limit`` together: whichever
     comes first)."""
@@ -73,8 +76,18 @@ def build_config(preset: str | None = None, config: str | Path | dict | RunConfi
     elif config is not None:
         file_data = load_config_file(config)
     file_preset = file_data.pop("preset", None)
+    source = str(config) if isinstance(config, (str, Path)) else "the config"
+    where = f"{source}: "
     if file_preset is not None and not isinstance(file_preset, str):
-        raise ConfigError(f"preset must be a string, got {file_preset!r}")
+        raise ConfigError(f"{where}preset must be a string, got {file_preset!r}")
+    if file_preset is not None:  # an unknown name is refused even where preset is given
+        try:
+            get_preset(file_preset)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{exc}") from None
+        if preset is not None and preset != file_preset:  # neither silently wins
+            raise ConfigError(f"preset {preset!r} is given, but {source} names preset "
+                              f"{file_preset!r}; drop one")
     name = preset or file_preset or DEFAULT_PRESET
     base = get_preset(name).to_dict()
     merged = merge_dicts(base, file_data)

@@ -24,8 +24,10 @@ of such run directories, one per model, plus::
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +52,7 @@ from vaelab.fileio import (
     safetensors_metadata,
     tensors_digest,
 )
-from vaelab.frames import Frame, load_frames, save_frames
+from vaelab.frames import Frame, check_frame_widths, frames_bytes, load_frames
 from vaelab.groups import check_group, group_labels
 from vaelab.locks import LOCK_FILE, run_lock
 from vaelab.models import BaseVAE, build_model
@@ -78,6 +80,20 @@ GROUP_FORMAT = "vaelab-group-1"
 GROUP_FILES = (GROUP_FILE, GROUP_CHECKPOINT_FILE)
 #: summary.json's key for a data file's column names (its header row), when it has one
 COLUMNS_KEY = "data_columns"
+#: the format of ``model.safetensors``: its metadata records the SHA-256 of the run's other
+#: files (``<file>_sha256``), and its ``sha256`` covers the tensors and all that metadata
+MODEL_FORMAT = "vaelab-model-2"
+#: the format before: its ``sha256`` covered the tensors only, and no other file. Such runs
+#: still load (their weights are checked as they were), but an edit of their other files
+#: cannot be told from the file written
+OLD_MODEL_FORMAT = "vaelab-model-1"
+#: the files whose SHA-256 ``model.safetensors`` records, and the metadata key of each
+COVERED_FILES = {CONFIG_FILE: "config_sha256", METRICS_FILE: "metrics_sha256",
+                 FRAMES_FILE: "frames_sha256", SUMMARY_FILE: "summary_sha256"}
+#: a data file's run only: ``data.json`` (which holds the digest of ``heldout.npy``), its
+#: SHA-256 recorded as the others', or ``NO_FILE`` for a run without one
+OPTIONAL_COVERED = {DATA_FILE: "data_sha256"}
+NO_FILE = "none"
 
 
 @dataclass
@@ -144,19 +160,30 @@ class Run:
     def save(self, path: str | Path, force: bool = False) -> Path:
         """Write the run to ``path`` (refused if it already holds files, unless ``force``)."""
         path = prepare_run_dir(path, force)
-        atomic_write_text(path / CONFIG_FILE, self.config.to_json())
-        write_metrics(path / METRICS_FILE, self.metrics)
         self._write_results(path)
         self.path = path
         return path
 
     def _write_results(self, path: Path) -> None:
+        """Write every file of the run, each atomically, ``model.safetensors`` last: it
+        records the SHA-256 of the others, so a reader that finds it finds them complete,
+        and an edit of any of them is refused by :func:`load_run`."""
+        contents = {CONFIG_FILE: self.config.to_json().encode("utf-8"),
+                    METRICS_FILE: metrics_text(self.metrics).encode("utf-8"),
+                    FRAMES_FILE: frames_bytes(self.frames),
+                    SUMMARY_FILE: (json.dumps(self.summary, indent=2) + "\n").encode("utf-8")}
+        for name, data in contents.items():
+            atomic_write_bytes(path / name, data)
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        meta = {"format": "vaelab-model-1", "vaelab_version": __version__,
-                "sha256": tensors_digest(state)}
+        meta = {"format": MODEL_FORMAT, "vaelab_version": __version__,
+                **{key: hashlib.sha256(contents[name]).hexdigest()
+                   for name, key in COVERED_FILES.items()}}
+        for name, key in OPTIONAL_COVERED.items():  # written when training began
+            file = path / name
+            meta[key] = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() \
+                else NO_FILE
+        meta["sha256"] = tensors_digest(state, meta)
         atomic_write_bytes(path / MODEL_FILE, save_tensors(state, metadata=meta))
-        save_frames(self.frames, path / FRAMES_FILE)
-        atomic_write_text(path / SUMMARY_FILE, json.dumps(self.summary, indent=2) + "\n")
 
     def plot(self, out_dir: str | Path | None = None) -> list[Path]:
         """Draw the panels, the GIF and the loss curve; returns the files written."""
@@ -201,12 +228,18 @@ def prepare_run_dir(path: str | Path, force: bool) -> Path:
     return path
 
 
-def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
+def metrics_text(rows: list[dict[str, float]]) -> str:
+    """``metrics.csv``'s text: a header of METRIC_FIELDS, then one line per row."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
+    """Write ``rows`` as ``metrics.csv`` atomically."""
+    atomic_write_text(path, metrics_text(rows))
 
 
 class _MetricsAppender:
@@ -507,14 +540,26 @@ def _run_from_result(result: TrainResult, path: Path | None, source: Any = None)
 def load_run(path: str | Path, *, frames: bool = True) -> Run:
     """Rebuild a run from ``config.json`` + ``model.safetensors``; nothing is unpickled.
 
-    Every problem (missing file, bad JSON, unknown keys, wrong tensor names or shapes) is a
+    Every file is checked before any of it is used: the model file's checksum (its tensors
+    and its metadata), then the SHA-256 it records of ``config.json``, ``metrics.csv``,
+    ``frames.safetensors`` and ``summary.json``, then each file's contents (config keys,
+    tensor names, shapes, dtypes, finite values; metrics columns). Every problem is a
     :class:`~vaelab.errors.RunError` naming the file, raised before any weight is copied in.
+    A run written before the model file recorded the others (``vaelab-model-1``) still
+    loads: its weights are checked against their checksum, its other files for their
+    contents only.
     """
     path = Path(path)
-    config = _read_run_config(path)
+    _check_run_path(path)
+    if not (path / CONFIG_FILE).is_file():
+        raise RunError(f"not a vaelab run: {path / CONFIG_FILE} is missing")
+    state, meta = _read_weights(path / MODEL_FILE)
+    contents = _read_covered(path, meta)
+    config = _parse_config(path / CONFIG_FILE, contents[CONFIG_FILE])
+    if config.model.in_channels is None:
+        raise RunError(f"{path / CONFIG_FILE}: model.in_channels is missing")
     with torch.random.fork_rng(devices=[]):  # its initial weights are overwritten: no RNG use
         model = build_model(config)
-    state = _read_weights(path / MODEL_FILE)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -528,22 +573,71 @@ def load_run(path: str | Path, *, frames: bool = True) -> Run:
                            f"{tuple(tensor.shape)} {tensor.dtype}")
         if not torch.isfinite(state[name]).all():
             raise RunError(f"{path / MODEL_FILE}: tensor {name!r} holds NaN or inf")
-    model.load_state_dict(state)
-    model.eval()
-    metrics = read_metrics(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else []
-    frame_list = (load_frames(path / FRAMES_FILE)
-                  if frames and (path / FRAMES_FILE).is_file() else [])
+    metrics = (read_metrics(path / METRICS_FILE, contents[METRICS_FILE])
+               if contents[METRICS_FILE] is not None else [])
+    frame_list: list[Frame] = []
+    if frames and contents[FRAMES_FILE] is not None:
+        frame_list = load_frames(path / FRAMES_FILE, contents[FRAMES_FILE])
+        check_frame_widths(path / FRAMES_FILE, frame_list, model.in_channels,
+                           _latent_width(model, frame_list))
     summary: dict[str, Any] = {}
-    if (path / SUMMARY_FILE).is_file():
+    if contents[SUMMARY_FILE] is not None:
         try:
-            summary = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))
+            loaded = json.loads(contents[SUMMARY_FILE].decode("utf-8"))
+            summary = loaded if isinstance(loaded, dict) else {}
         except (json.JSONDecodeError, UnicodeDecodeError):
             summary = {}
+    model.load_state_dict(state)
+    model.eval()
     return Run(config, model, metrics, frame_list, summary, path)
 
 
-def _read_run_config(path: Path) -> RunConfig:
-    """The resolved config of the run directory ``path`` (a RunError if there is none)."""
+def _latent_width(model: BaseVAE, frames: list[Frame]) -> int:
+    """The latent dimensions a frame's posterior draws must have: the model's."""
+    width = getattr(model, "latent_dim", None)
+    return int(width) if isinstance(width, int) else frames[0].posterior_z.shape[1]
+
+
+def _read_covered(path: Path, meta: dict[str, str]) -> dict[str, bytes | None]:
+    """The bytes of the run's files that ``model.safetensors`` covers, each checked against
+    the SHA-256 its metadata records (None for a file an old run lacks); ``data.json`` is
+    checked too, where the run has one, and must be absent where it had none."""
+    recorded = meta.get("format") == MODEL_FORMAT
+    contents: dict[str, bytes | None] = {}
+    for name, key in COVERED_FILES.items():
+        contents[name] = _read_checked(path / name, meta.get(key, "") if recorded else None,
+                                       required=recorded)
+    for name, key in OPTIONAL_COVERED.items():
+        if not recorded:
+            continue
+        if meta.get(key) == NO_FILE:
+            if (path / name).exists():
+                raise RunError(f"{path / name} was not part of the run when it was written "
+                               "(was it copied in?); remove it")
+        else:
+            _read_checked(path / name, meta.get(key, ""), required=True)
+    return contents
+
+
+def _read_checked(file: Path, digest: str | None, required: bool) -> bytes | None:
+    """``file``'s bytes, checked against ``digest`` where one is given; None for a missing
+    file that is not ``required``."""
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        if required:
+            raise RunError(f"not a complete vaelab run: {file} is missing") from None
+        return None
+    except OSError as exc:
+        raise RunError(f"cannot read {file}: {exc.strerror}") from None
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+        raise RunError(f"{file} was edited or replaced after the run was written (its SHA-256 "
+                       f"is not the one {MODEL_FILE} records)")
+    return data
+
+
+def _check_run_path(path: Path) -> None:
+    """A RunError unless ``path`` is a directory that may hold one run (not a group's)."""
     if not path.is_dir():
         raise RunError(f"run directory not found: {path}")
     if (path / GROUP_FILE).is_file() and not (path / CONFIG_FILE).is_file():
@@ -551,6 +645,11 @@ def _read_run_config(path: Path) -> RunConfig:
         example = f", e.g. {path / names[0]}" if names else ""
         raise RunError(f"{path} holds a group of models, not one run: give one of its model "
                        f"directories{example}")
+
+
+def _read_run_config(path: Path) -> RunConfig:
+    """The resolved config of the run directory ``path`` (a RunError if there is none)."""
+    _check_run_path(path)
     config = _read_config(path / CONFIG_FILE)
     if config.model.in_channels is None:
         raise RunError(f"{path / CONFIG_FILE}: model.in_channels is missing")
@@ -560,35 +659,65 @@ def _read_run_config(path: Path) -> RunConfig:
 def _read_config(path: Path) -> RunConfig:
     if not path.is_file():
         raise RunError(f"not a vaelab run: {path} is missing")
+    return _parse_config(path, path.read_bytes())
+
+
+def _parse_config(path: Path, data: bytes | None) -> RunConfig:
     try:
-        return RunConfig.from_json(path.read_text(encoding="utf-8"))
+        return RunConfig.from_json((data or b"").decode("utf-8"))
     except UnicodeDecodeError:
         raise RunError(f"{path} is not UTF-8 text") from None
     except ConfigError as exc:
         raise RunError(f"{path}: {exc}") from None
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of ``model.safetensors``, after checking its checksum."""
     if not path.is_file():
         raise RunError(f"not a complete vaelab run: {path} is missing")
     try:
         data = path.read_bytes()
         state = load_tensors(data)
-        digest = safetensors_metadata(data).get("sha256")
+        meta = safetensors_metadata(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise RunError(f"{path} is not a readable safetensors file: {exc}") from None
-    # runs written before the checksum was added have none; any other must match it
-    if digest is not None and digest != tensors_digest(state):
+    fmt = meta.get("format")
+    if fmt == MODEL_FORMAT:
+        ok = meta.get("sha256") == tensors_digest(state, meta)
+    elif fmt == OLD_MODEL_FORMAT:  # its checksum covers the tensors only (or is absent)
+        ok = "sha256" not in meta or meta["sha256"] == tensors_digest(state)
+    else:
+        raise RunError(f"{path} is not a vaelab model file (format {fmt!r}, expected "
+                       f"{MODEL_FORMAT!r})")
+    if not ok:
         raise RunError(f"{path} fails its checksum: it was corrupted or edited after it was "
                        "written")
-    return state
+    return state, meta
 
 
-def read_metrics(path: Path) -> list[dict[str, float]]:
+def read_metrics(path: Path, data: bytes | None = None) -> list[dict[str, float]]:
+    """The rows of a ``metrics.csv`` (``data``, its bytes already read, or the file's):
+    every column of METRIC_FIELDS present, every value a finite number; a RunError naming
+    the file otherwise."""
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:
+        text = (path.read_bytes() if data is None else data).decode("utf-8")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = reader.fieldnames or []
+        missing = [f for f in METRIC_FIELDS if f not in header]
+        if missing:
+            raise RunError(f"{path} is not a vaelab metrics file: column {missing[0]!r} is "
+                           f"missing (expected {', '.join(METRIC_FIELDS)})")
+        rows = []
+        for i, row in enumerate(reader, start=2):
+            if None in row or None in row.values():
+                raise RunError(f"{path} is not a vaelab metrics file: line {i} does not "
+                               f"have {len(header)} fields")
+            values = {k: float(v) for k, v in row.items()}
+            if not all(math.isfinite(v) for v in values.values()):
+                raise RunError(f"{path}: line {i} holds a value that is not a finite number")
+            rows.append(values)
+        return rows
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error, OSError) as exc:
         raise RunError(f"{path} is not a vaelab metrics file: {exc}") from None
 
 

@@ -74,8 +74,12 @@ def fraction(text: str) -> float:
 
 
 def int_list(text: str) -> list[int]:
+    parts = text.split(",")
+    if len(parts) > 1 and not all(part.strip() for part in parts):  # 128,,128 is not 128,128
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item: list positive "
+                                         "integers, e.g. 128,128")
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in parts if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a comma-separated list of integers, e.g. 128,128") from None
@@ -102,13 +106,15 @@ def sweep_values(text: str) -> tuple[str, list[float]]:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=V1,V2,..., e.g. lr=0.001,0.01")
     values: list[float] = []
     for item in raw.split(","):
-        try:
-            number = float(item)
+        try:  # an integer as written (a count's field refuses 1e2 and 100.0, as everywhere)
+            number: float = int(item)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: {item.strip()!r} is not a number") from None
-        is_seed = key.strip() in ("seed", "train.seed")
-        values.append(int(number) if is_seed and number.is_integer() else number)
+            try:
+                number = float(item)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{text!r}: {item.strip()!r} is not a number") from None
+        values.append(number)
     return key.strip(), values
 
 
@@ -127,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model into a run directory",
                        description="Train a VAE. Settings come from the preset, then --config, "
-                       "then the flags below (later wins). The resolved config is saved with "
-                       "the run.")
+                       "then the flags below (later wins; a flag and a --set of one field "
+                       "are refused). The resolved config is saved with the run.")
     t.add_argument("--preset", help=f"starting configuration: {', '.join(preset_names())} "
                    f"(default: {DEFAULT_PRESET})")
     t.add_argument("--config", type=Path, help="TOML or JSON file with [data], [model], [loss], "
@@ -343,7 +349,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vaelab.runs import GROUP_FILE, resume_group, resume_run, train_run
 
     settings: dict[str, Any] = {k: getattr(args, k) for k in _TRAIN_FLAGS}
-    settings.update(dict(args.set))
+    settings.update(_set_settings(args.set, settings))
     if args.dry_run:
         return _dry_run(args, settings)
     if args.resume is not None:
@@ -416,6 +422,23 @@ def _dry_run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     for line in plan.lines():
         print(line)
     return 0
+
+
+def _set_settings(pairs: list[tuple[str, Any]], flags: dict[str, Any]) -> dict[str, Any]:
+    """The ``--set KEY=VALUE`` settings, refusing a field that a flag or another ``--set``
+    sets too: neither would silently win, whatever the order on the command line."""
+    from vaelab.resolve import SHORT_KEYS
+
+    given = {SHORT_KEYS.get(k, k): f"--{k.replace('_', '-')}"
+             for k, v in flags.items() if v is not None}
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        path = SHORT_KEYS.get(key, key)
+        if path in given:
+            raise VaelabError(f"{given[path]} and --set {key} both set {path}; drop one")
+        given[path] = f"--set {key}"
+        out[key] = value
+    return out
 
 
 def _configs_of(args: argparse.Namespace, config: Any, settings: dict[str, Any]) -> list:

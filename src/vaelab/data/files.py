@@ -472,6 +472,31 @@ def split_points(points: np.ndarray | torch.Tensor, n_test_fraction: float = 0.2
     return points[train_idx], points[test_idx]
 
 
+#: a column whose standard deviation is below this fraction of its largest magnitude spans
+#: only a few float32 steps (2**-23 apart, relatively): too few values to have a density
+MIN_RELATIVE_SPREAD = 2.0 ** -20
+
+
+def _check_spread(path: Path, points: np.ndarray, names: list[str] | None) -> None:
+    """Refuse a column without spread (every row the same value as float32 holds it, or
+    differing by a few float32 steps): a density on it is a spike, so training "succeeds"
+    with a meaningless loss and every log p(x) after is infinite or arbitrary."""
+    values = points.astype(np.float64)
+    spread = values.std(axis=0)
+    size = np.abs(values).max(axis=0)
+    for j in np.flatnonzero(spread <= MIN_RELATIVE_SPREAD * size):
+        name = f" ({names[j]!r})" if names is not None and j < len(names) else ""
+        column = f"column {j + 1}{name}"
+        if spread[j] == 0:
+            why = f"{column} holds the same value, {float(values[0, j]):.9g}, in every row"
+        else:
+            why = (f"{column} varies by only {float(spread[j]):.3g} around "
+                   f"{float(values[:, j].mean()):.9g}, a few steps of float32 (vaelab's "
+                   "precision)")
+        raise _fail(path, f"{why}: a column without spread has no density; drop it"
+                          + ("" if spread[j] == 0 else ", or subtract its mean first"))
+
+
 class FileSource(DataSource):
     """The empirical distribution of the points in a file: ``sample`` draws rows uniformly,
     with replacement.
@@ -505,6 +530,7 @@ class FileSource(DataSource):
             raise _fail(self.path, f"value {float(array[i, j])!r} at data row {i + 1}, column "
                                    f"{j + 1} does not fit in float32 (|x| > 3.4e38); rescale "
                                    "the data")
+        _check_spread(self.path, as32, self.column_names)
         #: all the points, float32 ``[N, D]`` on the CPU
         self.points = torch.from_numpy(np.ascontiguousarray(as32))
         self.dim = int(self.points.shape[1])

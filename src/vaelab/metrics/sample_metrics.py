@@ -74,6 +74,11 @@ HOW_TO_READ = {
 }
 
 
+def min_sample_points(k: int = DEFAULT_K) -> int:
+    """The fewest points each sample of :func:`sample_report` may have: ``max(k + 2, 4)``."""
+    return max(k + 2, C2ST_MIN_POINTS)
+
+
 def sample_report(generated: ArrayLike, real: ArrayLike, real_reference: ArrayLike, *,
                   seed: int = 0, factors: Sequence[float] = DEFAULT_FACTORS,
                   k: int = DEFAULT_K) -> dict[str, Any]:
@@ -88,7 +93,7 @@ def sample_report(generated: ArrayLike, real: ArrayLike, real_reference: ArrayLi
     ``max(k + 2, 4)`` points.
     """
     k = check_positive_int("k", k)
-    min_points = max(k + 2, C2ST_MIN_POINTS)
+    min_points = min_sample_points(k)
     names = ("generated", "real", "real_reference")
     samples = [as_sample(name, a, min_points=min_points)
                for name, a in zip(names, (generated, real, real_reference), strict=True)]

@@ -29,6 +29,7 @@ from vaelab.metrics.sample_metrics import HOW_TO_READ, REPORT_METRICS
 from vaelab.report.page import Page, esc, json_block, png_uri, table
 from vaelab.results import (
     CONVERGENCE_FILE,
+    DAMAGED,
     DENSITY_FILE,
     EVALUATION_FILE,
     load_density,
@@ -56,7 +57,8 @@ LIKELIHOOD_ROWS = (
 
 class Saved:
     """What ``evaluate`` and ``convergence`` left in a run's directory, each with its state:
-    ``"ok"``, ``"missing"`` or ``"stale"`` (of other weights)."""
+    ``"ok"``, ``"missing"``, ``"stale"`` (of other weights) or ``"damaged"`` (it fails its
+    checksum: edited or corrupted)."""
 
     def __init__(self, run: Run) -> None:
         self.path: Path | None = run.path
@@ -74,6 +76,8 @@ class Saved:
         found = read(self.path)
         if found is None:
             return None, "missing"
+        if found is DAMAGED:
+            return None, "damaged"
         if found.get("model_sha256") != digest:
             return None, "stale"
         return found, "ok"
@@ -89,8 +93,10 @@ def _missing(what: str, command: str, state: str, run: Run) -> str:
         return (f'<p class="note">{esc(what)}: not measured. Save the run (<code>vaelab.train('
                 f'out=...)</code> or <code>run.save(...)</code>), then run <code>{esc(command)}'
                 "</code>.</p>")
-    why = ("measured an earlier model in this directory (its weights differ), so it is not "
-           "shown" if state == "stale" else "not measured yet")
+    why = {"stale": "measured an earlier model in this directory (its weights differ), so it "
+                    "is not shown",
+           "damaged": "its file was edited or corrupted after it was written (it fails its "
+                      "checksum), so it is not shown"}.get(state, "not measured yet")
     return (f'<p class="note">{esc(what)}: {why}. <code>{esc(command)}</code> adds it; then '
             f"<code>{esc(_command('report', run))}</code> again.</p>")
 
