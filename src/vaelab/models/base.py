@@ -195,7 +195,11 @@ class BaseVAE(nn.Module, ABC):
         """
         w = self.kld_weight if kld_weight is None else kld_weight
         if self.objective == "seed_mse":
-            terms = seed_loss(out.x, out.x_hat, out.mu, out.log_var, w)
+            # a learned prior is trained through the KL term: its one-sample estimate
+            # log q(z|x) - log p(z) at the sampled z (N(0, I) keeps the seed's closed form)
+            kl = None if self.prior.is_standard else (
+                log_normal_diag(out.z, out.mu, out.log_var) - self.log_prior(out.z))
+            terms = seed_loss(out.x, out.x_hat, out.mu, out.log_var, w, kl)
             if self._standardized:
                 terms = terms._replace(neg_elbo=terms.neg_elbo - self.log_jacobian())
             return terms
