@@ -14,7 +14,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import vaelab
@@ -93,7 +93,9 @@ def _check_outcome(args: list[str], code: int, err: str, out_dir) -> None:  # no
     lines = [line for line in err.splitlines() if line.strip()]
     if code != 0:
         assert len(lines) == 1 and "error:" in lines[0], (args, err)
+        event("refused: " + lines[0].split("error:")[1][:40].strip())
         return
+    event("trained")
     for name in ("config.json", "model.safetensors", "metrics.csv", "summary.json"):
         assert (out_dir / name).is_file(), (args, name)
     with open(out_dir / "metrics.csv") as fh:

@@ -55,6 +55,7 @@ from vaelab.groups import check_group, group_labels
 from vaelab.locks import LOCK_FILE, run_lock
 from vaelab.models import BaseVAE, build_model
 from vaelab.results import RESULT_FILES
+from vaelab.sizes import check_train
 from vaelab.training.checkpoint import CHECKPOINT_FILE, GROUP_CHECKPOINT_FILE, read_checkpoint
 from vaelab.training.loop import METRIC_FIELDS, TrainResult, fit, fit_group, plan_for, prepare
 
@@ -238,6 +239,7 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool =
     with a checkpoint every ``train.checkpoint_every`` steps for :func:`resume_run`."""
     # every name and value checked, and the data read, before anything is written
     config, source = prepare(config)
+    check_train([config])  # what cannot fit in memory is refused before anything is written
     if out is None:
         result = fit(config, progress=progress, source=source)
         return _run_from_result(result, None, source)
@@ -286,6 +288,7 @@ def _resume_locked(path: Path, progress: bool, figures: bool) -> Run:
         raise RunError(f"{path / CONFIG_FILE} is not a resolved config (was it edited?); "
                        "it cannot be resumed")
     check_data(path, source, RESUME_HINT)
+    check_train([resolved])
     return _train_into(path, config, source, ckpt, progress, figures)
 
 
@@ -327,6 +330,7 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
         source = source or src
     check_group(resolved)
     plan_for(resolved, source)  # a group its step cannot train is refused here
+    check_train(resolved)  # and one that cannot fit in memory
     if out is None:
         return [_run_from_result(r, None, source)
                 for r in fit_group(resolved, progress=progress, source=source)]
@@ -390,6 +394,7 @@ def _resume_group_locked(path: Path, progress: bool, figures: bool) -> list[Run]
         check_data(p, source, RESUME_HINT)
     check_group(resolved)
     plan_for(resolved, source)  # a group its step cannot train is refused here
+    check_train(resolved)
     if group_labels(resolved) != labels:
         raise RunError(f"{path / GROUP_FILE} does not match its models' config.json files "
                        "(were they edited?); it cannot be resumed")

@@ -482,6 +482,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     resolve_device(args.device)
     run = load_run(args.run, frames=False)
+    from vaelab.sizes import check_fits, sample_bytes
+
+    check_fits(sample_bytes(run.config, args.n), f"-n {args.n}", "to sample")
     noise = {"auto": None, "on": True, "off": False}[args.decoder_noise]
     points = run.sample(args.n, seed=args.seed, device=args.device, noise=noise)
     if args.output is None:  # the data file's own column names, else x0, x1, ...
@@ -534,6 +537,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaelab.results import DENSITY_FILE, EVALUATION_FILE, save_density
 
     run = _load_on(args.run, args.device, frames=True)  # frames fix the density plot's axes
+    from vaelab.sizes import check_fits, points_bytes
+
+    check_fits(4 * points_bytes(args.n, run.model.in_channels), f"--n {args.n}", "to evaluate")
     report = evaluate(run, n=args.n, k=args.k, seed=args.seed, input_path=args.input,
                       metrics=not args.no_metrics, baselines=args.baselines,
                       data_path=args.data)
