@@ -111,7 +111,8 @@ def save_checkpoint(path: Path, *, configs_json: list[str],
             "stream_pos": json.dumps([s._pos for s in streams or []]),
             "finished": "1" if loop.finished else "0", "configs": json.dumps(configs_json)}
     meta["sha256"] = tensors_digest(tensors, meta)  # the metadata's values are covered too
-    atomic_write_bytes(path, save_tensors(tensors, metadata=meta))
+    # (a killed run's temporary checkpoint goes: the run's lock makes this its one writer)
+    atomic_write_bytes(path, save_tensors(tensors, metadata=meta), stale=True)
 
 
 def _load_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -295,7 +295,9 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     t0 = time.perf_counter() - state.elapsed_s
     pace = Pace(step, state.elapsed_s)
     try:
-        with StopOnSignal(enabled=checkpoint_path is not None) as stop:
+        hint = ("" if checkpoint_path is None else "continue from the last checkpoint with: "
+                f"vaelab train --resume {checkpoint_path.parent}")
+        with StopOnSignal(enabled=checkpoint_path is not None, hint=hint) as stop:
             while True:
                 elapsed = time.perf_counter() - t0
                 if state.finished or step == max_steps:
