@@ -26,9 +26,14 @@ class WriteError(RunError, OSError):
     one line naming the file, not its temporary twin. Also an OSError, so that code that
     tolerates a failed write (a result the report would show) still catches it."""
 
-    def __init__(self, message: str, errno: int | None = None) -> None:
+    def __init__(self, message: str, errno: int | None = None,
+                 strerror: str | None = None) -> None:
         super().__init__(message)
         self.errno = errno
+        self.strerror = strerror  # the reason alone, for messages that name the file
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno N] reason"
+        return str(self.args[0]) if self.args else ""
 
 
 class DataFileError(VaelabError):

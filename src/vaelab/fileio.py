@@ -29,7 +29,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
     """
     path = Path(path)
     if path.is_dir():
-        raise WriteError(f"cannot write {path}: it is a directory", errno.EISDIR)
+        raise WriteError(f"cannot write {path}: it is a directory", errno.EISDIR,
+                         "it is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if stale:
@@ -59,7 +60,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
 
 
 def _write_error(path: Path, exc: OSError) -> WriteError:
-    return WriteError(f"cannot write {path}: {exc.strerror or exc}", exc.errno)
+    return WriteError(f"cannot write {path}: {exc.strerror or exc}", exc.errno,
+                      exc.strerror or str(exc))
 
 
 def remove_stale_temps(path: Path) -> None:
