@@ -112,7 +112,9 @@ def test_full_disk_during_training_keeps_the_last_checkpoint(tmp_path, capsys):
         code = main(["train", "--preset", "seed", "--steps", "3000", "--checkpoint-every",
                      "500", "--log-every", "100", "--out", str(out), *TINY[4:]])
         assert code == 2
-        assert "No space left" in _one_error(capsys)
+        line = _one_error(capsys)
+        assert "No space left" in line and "checkpoint.safetensors" in line
+        assert "is kept" in line
         from vaelab.training.checkpoint import CHECKPOINT_FILE, read_checkpoint
         from vaelab.training.loop import METRIC_FIELDS
 
