@@ -21,17 +21,27 @@ Python API (the CLI does the same)::
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaelab._version import __version__
-from vaelab.config import RunConfig
 from vaelab.errors import ConfigError, RunError, VaelabError
-from vaelab.models import BaseVAE, SimpleVAE
-from vaelab.presets import preset_names
-from vaelab.report import Report
-from vaelab.resolve import build_config
-from vaelab.runs import Run, load_run, resume_group, resume_run, train_group, train_run
+
+if TYPE_CHECKING:
+    from vaelab.config import RunConfig
+    from vaelab.models import BaseVAE, SimpleVAE
+    from vaelab.presets import preset_names
+    from vaelab.report import Report
+    from vaelab.resolve import build_config
+    from vaelab.runs import Run
+
+#: the names ``import vaelab`` gives, imported on first use: ``import vaelab`` (and so the
+#: ``vaelab`` command, which installs its signal handlers first thing) does not wait for torch
+_LAZY = {"RunConfig": "vaelab.config", "BaseVAE": "vaelab.models",
+         "SimpleVAE": "vaelab.models", "preset_names": "vaelab.presets",
+         "Report": "vaelab.report", "build_config": "vaelab.resolve", "Run": "vaelab.runs",
+         "evaluate": "vaelab.evaluation"}
 
 
 def train(config: str | Path | dict | RunConfig | None = None, *, preset: str | None = None,
@@ -40,6 +50,9 @@ def train(config: str | Path | dict | RunConfig | None = None, *, preset: str | 
     """Train a VAE. ``config``: a TOML/JSON file, a dict or a RunConfig; ``settings``: short
     names such as ``steps=2000, lr=1e-2`` (see :data:`vaelab.resolve.SHORT_KEYS`).
     With ``out`` the run directory and its figures are written; without, nothing is."""
+    from vaelab.resolve import build_config
+    from vaelab.runs import train_run
+
     cfg = build_config(preset, config, settings)
     return train_run(cfg, out, force=force, progress=progress, figures=figures)
 
@@ -58,6 +71,8 @@ def train_many(configs: list[str | Path | dict | RunConfig] | None = None, *,
     model; with ``out`` each is written to ``out/NAME``, named by the settings that differ
     (``seed-3``, ``lr-0.01_seed-0``)."""
     from vaelab.groups import seed_group, sweep_group
+    from vaelab.resolve import build_config
+    from vaelab.runs import train_group
 
     if (configs is None) == (seeds is None and sweep is None):
         raise ConfigError("give either configs, or seeds and/or sweep")
@@ -73,6 +88,8 @@ def train_many(configs: list[str | Path | dict | RunConfig] | None = None, *,
 def resume(run_dir: str | Path, *, progress: bool = True, figures: bool = True) -> Run:
     """Continue an interrupted run directory from its last checkpoint (see
     :func:`vaelab.runs.resume_run`)."""
+    from vaelab.runs import resume_run
+
     return resume_run(run_dir, progress=progress, figures=figures)
 
 
@@ -80,6 +97,8 @@ def resume_many(group_dir: str | Path, *, progress: bool = True,
                 figures: bool = True) -> list[Run]:
     """Continue an interrupted group written by :func:`train_many` (its ``out``) from its last
     checkpoint; one :class:`Run` per model (see :func:`vaelab.runs.resume_group`)."""
+    from vaelab.runs import resume_group
+
     return resume_group(group_dir, progress=progress, figures=figures)
 
 
@@ -88,7 +107,7 @@ def build_report(*runs: Run | str | Path, title: str | None = None) -> Report:
     directory stands for its models): ``.save("report.html")``, or show it in Jupyter.
     ``run.report()`` is the same for one run. See :mod:`vaelab.report`."""
     from vaelab.report import build_report as _build
-    from vaelab.runs import load_for_report
+    from vaelab.runs import Run, load_for_report
 
     loaded: list[Run] = []
     for item in runs:
@@ -104,16 +123,18 @@ def build_report(*runs: Run | str | Path, title: str | None = None) -> Report:
 
 def load(run_dir: str | Path) -> Run:
     """Load a run directory written by :func:`train` or ``vaelab train``."""
+    from vaelab.runs import load_run
+
     return load_run(run_dir)
 
 
 def __getattr__(name: str) -> Any:
-    """``vaelab.evaluate`` is :func:`vaelab.evaluation.evaluate` itself, imported on first
-    use (it pulls in the metrics and baselines, which ``import vaelab`` need not load)."""
-    if name == "evaluate":
-        from vaelab.evaluation import evaluate
-
-        return evaluate
+    """The names of :data:`_LAZY`, imported on first use (``vaelab.evaluate`` is
+    :func:`vaelab.evaluation.evaluate` itself)."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'vaelab' has no attribute {name!r}")
 
 

@@ -21,6 +21,21 @@ class RunError(VaelabError):
     """A run directory that cannot be written or loaded."""
 
 
+class WriteError(RunError, OSError):
+    """A file that could not be written (a read-only or full disk, a directory in the way):
+    one line naming the file, not its temporary twin. Also an OSError, so that code that
+    tolerates a failed write (a result the report would show) still catches it."""
+
+    def __init__(self, message: str, errno: int | None = None,
+                 strerror: str | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.strerror = strerror  # the reason alone, for messages that name the file
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno N] reason"
+        return str(self.args[0]) if self.args else ""
+
+
 class DataFileError(VaelabError):
     """A data file that cannot be read as points (missing, unreadable, malformed, non-finite)."""
 

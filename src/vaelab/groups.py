@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vaelab.config import RunConfig
 from vaelab.errors import ConfigError
+from vaelab.sizes import MAX_GROUP_MODELS
 
 #: the settings that may differ between the models of a group (dotted config paths)
 VARYING = ("train.seed", "optim.lr", "loss.kld_weight")
@@ -58,6 +60,9 @@ def seed_group(config: RunConfig, count: int) -> list[RunConfig]:
     """``count`` copies of ``config`` with seeds ``seed, seed + 1, ...``."""
     if count < 1:
         raise ConfigError(f"the number of seeds must be >= 1, got {count}")
+    if count > MAX_GROUP_MODELS:
+        raise ConfigError(f"--seeds {count} is more than the {MAX_GROUP_MODELS} models one "
+                          "group trains at once; train them in several groups")
     return [dataclasses.replace(config, train=dataclasses.replace(
         config.train, seed=config.train.seed + i)) for i in range(count)]
 
@@ -86,6 +91,10 @@ def sweep_group(config: RunConfig, sweep: Mapping[str, Sequence[float]],
     if seeds is not None and "train.seed" in (p for _, p in paths):
         raise ConfigError("give the seeds either as a count of seeds or as swept values, "
                           "not both")
+    total = (seeds or 1) * math.prod(len(sweep[key]) for key, _ in paths)
+    if total > MAX_GROUP_MODELS:
+        raise ConfigError(f"the sweep makes {total} models, more than the {MAX_GROUP_MODELS} "
+                          "one group trains at once; train them in several groups")
     configs = []
     for combo in itertools.product(*(sweep[key] for key, _ in paths)):
         cfg = config.replace({path: value for (_, path), value in zip(paths, combo,

@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ from vaelab.errors import ConfigError, RunError
 from vaelab.fileio import (
     atomic_write_bytes,
     atomic_write_text,
+    remove_stale_temps,
     safetensors_metadata,
     tensors_digest,
 )
@@ -57,6 +59,7 @@ from vaelab.groups import check_group, group_labels
 from vaelab.locks import LOCK_FILE, run_lock
 from vaelab.models import BaseVAE, build_model
 from vaelab.results import RESULT_FILES
+from vaelab.sizes import check_train
 from vaelab.training.checkpoint import CHECKPOINT_FILE, GROUP_CHECKPOINT_FILE, read_checkpoint
 from vaelab.training.loop import METRIC_FIELDS, TrainResult, fit, fit_group, plan_for, prepare
 
@@ -200,6 +203,9 @@ def check_run_dir(path: Path, force: bool) -> None:
     """Refuse an output path that is a file, or a non-empty directory unless ``force``."""
     if path.exists() and not path.is_dir():
         raise RunError(f"output path {path} exists and is not a directory")
+    if force and path.is_dir() and _holds_files(path) and not holds_vaelab(path):
+        raise RunError(f"--force replaces a vaelab run or group, and {path} holds neither; "
+                       "choose another --out")
     if force or not (path.is_dir() and _holds_files(path)):
         return
     if (path / CHECKPOINT_FILE).is_file() and not (path / MODEL_FILE).is_file():
@@ -207,6 +213,19 @@ def check_run_dir(path: Path, force: bool) -> None:
                        f"--resume {path}, or pass --force to replace it")
     raise RunError(f"output directory {path} is not empty (it may hold a run); "
                    "choose another --out or pass --force to replace it")
+
+
+def holds_vaelab(path: Path) -> bool:
+    """Whether ``path`` holds a vaelab run or group (what ``force`` may replace): a
+    ``config.json`` with a run config's tables, a group file, or a checkpoint."""
+    if (path / GROUP_FILE).is_file() or (path / CHECKPOINT_FILE).is_file() \
+            or (path / GROUP_CHECKPOINT_FILE).is_file():
+        return True
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(config, dict) and {"data", "model", "loss", "train"} <= config.keys()
 
 
 def _holds_files(path: Path) -> bool:
@@ -271,6 +290,7 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, force: bool =
     with a checkpoint every ``train.checkpoint_every`` steps for :func:`resume_run`."""
     # every name and value checked, and the data read, before anything is written
     config, source = prepare(config)
+    check_train([config])  # what cannot fit in memory is refused before anything is written
     if out is None:
         result = fit(config, progress=progress, source=source)
         return _run_from_result(result, None, source)
@@ -319,6 +339,7 @@ def _resume_locked(path: Path, progress: bool, figures: bool) -> Run:
         raise RunError(f"{path / CONFIG_FILE} is not a resolved config (was it edited?); "
                        "it cannot be resumed")
     check_data(path, source, RESUME_HINT)
+    check_train([resolved])
     return _train_into(path, config, source, ckpt, progress, figures)
 
 
@@ -328,6 +349,7 @@ RESUME_HINT = "put the run's own data file back in that place to resume it"
 
 def _train_into(path: Path, config: RunConfig, source: Any, ckpt: Any, progress: bool,
                 figures: bool) -> Run:
+    _remove_stale_temps(path)
     appender = _MetricsAppender(path / METRICS_FILE, ckpt.loop.metrics[0] if ckpt else None)
     try:
         result = fit(config, progress=progress, on_log=appender, source=source,
@@ -360,6 +382,7 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
         source = source or src
     check_group(resolved)
     plan_for(resolved, source)  # a group its step cannot train is refused here
+    check_train(resolved)  # and one that cannot fit in memory
     if out is None:
         return [_run_from_result(r, None, source)
                 for r in fit_group(resolved, progress=progress, source=source)]
@@ -373,7 +396,11 @@ def train_group(configs: list[RunConfig], out: str | Path | None = None, *,
         _check_group_dir(out, force)
         for path in paths:
             check_run_dir(path, force)
-        if force:  # a group's (or a single run's) files in OUT go
+        if force:  # a group's (or a single run's) files in OUT go, and its old models
+            for name in _group_names_or_empty(out):
+                old = out / name
+                if name not in labels and old.is_dir() and holds_vaelab(old):
+                    shutil.rmtree(old)
             for name in GROUP_FILES + RUN_FILES:
                 (out / name).unlink(missing_ok=True)
         for path, cfg in zip(paths, resolved, strict=True):
@@ -423,6 +450,7 @@ def _resume_group_locked(path: Path, progress: bool, figures: bool) -> list[Run]
         check_data(p, source, RESUME_HINT)
     check_group(resolved)
     plan_for(resolved, source)  # a group its step cannot train is refused here
+    check_train(resolved)
     if group_labels(resolved) != labels:
         raise RunError(f"{path / GROUP_FILE} does not match its models' config.json files "
                        "(were they edited?); it cannot be resumed")
@@ -431,6 +459,8 @@ def _resume_group_locked(path: Path, progress: bool, figures: bool) -> list[Run]
 
 def _train_group_into(out: Path, paths: list[Path], configs: list[RunConfig], source: Any,
                       ckpt: Any, progress: bool, figures: bool) -> list[Run]:
+    for path in paths:
+        _remove_stale_temps(path)
     # each model's metrics.csv grows as the group trains, as a single run's does
     appenders = [_MetricsAppender(path / METRICS_FILE, ckpt.loop.metrics[i] if ckpt else None)
                  for i, path in enumerate(paths)]
@@ -449,6 +479,12 @@ def _train_group_into(out: Path, paths: list[Path], configs: list[RunConfig], so
             run.plot()
         runs.append(run)
     return runs
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """The temporary files a killed writer of this run left (under the run's lock)."""
+    for name in RUN_FILES:
+        remove_stale_temps(path / name)
 
 
 def read_group_file(path: Path) -> list[str]:
@@ -501,6 +537,10 @@ def _check_group_dir(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise RunError(f"output path {out} exists and is not a directory")
     if force:
+        if out.is_dir() and _holds_files(out) and not holds_vaelab(out) and not any(
+                holds_vaelab(d) for d in out.iterdir() if d.is_dir()):
+            raise RunError(f"--force replaces a vaelab run or group, and {out} holds "
+                           "neither; choose another --out")
         return
     if (out / CONFIG_FILE).is_file():
         raise RunError(f"output directory {out} holds a run; choose another --out or pass "

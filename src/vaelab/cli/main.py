@@ -521,7 +521,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from vaelab.runs import load_run, points_to_csv, write_points
 
     resolve_device(args.device)
+    if args.output is not None:  # a path that cannot be written is named before any work
+        from vaelab.fileio import check_output
+
+        check_output(args.output, "-o", (".csv", ".npy"))
     run = load_run(args.run, frames=False)
+    from vaelab.sizes import check_fits, sample_bytes
+
+    check_fits(sample_bytes(run.config, args.n), f"-n {args.n}", "to sample")
     noise = {"auto": None, "on": True, "off": False}[args.decoder_noise]
     points = run.sample(args.n, seed=args.seed, device=args.device, noise=noise)
     if args.output is None:  # the data file's own column names, else x0, x1, ...
@@ -551,6 +558,10 @@ def cmd_logp(args: argparse.Namespace) -> int:
     from vaelab.fileio import atomic_write_text
     from vaelab.runs import points_to_csv
 
+    if args.output is not None:
+        from vaelab.fileio import check_output
+
+        check_output(args.output, "-o")
     run = _load_on(args.run, args.device)
     points = read_points(args.input)
     if points.shape[1] != run.model.in_channels:
@@ -573,7 +584,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaelab.fileio import atomic_write_text
     from vaelab.results import DENSITY_FILE, EVALUATION_FILE, save_density
 
+    if args.json is not None:
+        from vaelab.fileio import check_output
+
+        check_output(args.json, "--json")
     run = _load_on(args.run, args.device, frames=True)  # frames fix the density plot's axes
+    from vaelab.sizes import check_fits, points_bytes
+
+    check_fits(4 * points_bytes(args.n, run.model.in_channels), f"--n {args.n}", "to evaluate")
     report = evaluate(run, n=args.n, k=args.k, seed=args.seed, input_path=args.input,
                       metrics=not args.no_metrics, baselines=args.baselines,
                       data_path=args.data)
@@ -587,7 +605,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         grid = density_grid(run, data_path=args.data)
         _keep(lambda: save_density(args.run / DENSITY_FILE, grid, run.model), DENSITY_FILE)
-        print(render_density(run, grid=grid))
+        _keep(lambda: print(render_density(run, grid=grid)), "figures/density.png")
     return 0
 
 
@@ -609,10 +627,14 @@ def _keep_result(run_dir: Path, name: str, result: dict[str, Any], model: Any) -
 
 def cmd_convergence(args: argparse.Namespace) -> int:
     from vaelab.evaluation import convergence, format_convergence
-    from vaelab.fileio import atomic_write_text
+    from vaelab.fileio import FIGURE_SUFFIXES, atomic_write_text, check_output
     from vaelab.plots.convergence import draw_convergence
     from vaelab.plots.style import save_figure
 
+    out = args.output or args.run / "figures" / "convergence.png"
+    check_output(out, "-o" if args.output else "the plot (-o)", FIGURE_SUFFIXES)
+    if args.json is not None:
+        check_output(args.json, "--json")
     run = _load_on(args.run, args.device)
     result = convergence(run, n_points=args.points, ks=tuple(args.ks), repeats=args.repeats,
                          seed=args.seed)
@@ -622,7 +644,6 @@ def cmd_convergence(args: argparse.Namespace) -> int:
     from vaelab.results import CONVERGENCE_FILE
 
     _keep_result(args.run, CONVERGENCE_FILE, result, run.model)
-    out = args.output or args.run / "figures" / "convergence.png"
     print(save_figure(draw_convergence(result), out))
     return 0
 
@@ -643,8 +664,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from vaelab.fileio import check_writable_dir
     from vaelab.runs import load_run
 
+    out = args.out or args.run / "figures"
+    if out.exists() and not out.is_dir():
+        raise VaelabError(f"--out {out} exists and is not a directory: give a folder")
+    check_writable_dir(out, f"the figures into {out}")
     run = load_run(args.run)
     for path in run.plot(args.out):
         print(path)
@@ -653,10 +679,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from vaelab.evaluation import test_data
+    from vaelab.fileio import FIGURE_SUFFIXES, check_output
     from vaelab.plots.compare import draw_comparison, draw_pairs, select_columns
     from vaelab.plots.style import save_figure
     from vaelab.runs import load_run
 
+    check_output(args.output, "-o", FIGURE_SUFFIXES)
     runs = [load_run(path) for path in args.runs]
     labels = args.labels.split(",") if args.labels else [
         f"{r.config.preset or 'custom'} ({p.name})" for r, p in zip(runs, args.runs, strict=True)]
@@ -691,8 +719,34 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "logp": cmd_logp,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    from vaelab.signals import SignalExit, exit_on_signals
+
+    command = "vaelab"
+    try:  # SIGINT/SIGTERM from the first moment on: one line (signals.py)
+        with exit_on_signals():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            command = f"vaelab {args.command}"
+            return _run(args)
+    except SignalExit as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 128 + exc.signum
+
+
+def _os_error_line(exc: OSError) -> str:
+    """An OSError as one line: what could not be read or written, and why (a temporary
+    file's name is given as its folder, where the write was going)."""
+    name = exc.filename
+    where = ""
+    if name is not None:
+        path = Path(str(name))
+        if path.name.startswith(".") and ".tmp" in path.name:
+            path = path.parent
+        where = f" {path}"
+    return f"cannot write or read{where}: {exc.strerror or exc}"
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         from vaelab.devices import choose_threads
 
@@ -709,6 +763,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `vaelab sample RUN | head`
         return 0
+    except OSError as exc:  # a full disk, a read-only folder, ...: one line, not a traceback
+        print(f"vaelab {args.command}: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

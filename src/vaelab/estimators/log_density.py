@@ -33,6 +33,18 @@ from vaelab.objectives import LOG_2PI, kl_to_standard_normal
 DEFAULT_MAX_ELEMENTS = 1 << 17
 
 
+#: activation values (points x samples x layer widths) in flight at once: a wide model's
+#: chunks hold fewer points x samples than ``max_elements`` (a narrow one's are unchanged)
+MAX_VALUES = DEFAULT_MAX_ELEMENTS * 1024
+
+
+def _bounded(model: BaseVAE, max_elements: int) -> int:
+    """``max_elements``, lowered for a model whose layers are so wide that that many points x
+    samples would hold more than :data:`MAX_VALUES` activations."""
+    width = sum(p.shape[0] for p in model.parameters() if p.ndim == 2)
+    return max(1, min(max_elements, MAX_VALUES // max(1, width)))
+
+
 def _spans(n: int, size: int) -> Iterator[tuple[int, int]]:
     for start in range(0, n, size):
         yield start, min(start + size, n)
@@ -68,7 +80,7 @@ def _encoded_chunks(model: BaseVAE, x: torch.Tensor, k: int, max_elements: int,
                     ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor,
                                         Iterator[tuple[torch.Tensor, torch.Tensor]]]]:
     """Per chunk of points: (start, stop, points, mu, log_var, their k posterior draws)."""
-    n_chunk, k_chunk = _chunk_sizes(x.shape[0], k, max_elements)
+    n_chunk, k_chunk = _chunk_sizes(x.shape[0], k, _bounded(model, max_elements))
     for a, b in _spans(x.shape[0], n_chunk):
         xb = x[a:b]
         mu, log_var = model.encode(xb)
@@ -132,7 +144,7 @@ def prior_mc(model: BaseVAE, x: torch.Tensor, k: int = 1000, *,
     """Plain Monte Carlo over the prior: log mean_k p(x|z_k), z_k ~ N(0, I), shared by all x."""
     x = _prepare(model, x)
     n = x.shape[0]
-    n_chunk, k_chunk = _chunk_sizes(n, k, max_elements)
+    n_chunk, k_chunk = _chunk_sizes(n, k, _bounded(model, max_elements))
     total = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
     for ka, kb in _spans(k, k_chunk):
         z = model.sample_prior(kb - ka, generator, x.device).to(x.dtype)

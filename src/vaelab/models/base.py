@@ -44,6 +44,10 @@ from vaelab.objectives import (
 OBJECTIVES = LOSSES  # the objectives a model computes: the loss names a config takes
 
 
+#: activation values (rows x layer widths) that :meth:`BaseVAE.sample` decodes at once
+DECODE_MAX_VALUES = 1 << 26
+
+
 class Encoding(NamedTuple):
     """Parameters of q(z|x) = N(mu, diag exp(log_var))."""
 
@@ -195,7 +199,11 @@ class BaseVAE(nn.Module, ABC):
         """
         w = self.kld_weight if kld_weight is None else kld_weight
         if self.objective == "seed_mse":
-            terms = seed_loss(out.x, out.x_hat, out.mu, out.log_var, w)
+            # a learned prior is trained through the KL term: its one-sample estimate
+            # log q(z|x) - log p(z) at the sampled z (N(0, I) keeps the seed's closed form)
+            kl = None if self.prior.is_standard else (
+                log_normal_diag(out.z, out.mu, out.log_var) - self.log_prior(out.z))
+            terms = seed_loss(out.x, out.x_hat, out.mu, out.log_var, w, kl)
             if self._standardized:
                 terms = terms._replace(neg_elbo=terms.neg_elbo - self.log_jacobian())
             return terms
@@ -262,6 +270,17 @@ class BaseVAE(nn.Module, ABC):
             z = mu_s + torch.exp(0.5 * log_var_s) * eps
         return VAEOutput(x_hat=self.decode_internal(z), x=u, mu=mu, log_var=log_var, z=z)
 
+    def _decode_bounded(self, z: torch.Tensor) -> torch.Tensor:
+        """``decode_internal(z)`` with at most :data:`DECODE_MAX_VALUES` activation values
+        in flight: a large ``n`` or a wide decoder is decoded in chunks of rows (what a
+        smaller call decodes at once, as before, so its numbers stay the same)."""
+        width = sum(p.shape[0] for p in self.parameters() if p.ndim == 2)
+        rows = max(1, DECODE_MAX_VALUES // max(1, width))
+        if z.shape[0] <= rows:
+            return self.decode_internal(z)
+        return torch.cat([self.decode_internal(z[i:i + rows])
+                          for i in range(0, z.shape[0], rows)])
+
     def training_samples(self) -> int | None:
         """What :meth:`forward` should be given in training: None (one draw) or IWAE's k."""
         return self.samples if self.objective == "iwae" else None
@@ -285,7 +304,7 @@ class BaseVAE(nn.Module, ABC):
         if device is None:
             device = next(self.parameters()).device
         z = self.sample_prior(n, generator, device)
-        u = self.decode_internal(z)
+        u = self._decode_bounded(z)
         if self.sample_noise(noise):
             u = u + self.obs_std() * torch.randn(u.shape, generator=generator, device=device)
         return self.unstandardize(u)

@@ -45,13 +45,16 @@ def implied_decoder_variance(dim: int, kld_weight: float | torch.Tensor) -> floa
 
 
 def seed_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor,
-              kld_weight: float | torch.Tensor = 1.0) -> LossTerms:
+              kld_weight: float | torch.Tensor = 1.0, kl: torch.Tensor | None = None) -> LossTerms:
     """The seed's ``MSE + kld_weight * KLD`` with its ELBO reading (see the module docstring).
 
-    ``kld_weight`` may be a 0-d tensor (one weight per model under ``torch.func.vmap``)."""
+    ``kld_weight`` may be a 0-d tensor (one weight per model under ``torch.func.vmap``).
+    ``kl``: the per-point KL term to use instead of the closed form KL(q(z|x) || N(0, I)); a
+    learned prior passes its one-sample estimate log q(z|x) - log p(z), so the loss trains
+    the prior too, and the ELBO reading holds with that prior."""
     dim = x.shape[-1]
     reconstruction = torch.mean((x_hat - x) ** 2)
-    kld = torch.mean(kl_to_standard_normal(mu, log_var))
+    kld = torch.mean(kl_to_standard_normal(mu, log_var) if kl is None else kl)
     loss = reconstruction + kld_weight * kld
     return LossTerms(loss=loss, reconstruction=reconstruction, kld=kld,
                      neg_elbo=seed_neg_elbo(loss, kld_weight, dim))

@@ -39,7 +39,7 @@ from safetensors.torch import save as save_tensors
 
 from vaelab._version import __version__
 from vaelab.config import RunConfig
-from vaelab.errors import RunError
+from vaelab.errors import RunError, WriteError
 from vaelab.fileio import atomic_write_bytes, safetensors_metadata, tensors_digest
 from vaelab.frames import Frame, frame_tensors, parse_frames
 from vaelab.training.optim import AdamState
@@ -111,7 +111,12 @@ def save_checkpoint(path: Path, *, configs_json: list[str],
             "stream_pos": json.dumps([s._pos for s in streams or []]),
             "finished": "1" if loop.finished else "0", "configs": json.dumps(configs_json)}
     meta["sha256"] = tensors_digest(tensors, meta)  # the metadata's values are covered too
-    atomic_write_bytes(path, save_tensors(tensors, metadata=meta))
+    # (a killed run's temporary checkpoint goes: the run's lock makes this its one writer)
+    try:
+        atomic_write_bytes(path, save_tensors(tensors, metadata=meta), stale=True)
+    except WriteError as exc:  # a full disk, say: the one written before stays whole
+        raise WriteError(f"{exc}; the checkpoint written before, if any, is kept",
+                         exc.errno, exc.strerror) from None
 
 
 def _load_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

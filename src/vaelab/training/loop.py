@@ -330,7 +330,9 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
         return build_step(plan, stack, optimizer, tally, x0, eps0, kl.value, False, announce)
 
     try:
-        with StopOnSignal(enabled=checkpoint_path is not None) as stop:
+        hint = ("" if checkpoint_path is None else "continue from the last checkpoint with: "
+                f"vaelab train --resume {checkpoint_path.parent}")
+        with StopOnSignal(enabled=checkpoint_path is not None, hint=hint) as stop:
             while True:
                 if handoff and step == handoff and not state.finished:
                     started = time.perf_counter()

@@ -111,6 +111,8 @@ class Adam:
         # a parameter the loss does not reach (no gradient) is left as it is, as torch's
         # Adam leaves it
         keep = [i for i, g in enumerate(grads) if g is not None]
+        if not keep:  # nothing reached: nothing to update (torch's kernels refuse [])
+            return
         steps = [self._steps[i] for i in keep]
         torch._foreach_add_(steps, 1)
         self._update(*([seq[i] for i in keep] for seq in (
