@@ -17,7 +17,7 @@ import torch
 
 from vaelab.data import build_source
 from vaelab.data.base import DataSource
-from vaelab.data.files import FileSource, read_points, split_points
+from vaelab.data.files import FileSource, as_float32, read_points, split_points
 from vaelab.devices import derive_seeds, make_generator
 from vaelab.errors import VaelabError
 from vaelab.estimators import log_density
@@ -97,7 +97,7 @@ def test_data(run: Run, n: int = 10_000, seed: int = 0,
         test_t = torch.as_tensor(test, dtype=torch.float32)
         train_t = torch.as_tensor(train, dtype=torch.float32)
     if input_path is not None:
-        pts = torch.as_tensor(read_points(input_path), dtype=torch.float32)
+        pts = torch.from_numpy(as_float32(input_path, read_points(input_path)))
         _check_dim(run, pts)
         return TestData(pts, None, true, f"{len(pts)} points from {input_path}", train_t)
     if train_t is not None:

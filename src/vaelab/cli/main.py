@@ -553,8 +553,8 @@ def cmd_logp(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vaelab.data.files import read_points
-    from vaelab.estimators import log_density
+    from vaelab.data.files import as_float32, read_points
+    from vaelab.estimators import log_density_wide
     from vaelab.fileio import atomic_write_text
     from vaelab.runs import points_to_csv
 
@@ -567,8 +567,16 @@ def cmd_logp(args: argparse.Namespace) -> int:
     if points.shape[1] != run.model.in_channels:
         raise VaelabError(f"{args.input} has {points.shape[1]} columns but the model was "
                           f"trained on {run.model.in_channels}-dimensional data")
-    logp = log_density(run.model, torch.as_tensor(points, dtype=torch.float32), args.estimator,
-                       k=args.k, seed=args.seed).numpy()
+    try:
+        logp, far = log_density_wide(run.model, torch.from_numpy(as_float32(args.input, points)),
+                                     args.estimator, k=args.k, seed=args.seed)
+    except OverflowError as exc:
+        raise VaelabError(f"{args.input}: {exc}") from None
+    if far:
+        print(f"note: {len(far)} row(s) (the first: row {far[0] + 1}) lie so far outside the "
+              f"data that the {args.estimator} estimate overflows there; their log p is "
+              f"estimated by prior Monte Carlo (K={args.k}) instead", file=sys.stderr)
+    logp = logp.numpy()
     text = points_to_csv(np.column_stack((points, logp)), names=[*run.columns, "log_p"])
     if args.output is None:
         sys.stdout.write(text)

@@ -392,6 +392,21 @@ def _read_npy(path: Path, data: bytes) -> np.ndarray:
 # public API
 
 
+def as_float32(path: str | os.PathLike[str], array: np.ndarray) -> np.ndarray:
+    """``array`` as float32, vaelab's precision for points; a value too large for it (it
+    would become infinity, and every density NaN) is a :class:`~vaelab.errors.DataFileError`
+    naming the file, the row and the column."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        as32 = np.asarray(array).astype(np.float32)
+    bad = ~np.isfinite(as32)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        raise _fail(Path(os.fspath(path)), f"value {float(array[i, j])!r} at data row {i + 1}, "
+                                           f"column {j + 1} does not fit in float32 "
+                                           "(|x| > 3.4e38); rescale the data")
+    return as32
+
+
 def read_points(path: str | os.PathLike[str]) -> np.ndarray:
     """The points in a data file as a float64 array ``[N, D]``, ``N >= 2``, ``D >= 1``, finite.
     See :func:`read_table`, which also returns the column names."""
@@ -522,14 +537,7 @@ class FileSource(DataSource):
                  else np.asarray(points))
         if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
             raise ValueError(f"points must have shape [N >= 1, D >= 1], got {array.shape}")
-        with np.errstate(over="ignore", invalid="ignore"):
-            as32 = array.astype(np.float32)
-        bad = ~np.isfinite(as32)
-        if bad.any():
-            i, j = (int(k) for k in np.argwhere(bad)[0])
-            raise _fail(self.path, f"value {float(array[i, j])!r} at data row {i + 1}, column "
-                                   f"{j + 1} does not fit in float32 (|x| > 3.4e38); rescale "
-                                   "the data")
+        as32 = as_float32(self.path, array)
         _check_spread(self.path, as32, self.column_names)
         #: all the points, float32 ``[N, D]`` on the CPU
         self.points = torch.from_numpy(np.ascontiguousarray(as32))

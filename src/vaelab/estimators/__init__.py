@@ -6,7 +6,9 @@ from vaelab.estimators.log_density import (
     grid_log_density,
     iwae,
     log_density,
+    log_density_wide,
     prior_mc,
 )
 
-__all__ = ["ESTIMATORS", "elbo", "grid_log_density", "iwae", "log_density", "prior_mc"]
+__all__ = ["ESTIMATORS", "elbo", "grid_log_density", "iwae", "log_density", "log_density_wide",
+           "prior_mc"]

@@ -20,6 +20,7 @@ whatever N and K are (K up to 10,000 and beyond).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 
@@ -178,6 +179,30 @@ def log_density(model: BaseVAE, x: torch.Tensor, estimator: str = "iwae", k: int
                                      max_elements=max_elements)
     finally:
         model.train(was_training)
+
+
+def log_density_wide(model: BaseVAE, x: torch.Tensor, estimator: str = "iwae", k: int = 1000,
+                     seed: int = 0) -> tuple[torch.Tensor, list[int]]:
+    """:func:`log_density`, and the rows it had to estimate otherwise. Far outside the data's
+    scale the encoder's proposal overflows (its log-variance grows with |x|, and exp of it
+    is infinite in any precision), so the ELBO and IWAE read NaN there; those points are
+    estimated by prior Monte Carlo (the same ``k``, no encoder) in float64 on a copy of the
+    model, where their log p is a large negative number. A point that overflows even then
+    raises ``OverflowError`` naming its row."""
+    logp = log_density(model, x, estimator, k=k, seed=seed)
+    bad = ~torch.isfinite(logp)
+    rows = [int(i) for i in torch.nonzero(bad).flatten()]
+    if rows:
+        wide = copy.deepcopy(model).double()
+        again = log_density(wide, x[bad.to(x.device)].double(), "prior-mc", k=k, seed=seed)
+        logp = logp.double()
+        logp[bad] = again.to(logp.device)
+        still = torch.nonzero(~torch.isfinite(logp)).flatten()
+        if len(still):
+            raise OverflowError(f"row {int(still[0]) + 1}: log p(x) overflows even by prior "
+                                "Monte Carlo in float64 (the point is too far outside the "
+                                "data's scale); remove or rescale it")
+    return logp, rows
 
 
 def grid_log_density(model: BaseVAE, limits: tuple[float, float, float, float], size: int = 120,
