@@ -256,7 +256,10 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 num_samples=1 if settings.points is not None else count,
-                search_alg=search_alg, scheduler=scheduler, reuse_actors=False,
+                search_alg=search_alg, scheduler=scheduler,
+                # a worker imports torch and vaelab once for all its trials; with early
+                # stopping each trial has its own, which ends when ASHA stops the trial
+                reuse_actors=not settings.early_stop,
                 trial_name_creator=names, trial_dirname_creator=names),
             run_config=tune.RunConfig(
                 name=f"ray-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(out / ".ray"),
@@ -273,8 +276,10 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
 
 
 def _quiet_logs() -> None:
-    for name in ("ray", "ray.tune", "ray.train", "ray.air", "optuna"):
+    for name in ("ray", "optuna"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("ray.tune", "ray.train", "ray.air"):  # a failed trial gets vaelab's line
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         import optuna
 

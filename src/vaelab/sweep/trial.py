@@ -11,6 +11,7 @@ the sweep goes on and Ray does not retry a failure that would repeat.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -110,6 +111,7 @@ def _train(configs: list[RunConfig], path: Path, spec: TrialSpec, report: Report
     watch = (HeldOutEstimate(resolved[0][0], resolved[0][1], spec, report)
              if spec.early_stop and spec.report_every else None)
     group = spec.seeds is not None
+    wait_unlocked(path)
     state = _state(path, [r.to_json() for r, _ in resolved], group)
     with _watching(watch):
         if state == "complete":
@@ -121,6 +123,33 @@ def _train(configs: list[RunConfig], path: Path, spec: TrialSpec, report: Report
         if group:
             return train_group(configs, path, force=True, progress=False, figures=False)
         return [train_run(configs[0], path, force=True, progress=False, figures=False)]
+
+
+def wait_unlocked(path: Path, timeout: float = 120.0) -> None:
+    """Wait until no process holds the write lock of ``path`` (:mod:`vaelab.locks`): the
+    worker of a killed driver's or a lost attempt's trial may still be ending when the trial
+    is started again. Past ``timeout`` the train itself names the holder."""
+    import fcntl
+
+    from vaelab.locks import LOCK_FILE
+
+    if not (path / LOCK_FILE).is_file():
+        return
+    deadline = time.monotonic() + timeout
+    fd = os.open(path / LOCK_FILE, os.O_RDWR)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.5)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+    finally:
+        os.close(fd)
 
 
 def _watching(watch: HeldOutEstimate | None) -> Any:
@@ -191,25 +220,25 @@ def heldout_points(config: RunConfig, source: Any, n: int, seed: int) -> torch.T
 
 def score_run(run: Run, metric: str, n: int, k: int, seed: int) -> float:
     """``run``'s ``metric`` on the test set ``vaelab evaluate --n N --k K --seed SEED``
-    draws (the same for every trial, so their differences are paired): ``nll_gap`` and
-    ``nll`` by the IWAE bound with K samples (also saved as the run's evaluation, which
-    its report shows), ``c2st`` the held-out accuracy of a classifier telling generated
-    from real points (0.5 is chance)."""
-    from vaelab.evaluation import evaluate, test_data
+    draws (the same for every trial, so their differences are paired): ``nll`` the mean
+    -log q(x) by the IWAE bound with K samples, ``nll_gap`` the paired mean of
+    log p(x) - log q(x) (both as ``vaelab evaluate`` reports them; the true entropy, which
+    the gap does not need, is not computed), ``c2st`` the held-out accuracy of a classifier
+    telling generated from real points (0.5 is chance)."""
+    from vaelab.estimators import log_density
+    from vaelab.evaluation import test_data
 
+    data = test_data(run, n, seed)
+    x = data.points
     if metric == "c2st":
         from vaelab.metrics import c2st_accuracy
 
-        x = test_data(run, n, seed).points
         generated = run.sample(len(x), seed=seed + 1, device="cpu")
         return float(c2st_accuracy(generated.numpy(), x.numpy(), seed=seed))
-    report = evaluate(run, n=n, k=k, seed=seed, metrics=False, baselines=False)
-    if run.path is not None:
-        from vaelab.results import EVALUATION_FILE, save_result
-
-        save_result(run.path / EVALUATION_FILE, report, run.model)
-    value = report.get(metric)
-    if value is None:
+    logq = log_density(run.model, x, "iwae", k=k, seed=seed).double()
+    if metric == "nll":
+        return float(-logq.mean())
+    if data.source is None:
         raise ConfigError(f"--metric {metric} needs data with a known density; this run's "
                           "data has none (use --metric nll)")
-    return float(value)
+    return float((data.source.log_prob(x).double() - logq).mean())
