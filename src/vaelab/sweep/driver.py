@@ -16,6 +16,7 @@ Without an address Ray starts on this machine, with its cores; ``--address HOST:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -268,8 +269,9 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
                 callbacks=[_progress(out, settings, names)]))
         grid = tuner.fit()
         for result in grid:  # what the trials could not record themselves
-            name = Path(result.path).name if result.path else None
-            if name and name not in load_rows(out):
+            name = (result.metrics or {}).get("trial") or (
+                Path(result.path).name if result.path else None)
+            if name and name.startswith("trial-") and name not in load_rows(out):
                 save_row(out, _lost_row(name, result.metrics or {}, result.error))
     finally:
         ray.shutdown()
@@ -303,23 +305,23 @@ def _export_vaelab_path() -> None:
 
 
 class _Names:
-    """Each Ray trial's name (and directory name): ``trial-NNN`` by its planned index, or,
-    for a searcher's trials, the next index no finished trial holds."""
+    """Each Ray trial's name (and directory name), from the trial alone, so that every copy
+    of this object (Ray pickles the tuner's) names a trial alike: ``trial-NNN`` by its
+    planned index, or for a searcher's n-th trial (Ray Tune numbers them in its experiment
+    tag) the n-th index that no finished trial holds."""
 
     def __init__(self, rows: dict[str, dict[str, Any]], planned: bool) -> None:
-        self.taken, self.planned = set(rows), planned
-        self.by_id: dict[str, str] = {}
-        self.next = 0
+        self.taken, self.planned = sorted(rows), planned
 
     def __call__(self, trial: Any) -> str:
         if self.planned:
             return trial_name(int(trial.config["index"]))
-        if trial.trial_id not in self.by_id:
-            while trial_name(self.next) in self.taken:
-                self.next += 1
-            self.by_id[trial.trial_id] = trial_name(self.next)
-            self.next += 1
-        return self.by_id[trial.trial_id]
+        number = int(str(trial.experiment_tag).split("_", 1)[0])  # 1, 2, ...
+        index, free = -1, 0
+        while free < number:
+            index += 1
+            free += trial_name(index) not in self.taken
+        return trial_name(index)
 
 
 def _search(settings: SweepSettings, space: SearchSpace, rows: dict[str, dict[str, Any]],
@@ -377,16 +379,22 @@ def _trainable(out: Path, settings: SweepSettings, space: SearchSpace,
         labels = {d.key: point[d.path] for d in dims}
         node = f"{ray.util.get_node_ip_address()}:{ray.get_runtime_context().get_node_id()[:8]}"
         spec = TrialSpec(index=index, name=name, point=point, labels=labels, **common)
-        run_trial(spec, lambda metrics: tune.report({**metrics, "node": node}), node)
+        said = {"node": node, "labels": json.dumps(labels, default=str)}
+        run_trial(spec, lambda metrics: tune.report({**metrics, **said}), node)
 
     return trainable
 
 
 def _lost_row(name: str, metrics: dict[str, Any], error: Any) -> dict[str, Any]:
     """The row of a trial that recorded none itself: stopped early by ASHA, or lost."""
-    row: dict[str, Any] = {"trial": name, "index": int(name.rsplit("-", 1)[1]),
+    digits = name.rsplit("-", 1)[-1]
+    row: dict[str, Any] = {"trial": name, "index": int(digits) if digits.isdigit() else -1,
                            "node": metrics.get("node") or metrics.get("node_ip"),
                            "path": name, "steps": metrics.get("step")}
+    try:
+        row.update(json.loads(metrics.get("labels") or "{}"))
+    except ValueError:
+        pass
     if error is not None:
         text = str(error).strip().splitlines()
         row.update(status="failed", reason=text[-1] if text else type(error).__name__)

@@ -189,6 +189,7 @@ class HeldOutEstimate:
                  report: Report) -> None:
         self.points = heldout_points(config, source, min(spec.eval_n, 1000), spec.eval_seed)
         self.every, self.report, self.seed = spec.report_every, report, spec.eval_seed
+        self.name = spec.name
         self.next = spec.report_every
 
     def __call__(self, step: int, models: list[BaseVAE]) -> None:
@@ -202,7 +203,8 @@ class HeldOutEstimate:
                                    k=1, seed=self.seed).mean().item() for m in models]
         value = sum(values) / len(values)
         self.report({SCORE: value if math.isfinite(value) else math.inf,
-                     "heldout_neg_elbo": value, "step": step, "final": False})
+                     "heldout_neg_elbo": value, "step": step, "final": False,
+                     "trial": self.name})
 
 
 def heldout_points(config: RunConfig, source: Any, n: int, seed: int) -> torch.Tensor:
