@@ -446,3 +446,35 @@ def test_losing_a_node_mid_sweep_still_completes_it(cluster, tmp_path):
     assert all(r["status"] == "done" for r in rows), rows
     for r in rows:
         assert vaelab.load(out / r["trial"]).summary["steps"] == 3000
+
+
+@pytest.mark.slow
+def test_a_tpe_search_with_early_stopping_on_this_machine(tmp_path):
+    pytest.importorskip("ray")
+    pytest.importorskip("optuna")
+    temp = tempfile.mkdtemp(prefix="vsl", dir="/tmp")  # Ray's own temp root: this test's
+    env = {**os.environ, "PYTHONPATH": str(SRC), "RAY_AUTH_MODE": "disabled",
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": temp, MARKER: temp}
+    env.pop("RAY_ADDRESS", None)
+    out = tmp_path / "sweep"
+    try:
+        text = _finish(subprocess.Popen(
+            [sys.executable, "-m", "vaelab", "sweep", *TINY_FLAGS, "--steps", "400",
+             "--search", "lr=log:1e-4:3e-2", "--search", "hidden_dims=16,64x64",
+             "--searcher", "tpe", "--trials", "6", "--early-stop", "--out", str(out)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    finally:
+        for pid in _live_pids(temp):  # (the driver shuts its Ray down; this is a backstop)
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert "on this machine" in text
+    rows = _table(out)
+    assert [r["trial"] for r in rows] == [f"trial-00{i}" for i in range(6)]
+    assert {r["status"] for r in rows} <= {"done", "stopped"}
+    for r in rows:
+        assert 1e-4 <= float(r["lr"]) <= 3e-2 and r["hidden_dims"] in ("16", "64x64")
+        if r["status"] == "done":
+            assert int(r["steps"]) == 400 and float(r["nll_gap"]) > 0
+        else:  # stopped by ASHA at a held-out estimate, before the end
+            assert int(r["steps"]) < 400 and "ASHA" in r["reason"]
+    assert "best: trial-00" in text
