@@ -142,6 +142,20 @@ def test_without_ray_the_sweep_says_how_to_install_it(tmp_path, capsys, monkeypa
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("address, message", [
+    ("nonsense", "--address 'nonsense' is not HOST:PORT"),
+    ("127.0.0.1:{port}", "cannot reach the Ray cluster at 127.0.0.1:"),
+])
+def test_a_cluster_that_does_not_answer_is_one_error_line(tmp_path, capsys, address, message):
+    pytest.importorskip("ray")
+    out = tmp_path / "s"
+    address = address.format(port=_free_port())  # (nothing listens there)
+    assert main(["sweep", *TINY_FLAGS, "--out", str(out), "--search", "lr=0.01",
+                 "--address", address]) == 2
+    assert message in _one_error_line(capsys)
+    assert not out.exists()
+
+
 def test_neither_import_vaelab_nor_the_cli_imports_ray():
     code = ("import sys, vaelab, vaelab.cli.main, vaelab.sweep.driver, vaelab.sweep.trial\n"
             "vaelab.cli.main.build_parser()\n"

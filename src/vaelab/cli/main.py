@@ -532,7 +532,7 @@ def _report_group(runs: list[Any]) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from vaelab.sweep.driver import plan_sweep, require_ray, resume, start
+    from vaelab.sweep.driver import check_address, plan_sweep, require_ray, resume, start
 
     settings: dict[str, Any] = {k: getattr(args, k) for k in _TRAIN_FLAGS}
     settings.update(dict(args.set))
@@ -547,6 +547,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise VaelabError(f"--resume finishes a sweep with its saved settings; drop "
                               f"{', '.join(given)}")
         require_ray()
+        check_address(args.address)
         return resume(args.resume, args.address)
     if args.out is None:
         raise VaelabError("name the sweep's directory with --out DIR")
@@ -559,6 +560,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                       max_failures=args.max_failures,
                       fixed={k: v for k, v in settings.items() if v is not None})
     require_ray()
+    check_address(args.address)
     return start(args.out, plan, args.address)
 
 

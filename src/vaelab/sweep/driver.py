@@ -80,6 +80,25 @@ def require_ray() -> None:
         raise VaelabError(INSTALL_HINT) from None
 
 
+def check_address(address: str | None) -> None:
+    """A VaelabError at once if the cluster at ``address`` (``HOST:PORT``; ``RAY_ADDRESS``
+    when None) does not answer: Ray itself would retry for minutes."""
+    import socket
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None or "://" in address or address in ("auto", "local"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise VaelabError(f"--address {address!r} is not HOST:PORT, e.g. 10.0.0.1:6379")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise VaelabError(f"cannot reach the Ray cluster at {address}: "
+                          f"{exc.strerror or exc}") from None
+
+
 def plan_sweep(base: RunConfig, specs: list[str], *, searcher: str | None, trials: int | None,
                metric: str | None, seed: int, seeds: int | None, early_stop: bool,
                eval_n: int, eval_k: int, max_failures: int,
@@ -485,5 +504,6 @@ def _write_report(out: Path, done: list[dict[str, Any]], metric: str) -> None:
         print(f"note: no report.html: {exc}", file=sys.stderr)
 
 
-__all__ = ["INSTALL_HINT", "ROWS_DIR", "SweepSettings", "execute", "plan_sweep",
+__all__ = ["INSTALL_HINT", "ROWS_DIR", "SweepSettings", "check_address", "execute",
+           "plan_sweep",
            "require_ray", "resume", "sample_points", "start"]
