@@ -363,7 +363,9 @@ def _search(settings: SweepSettings, space: SearchSpace, rows: dict[str, dict[st
         except (KeyError, ValueError):
             continue
         rewards.append(row[settings.metric])
-    searcher = OptunaSearch(metric=SCORE, mode="min", seed=settings.seed,
+    # resumed, TPE knows the finished trials; its sampler is seeded on from them, or its
+    # first (random) draws would repeat theirs
+    searcher = OptunaSearch(metric=SCORE, mode="min", seed=settings.seed + len(rows),
                             points_to_evaluate=points or None,
                             evaluated_rewards=rewards or None)
     return param_space, searcher
