@@ -33,6 +33,15 @@ TINY_FLAGS = ["--preset", "seed", "--steps", "200", "--batch-size", "128", "--lo
               "--frame-every", "100", "--device", "cpu"]
 
 
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    """A trial run in this process sets torch's threads to one, as a worker does: the
+    tests after it get theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def base():
     return build_config("seed", settings={**TINY, "device": "cpu"})
@@ -208,6 +217,19 @@ def test_a_retried_trial_continues_from_its_checkpoint(tmp_path, monkeypatch, in
     again = run_trial(spec, lambda metrics: None, "node-b")
     assert again["nll"] == row["nll"]
     assert load_run(tmp_path / "trial-000").summary == run.summary
+
+
+def test_a_trial_of_several_seeds_is_one_group_scored_by_their_mean(tmp_path):
+    from vaelab.runs import load_for_report
+    from vaelab.sweep.trial import run_trial
+
+    row = run_trial(_spec(tmp_path, {"optim.lr": 0.01}, seeds=2), lambda metrics: None, "n")
+    assert row["status"] == "done"
+    per_seed = row["nll_per_seed"]
+    assert len(per_seed) == 2 and row["nll"] == pytest.approx(sum(per_seed) / 2)
+    runs, _ = load_for_report([tmp_path / "trial-000"])  # a group of ordinary runs
+    assert [r.config.train.seed for r in runs] == [0, 1]
+    assert all(r.summary["threads"] == 1 for r in runs)
 
 
 def test_the_score_is_what_vaelab_evaluate_reports(tiny_run_dir):

@@ -248,6 +248,7 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         _export_vaelab_path()  # local workers import this vaelab
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # and each uses one thread
     try:
         ray.init(address=address or "local", num_cpus=None if address else os.cpu_count(),
                  include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
