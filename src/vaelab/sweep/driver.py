@@ -287,12 +287,9 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
                 verbose=0, log_to_file=True,
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                 callbacks=[_progress(out, settings, names)]))
-        grid = tuner.fit()
-        for result in grid:  # what the trials could not record themselves
-            name = (result.metrics or {}).get("trial") or (
-                Path(result.path).name if result.path else None)
-            if name and name.startswith("trial-") and name not in load_rows(out):
-                save_row(out, _lost_row(name, result.metrics or {}, result.error))
+        # (a trial Ray neither completed nor failed, as on Ctrl-C, gets no row: --resume
+        # runs it)
+        tuner.fit()
     finally:
         ray.shutdown()
 
@@ -487,11 +484,17 @@ def finish(out: Path, settings: SweepSettings, space: SearchSpace) -> int:
     if done:
         _write_report(out, done, settings.metric)
     best = best_row(rows, settings.metric)
+    if best is not None:
+        print(f"best: {best['trial']} ({_describe({k: best.get(k) for k in keys})}): "
+              f"{settings.metric} {best[settings.metric]:.4f} -> {out / best['trial']}")
+    unfinished = settings.trials - len(rows)
+    if unfinished > 0:
+        print(f"vaelab sweep: {unfinished} trials unfinished; continue with: vaelab sweep "
+              f"--resume {out}", file=sys.stderr)
+        return 1
     if best is None:
         print("vaelab sweep: no trial finished", file=sys.stderr)
         return 1
-    print(f"best: {best['trial']} ({_describe({k: best.get(k) for k in keys})}): "
-          f"{settings.metric} {best[settings.metric]:.4f} -> {out / best['trial']}")
     return 0
 
 
