@@ -112,6 +112,25 @@ def test_a_key_searched_twice_or_also_set_by_a_flag_is_refused(base):
         parse_space(["seed=0,1"], base, seeds=2)
 
 
+def test_a_data_file_is_planned_by_its_absolute_path_and_ranked_by_nll(tmp_path, monkeypatch):
+    import numpy as np
+
+    from vaelab.sweep.driver import plan_sweep
+
+    monkeypatch.chdir(tmp_path)  # a trial runs elsewhere: the relative name must not reach it
+    np.savetxt("points.csv", np.random.default_rng(0).normal(size=(200, 3)), delimiter=",")
+    base = build_config("seed", settings={**TINY, "data": "points.csv"})
+    plan = plan_sweep(base, ["lr=0.001,0.01"], searcher=None, trials=None, metric=None,
+                      seed=0, seeds=None, early_stop=False, eval_n=100, eval_k=5,
+                      max_failures=1, fixed={})
+    assert plan.base["data"]["name"] == str(tmp_path / "points.csv")
+    assert plan.metric == "nll" and plan.searcher == "grid" and plan.trials == 2
+    with pytest.raises(ConfigError, match="--metric nll_gap needs data with a known density"):
+        plan_sweep(base, ["lr=0.001"], searcher=None, trials=None, metric="nll_gap", seed=0,
+                   seeds=None, early_stop=False, eval_n=100, eval_k=5, max_failures=1,
+                   fixed={})
+
+
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err

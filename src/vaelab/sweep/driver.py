@@ -16,6 +16,7 @@ Without an address Ray starts on this machine, with its cores; ``--address HOST:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -118,7 +119,10 @@ def plan_sweep(base: RunConfig, specs: list[str], *, searcher: str | None, trial
         if trials is not None:
             raise ConfigError("--trials is for sampled searches (random, tpe); a grid runs "
                               "every combination once")
-    _, source = prepare(base)
+    resolved, source = prepare(base)
+    # a data file by its absolute path: a trial runs in another directory, or on another node
+    base = dataclasses.replace(base, data=dataclasses.replace(base.data,
+                                                              name=resolved.data.name))
     if metric is None:
         metric = "nll_gap" if source.has_density else "nll"
     if metric not in METRICS:
