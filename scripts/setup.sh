@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Create .venv and install vaelab with the local CPU build of PyTorch (torch==2.13.0).
 #   bash scripts/setup.sh          runtime only
-#   bash scripts/setup.sh --dev    plus the test and lint tools, and (as root, with apt-get)
-#                                  Debian's chromium for the browser tests
+#   bash scripts/setup.sh --dev    plus the test and lint tools, Ray Tune and Optuna (the
+#                                  sweep extra: vaelab sweep and its tests), and (as root,
+#                                  with apt-get) Debian's chromium for the browser tests
 # Pinning torch matters: an unpinned `torch` would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 extras=""
-if [ "${1:-}" = "--dev" ]; then extras="[dev]"; fi
+if [ "${1:-}" = "--dev" ]; then extras="[dev,sweep]"; fi
 if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv
 fi

@@ -120,41 +120,13 @@ def sweep_values(text: str) -> tuple[str, list[float]]:
 
 # -- the parser ----------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """The run settings ``train`` and ``sweep`` share (they override the preset and
+    --config)."""
     from vaelab.config import ACTIVATIONS, LOSSES, PRIORS, SCHEDULERS
     from vaelab.data import source_names
-    from vaelab.presets import DEFAULT_PRESET, preset_names
 
-    parser = _Parser(prog="vaelab", description="Learn a distribution from samples with a VAE: "
-                     "train a model, generate from it, evaluate log p(x), draw what it learned.")
-    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=_Parser)
-
-    t = sub.add_parser("train", help="train a model into a run directory",
-                       description="Train a VAE. Settings come from the preset, then --config, "
-                       "then the flags below (later wins; a flag and a --set of one field "
-                       "are refused). The resolved config is saved with the run.")
-    t.add_argument("--preset", help=f"starting configuration: {', '.join(preset_names())} "
-                   f"(default: {DEFAULT_PRESET})")
-    t.add_argument("--config", type=Path, help="TOML or JSON file with [data], [model], [loss], "
-                   "[optim], [train], [display] tables")
-    t.add_argument("--out", type=Path, help="run directory to create (default: runs/PRESET)")
-    t.add_argument("--force", action="store_true",
-                   help="replace the run in --out if it is not empty")
-    t.add_argument("--resume", type=Path, metavar="RUN",
-                   help="continue RUN (a run, or the OUT of a group) from its last checkpoint "
-                   "with its saved config (no other settings); SIGINT/SIGTERM save a "
-                   "checkpoint and stop")
-    t.add_argument("--seeds", type=positive_int, metavar="N",
-                   help="train N models at once (seeds SEED..SEED+N-1, batched weights) into "
-                   "OUT/seed-S each")
-    t.add_argument("--sweep", type=sweep_values, action="append", default=[],
-                   metavar="KEY=V1,V2,...",
-                   help="train one model per value at once (batched weights); KEY is lr, "
-                   "kld_weight or seed; repeat it for every combination, add --seeds N for N "
-                   "seeds each; into OUT/KEY-V_..._seed-S")
-    g = t.add_argument_group("settings (override the preset and --config)")
+    g = parser.add_argument_group("settings (override the preset and --config)")
     g.add_argument("--data", help=f"data source: {', '.join(source_names())}")
     g.add_argument("--noise", type=nonnegative_float, help="data noise (seed: 0.3)")
     g.add_argument("--n-train", type=positive_int,
@@ -216,6 +188,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps per display frame (0: final frame only)")
     g.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="any config field by dotted path, e.g. --set optim.gamma=0.5")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vaelab.presets import DEFAULT_PRESET, preset_names
+
+    parser = _Parser(prog="vaelab", description="Learn a distribution from samples with a VAE: "
+                     "train a model, generate from it, evaluate log p(x), draw what it learned.")
+    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model into a run directory",
+                       description="Train a VAE. Settings come from the preset, then --config, "
+                       "then the flags below (later wins; a flag and a --set of one field "
+                       "are refused). The resolved config is saved with the run.")
+    t.add_argument("--preset", help=f"starting configuration: {', '.join(preset_names())} "
+                   f"(default: {DEFAULT_PRESET})")
+    t.add_argument("--config", type=Path, help="TOML or JSON file with [data], [model], [loss], "
+                   "[optim], [train], [display] tables")
+    t.add_argument("--out", type=Path, help="run directory to create (default: runs/PRESET)")
+    t.add_argument("--force", action="store_true",
+                   help="replace the run in --out if it is not empty")
+    t.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue RUN (a run, or the OUT of a group) from its last checkpoint "
+                   "with its saved config (no other settings); SIGINT/SIGTERM save a "
+                   "checkpoint and stop")
+    t.add_argument("--seeds", type=positive_int, metavar="N",
+                   help="train N models at once (seeds SEED..SEED+N-1, batched weights) into "
+                   "OUT/seed-S each")
+    t.add_argument("--sweep", type=sweep_values, action="append", default=[],
+                   metavar="KEY=V1,V2,...",
+                   help="train one model per value at once (batched weights); KEY is lr, "
+                   "kld_weight or seed; repeat it for every combination, add --seeds N for N "
+                   "seeds each; into OUT/KEY-V_..._seed-S")
+    _add_settings(t)
     t.add_argument("--no-figures", action="store_true", help="skip drawing the figures")
     t.add_argument("--no-report", action="store_true",
                    help="skip writing RUN/report.html (for a group: OUT/report.html)")
@@ -223,6 +230,54 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dry-run", action="store_true",
                    help="print the resolved config and the step plan (how each step will "
                         "run, and why), then exit without training or writing anything")
+
+    sw = sub.add_parser("sweep", help="train many runs over a search space on Ray Tune",
+                        description="Train one run (or one group of --seeds N) per setting of "
+                        "a search space over any config field, scheduled by Ray Tune: on this "
+                        "machine's cores, one trial per core, or on a Ray cluster "
+                        "(--address). Each trial is an ordinary run directory DIR/trial-NNN; "
+                        "DIR/sweep.csv and sweep.json hold one row per trial and "
+                        "DIR/report.html compares them. Needs the extra: "
+                        "pip install 'vaelab[sweep]'.")
+    sw.add_argument("--preset", help=f"starting configuration: {', '.join(preset_names())} "
+                    f"(default: {DEFAULT_PRESET})")
+    sw.add_argument("--config", type=Path, help="TOML or JSON file of settings, as for train")
+    sw.add_argument("--out", type=Path, metavar="DIR", help="the sweep's directory (new)")
+    sw.add_argument("--resume", type=Path, metavar="DIR",
+                    help="finish the sweep in DIR with its saved settings: only its unfinished "
+                    "trials run")
+    sw.add_argument("--search", action="append", default=[], metavar="KEY=...",
+                    help="a searched setting (short name or dotted path, as --set takes "
+                    "them): a list KEY=V1,V2,... (a list value with x: hidden_dims=64x64,"
+                    "128x128), or a range KEY=log:LO:HI, int:LO:HI or uniform:LO:HI; "
+                    "repeat it for every key")
+    sw.add_argument("--searcher", choices=["grid", "random", "tpe"],
+                    help="grid: every combination; random: --trials draws; tpe: Bayesian "
+                    "search by Optuna's TPE (default: grid when every key lists its values, "
+                    "else random)")
+    sw.add_argument("--trials", type=positive_int, metavar="N",
+                    help="trials of a random or tpe search (default 10)")
+    sw.add_argument("--seeds", type=positive_int, metavar="N",
+                    help="train each setting with seeds SEED..SEED+N-1 at once (one group), "
+                    "scored by their mean")
+    sw.add_argument("--metric", choices=["nll_gap", "nll", "c2st"],
+                    help="what ranks the trials, lower is better: nll_gap (test NLL minus the "
+                    "true entropy, where the data's density is known: the default there), nll "
+                    "(held-out NLL: the default for a data file), c2st (a classifier's "
+                    "accuracy telling samples from data; 0.5 is chance)")
+    sw.add_argument("--early-stop", action="store_true",
+                    help="stop poor trials early (ASHA) by a held-out -ELBO reported while "
+                    "they train")
+    sw.add_argument("--address", metavar="HOST:PORT",
+                    help="join this Ray cluster (default: RAY_ADDRESS if set, else start Ray "
+                    "on this machine); its nodes need vaelab and DIR at the same path")
+    sw.add_argument("--max-failures", type=nonnegative_int, default=3, metavar="N",
+                    help="retries of a trial whose worker or node was lost (default 3)")
+    sw.add_argument("--eval-n", type=positive_int, default=2000, metavar="N",
+                    help="test points each trial is scored on (default 2000)")
+    sw.add_argument("--eval-k", type=positive_int, default=100, metavar="K",
+                    help="IWAE samples per test point for nll and nll_gap (default 100)")
+    _add_settings(sw)
 
     s = sub.add_parser("sample", help="generate points from a trained run",
                        description="Draw z from the run's prior p(z) (N(0, I), or the learned "
@@ -516,6 +571,39 @@ def _report_group(runs: list[Any]) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from vaelab.sweep.driver import check_address, plan_sweep, require_ray, resume, start
+
+    settings: dict[str, Any] = {k: getattr(args, k) for k in _TRAIN_FLAGS}
+    settings.update(dict(args.set))
+    if args.resume is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in settings.items() if v is not None]
+        given += [f"--{k.replace('_', '-')}" for k in ("preset", "config", "out", "searcher",
+                                                        "trials", "seeds", "metric")
+                  if getattr(args, k) is not None]
+        given += ["--search"] if args.search else []
+        given += ["--early-stop"] if args.early_stop else []
+        if given:
+            raise VaelabError(f"--resume finishes a sweep with its saved settings; drop "
+                              f"{', '.join(given)}")
+        require_ray()
+        check_address(args.address)
+        return resume(args.resume, args.address)
+    if args.out is None:
+        raise VaelabError("name the sweep's directory with --out DIR")
+    from vaelab.resolve import build_config
+
+    base = build_config(args.preset, args.config, settings)
+    plan = plan_sweep(base, args.search, searcher=args.searcher, trials=args.trials,
+                      metric=args.metric, seed=base.train.seed, seeds=args.seeds,
+                      early_stop=args.early_stop, eval_n=args.eval_n, eval_k=args.eval_k,
+                      max_failures=args.max_failures,
+                      fixed={k: v for k, v in settings.items() if v is not None})
+    require_ray()
+    check_address(args.address)
+    return start(args.out, plan, args.address)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from vaelab.devices import resolve_device
     from vaelab.runs import load_run, points_to_csv, write_points
@@ -723,7 +811,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "logp": cmd_logp,
             "evaluate": cmd_evaluate, "convergence": cmd_convergence, "plot": cmd_plot,
-            "compare": cmd_compare, "report": cmd_report}
+            "compare": cmd_compare, "report": cmd_report, "sweep": cmd_sweep}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

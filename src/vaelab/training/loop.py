@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import NamedTuple
 
@@ -61,6 +63,25 @@ from vaelab.training.tally import Tally
 METRIC_FIELDS = ("step", "lr", "loss", "reconstruction", "kld", "neg_elbo", "elapsed_s")
 #: points drawn from an infinite source to fit the standardisation
 STANDARDIZE_POINTS = 100_000
+
+
+#: what :func:`watch_rows` asked to be called after each metrics row, in this context
+_ROW_WATCHER: ContextVar[Callable[[int, list[BaseVAE]], None] | None] = ContextVar(
+    "vaelab_row_watcher", default=None)
+
+
+@contextmanager
+def watch_rows(callback: Callable[[int, list[BaseVAE]], None]) -> Iterator[None]:
+    """Within this block, every training loop calls ``callback(step, models)`` after each
+    metrics row but the last, with the models' current weights (in training mode; a callback
+    that evaluates them must leave their weights, modes and the loop's generators alone).
+    ``vaelab sweep`` scores a held-out estimate there for early stopping, without a
+    parameter threaded through every train function; a loop outside it is unchanged."""
+    token = _ROW_WATCHER.set(callback)
+    try:
+        yield
+    finally:
+        _ROW_WATCHER.reset(token)
 
 
 class TrainResult(NamedTuple):
@@ -158,6 +179,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
         configs, source = [r for r, _ in resolved], resolved[0][1]
     first = configs[0]
     tc = first.train
+    watcher = _ROW_WATCHER.get()
     device = resolve_device(tc.device)
     plan = plan_for(configs, source, device)
     m_count = len(configs)
@@ -391,6 +413,9 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
                                         kld=f"{row['kld']:.4f}", refresh=False)
                     sums.zero_()
                     count = 0
+                    if watcher is not None and not last:
+                        stack.sync()
+                        watcher(step, models)
                 if last:
                     break
                 if tc.checkpoint_every and step % tc.checkpoint_every == 0:
@@ -451,4 +476,4 @@ def fit_group(configs: list[RunConfig], *, progress: bool = True,
 
 
 __all__ = ["METRIC_FIELDS", "TrainResult", "fit", "fit_group", "fit_models", "prepare",
-           "resolve_config"]
+           "resolve_config", "watch_rows"]

@@ -1,0 +1,8 @@
+"""``vaelab sweep``: many small runs over a search space, scheduled by Ray Tune.
+
+:mod:`vaelab.sweep.space` parses and checks the search space (no Ray needed);
+:mod:`vaelab.sweep.trial` trains and scores one trial into an ordinary run directory;
+:mod:`vaelab.sweep.records` keeps the sweep's settings and its table of trials;
+:mod:`vaelab.sweep.driver` runs the trials on Ray Tune, locally or on a cluster. Ray and
+Optuna are imported only by the driver, when a sweep starts.
+"""

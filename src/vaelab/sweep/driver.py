@@ -1,0 +1,519 @@
+"""The sweep's driver: plan the trials, run them on Ray Tune, write the table and report.
+
+Ray Tune schedules every trial (one CPU each, so one trial per core and no
+oversubscription), retries a trial whose worker or node was lost
+(``FailureConfig(max_failures)``; the trial continues from its vaelab checkpoint), stops
+poor trials early with ASHA on a held-out estimate, and suggests settings with Optuna's TPE
+(``OptunaSearch``). A grid's and a random search's trials are planned when the sweep starts
+(the random ones drawn with Ray Tune's samplers, seeded by ``--seed``) and saved with its
+settings, so a sweep whose driver was killed resumes exactly its unfinished trials; a TPE
+search resumes with its finished trials told to Optuna as evaluated points.
+
+Without an address Ray starts on this machine, with its cores; ``--address HOST:PORT`` (or
+``RAY_ADDRESS``) joins a running cluster, whose nodes must have vaelab installed and see
+``DIR`` at the same path (a shared file system): every trial writes its run directory there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vaelab.config import RunConfig
+from vaelab.errors import ConfigError, RunError, VaelabError
+from vaelab.sweep.records import (
+    ROWS_DIR,
+    SETTINGS_FILE,
+    best_row,
+    load_rows,
+    load_settings,
+    save_row,
+    save_settings,
+    trial_name,
+    write_table,
+)
+from vaelab.sweep.space import SEARCHERS, Dimension, SearchSpace, format_value, parse_space
+from vaelab.sweep.trial import METRICS, SCORE, TrialSpec
+
+#: how to get what ``vaelab sweep`` needs, in the one line it prints when it is missing
+INSTALL_HINT = ("vaelab sweep needs Ray Tune and Optuna: pip install 'vaelab[sweep]' "
+                "(in a checkout: bash scripts/setup.sh --dev)")
+#: trials run by default by a random or TPE search
+DEFAULT_TRIALS = 10
+#: held-out estimates per trial for early stopping (about)
+REPORTS_PER_TRIAL = 8
+
+
+@dataclass
+class SweepSettings:
+    """A sweep as it started (saved as ``DIR/sweep-settings.json``)."""
+
+    base: dict[str, Any]
+    specs: list[str]
+    searcher: str
+    trials: int
+    metric: str
+    seed: int = 0
+    seeds: int | None = None
+    early_stop: bool = False
+    eval_n: int = 2000
+    eval_k: int = 100
+    max_failures: int = 3
+    points: list[dict[str, Any]] | None = None  # planned trials (grid, random)
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+
+def require_ray() -> None:
+    """A VaelabError (one line: how to install them) if Ray Tune or Optuna is missing."""
+    try:
+        import optuna  # noqa: F401
+        import ray  # noqa: F401
+        from ray import tune  # noqa: F401
+    except ImportError:
+        raise VaelabError(INSTALL_HINT) from None
+
+
+def check_address(address: str | None) -> None:
+    """A VaelabError at once if the cluster at ``address`` (``HOST:PORT``; ``RAY_ADDRESS``
+    when None) does not answer: Ray itself would retry for minutes."""
+    import socket
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None or "://" in address or address in ("auto", "local"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise VaelabError(f"--address {address!r} is not HOST:PORT, e.g. 10.0.0.1:6379")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise VaelabError(f"cannot reach the Ray cluster at {address}: "
+                          f"{exc.strerror or exc}") from None
+
+
+def plan_sweep(base: RunConfig, specs: list[str], *, searcher: str | None, trials: int | None,
+               metric: str | None, seed: int, seeds: int | None, early_stop: bool,
+               eval_n: int, eval_k: int, max_failures: int,
+               fixed: dict[str, Any]) -> SweepSettings:
+    """Check everything about a new sweep and plan its trials; nothing is started."""
+    from vaelab.resolve import prepare
+
+    space = parse_space(specs, base, fixed=fixed, seeds=seeds)
+    searcher = searcher or ("grid" if space.is_grid else "random")
+    if searcher not in SEARCHERS:
+        raise ConfigError(f"unknown searcher {searcher!r} (valid: {', '.join(SEARCHERS)})")
+    if searcher == "grid":
+        if not space.is_grid:
+            ranged = next(d for d in space.dims if d.kind != "grid")
+            raise ConfigError(f"--searcher grid needs a list of values for every key, and "
+                              f"{ranged.key} has a range: use --searcher random or tpe")
+        if trials is not None:
+            raise ConfigError("--trials is for sampled searches (random, tpe); a grid runs "
+                              "every combination once")
+    resolved, source = prepare(base)
+    # a data file by its absolute path: a trial runs in another directory, or on another node
+    base = dataclasses.replace(base, data=dataclasses.replace(base.data,
+                                                              name=resolved.data.name))
+    if metric is None:
+        metric = "nll_gap" if source.has_density else "nll"
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r} (valid: {', '.join(METRICS)})")
+    if metric == "nll_gap" and not source.has_density:
+        raise ConfigError(f"--metric nll_gap needs data with a known density; "
+                          f"{base.data.name} has none (use --metric nll or c2st)")
+    if early_stop and base.train.steps is None:
+        raise ConfigError("--early-stop compares trials at fixed steps: give --steps")
+    settings = SweepSettings(base=base.to_dict(), specs=space.specs(), searcher=searcher,
+                             trials=trials or DEFAULT_TRIALS, metric=metric, seed=seed,
+                             seeds=seeds, early_stop=early_stop, eval_n=eval_n, eval_k=eval_k,
+                             max_failures=max_failures, fixed=fixed)
+    if searcher == "grid":
+        settings.points = space.grid_points()
+        settings.trials = len(settings.points)
+    elif searcher == "random":
+        require_ray()  # (drawn with Ray Tune's samplers)
+        settings.points = sample_points(space, settings.trials, seed)
+    return settings
+
+
+def _space_of(settings: SweepSettings) -> SearchSpace:
+    return parse_space(settings.specs, RunConfig.from_dict(settings.base),
+                       fixed=settings.fixed, seeds=settings.seeds)
+
+
+def _domain(dim: Dimension) -> Any:
+    """Ray Tune's sampler for ``dim``; a list is sampled by the index of its value (Optuna's
+    categorical choices must be plain scalars, and a value may be a list)."""
+    from ray import tune
+
+    if dim.kind == "grid":
+        return tune.choice(list(range(len(dim.values))))
+    if dim.kind == "log":
+        return tune.loguniform(dim.low, dim.high)
+    if dim.kind == "int":
+        return tune.randint(int(dim.low), int(dim.high) + 1)
+    return tune.uniform(dim.low, dim.high)
+
+
+def _decode(dim: Dimension, drawn: Any) -> Any:
+    if dim.kind == "grid":
+        return dim.values[int(drawn)]
+    return int(drawn) if dim.kind == "int" else float(drawn)
+
+
+def sample_points(space: SearchSpace, count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` random settings drawn with Ray Tune's samplers from a generator seeded by
+    ``seed``: the same seed, the same trials."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    domains = [_domain(d) for d in space.dims]
+    return [{d.path: _decode(d, dom.sample(random_state=rng))
+             for d, dom in zip(space.dims, domains, strict=True)} for _ in range(count)]
+
+
+def _labels(space: SearchSpace, point: dict[str, Any]) -> dict[str, Any]:
+    return {d.key: point[d.path] for d in space.dims}
+
+
+def _describe(labels: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={format_value(v)}" for k, v in labels.items())
+
+
+def start(out: Path, settings: SweepSettings, address: str | None) -> int:
+    """Start the planned sweep in ``out`` (refused if ``out`` holds anything)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        hint = (f"continue it with --resume {out}" if (out / SETTINGS_FILE).is_file()
+                else "choose another --out")
+        raise RunError(f"{out} is not empty: {hint}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create {out}: {exc.strerror or exc}") from None
+    save_settings(out, asdict(settings))
+    return execute(out.resolve(), settings, address)
+
+
+def resume(out: Path, address: str | None) -> int:
+    """Continue the sweep in ``out``: only its unfinished trials run."""
+    data = load_settings(out)
+    data.pop("format", None)
+    try:
+        settings = SweepSettings(**data)
+    except TypeError as exc:
+        raise RunError(f"{out / SETTINGS_FILE} does not hold a sweep's settings: {exc}") from None
+    _space_of(settings)  # still a valid space for this vaelab
+    return execute(out.resolve(), settings, address)
+
+
+def execute(out: Path, settings: SweepSettings, address: str | None) -> int:
+    """Run the sweep's unfinished trials on Ray Tune, then write its table and report."""
+    space = _space_of(settings)
+    rows = load_rows(out)
+    base = RunConfig.from_dict(settings.base)
+    if settings.points is not None:
+        pending = [i for i in range(len(settings.points)) if trial_name(i) not in rows]
+        count = len(pending)
+    else:
+        pending = []
+        count = max(0, settings.trials - len(rows))
+    if rows:
+        print(f"resuming {out}: {len(rows)} trials finished, {count} to run")
+    if count:
+        _run_on_ray(out, settings, space, base, rows, pending, count, address)
+    return finish(out, settings, space)
+
+
+def _report_every(base: RunConfig) -> int:
+    steps, every = base.train.steps or 0, base.train.log_every
+    return max(every, math.ceil(steps / REPORTS_PER_TRIAL / every) * every)
+
+
+def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: RunConfig,
+                rows: dict[str, dict[str, Any]], pending: list[int], count: int,
+                address: str | None) -> None:
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial logs
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import ray
+    from ray import tune
+
+    _quiet_logs()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        _export_vaelab_path()  # local workers import this vaelab
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # and each uses one thread
+    try:
+        ray.init(address=address or "local", num_cpus=None if address else os.cpu_count(),
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                 configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VaelabError(f"cannot join the Ray cluster at {address}: {first}") from None
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        where = f"the Ray cluster at {address}" if address else "this machine"
+        print(f"sweep: {count} trials ({settings.searcher}, {settings.metric}) on {where}, "
+              f"{cpus} at a time; into {out}", flush=True)
+        names = _Names(rows, settings.points is not None)
+        report_every = _report_every(base) if settings.early_stop else 0
+        trainable = _trainable(out, settings, space, report_every)
+        param_space, search_alg = _search(settings, space, rows, pending)
+        scheduler = None
+        if settings.early_stop:
+            from ray.tune.schedulers import ASHAScheduler
+
+            reports = max(1, (base.train.steps or 0) // report_every)
+            scheduler = ASHAScheduler(metric=SCORE, mode="min", max_t=reports + 2,
+                                      grace_period=max(1, reports // 4), reduction_factor=2)
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                num_samples=1 if settings.points is not None else count,
+                search_alg=search_alg, scheduler=scheduler,
+                # a worker imports torch and vaelab once for all its trials; with early
+                # stopping each trial has its own, which ends when ASHA stops the trial
+                reuse_actors=not settings.early_stop,
+                trial_name_creator=names, trial_dirname_creator=names),
+            run_config=tune.RunConfig(
+                name=f"ray-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(out / ".ray"),
+                verbose=0, log_to_file=True,
+                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+                callbacks=[_progress(out, settings, names)]))
+        # (a trial Ray neither completed nor failed, as on Ctrl-C, gets no row: --resume
+        # runs it)
+        tuner.fit()
+    finally:
+        ray.shutdown()
+
+
+def _quiet_logs() -> None:
+    for name in ("ray", "optuna"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("ray.tune", "ray.train", "ray.air"):  # a failed trial gets vaelab's line
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+    except ImportError:  # pragma: no cover - required before this runs
+        pass
+    import warnings
+
+    warnings.filterwarnings("ignore", module="ray")
+
+
+def _export_vaelab_path() -> None:
+    """Put the directory this vaelab is imported from on PYTHONPATH, for Ray's local
+    workers (an installed vaelab is found there anyway; a checkout's ``src`` is not)."""
+    import vaelab.sweep as pkg
+
+    src = str(Path(pkg.__file__).resolve().parents[2])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if src not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([src, *paths])
+
+
+class _Names:
+    """Each Ray trial's name (and directory name), from the trial alone, so that every copy
+    of this object (Ray pickles the tuner's) names a trial alike: ``trial-NNN`` by its
+    planned index, or for a searcher's n-th trial (Ray Tune numbers them in its experiment
+    tag) the n-th index that no finished trial holds."""
+
+    def __init__(self, rows: dict[str, dict[str, Any]], planned: bool) -> None:
+        self.taken, self.planned = sorted(rows), planned
+
+    def __call__(self, trial: Any) -> str:
+        if self.planned:
+            return trial_name(int(trial.config["index"]))
+        number = int(str(trial.experiment_tag).split("_", 1)[0])  # 1, 2, ...
+        index, free = -1, 0
+        while free < number:
+            index += 1
+            free += trial_name(index) not in self.taken
+        return trial_name(index)
+
+
+def _search(settings: SweepSettings, space: SearchSpace, rows: dict[str, dict[str, Any]],
+            pending: list[int]) -> tuple[dict[str, Any], Any]:
+    """Ray Tune's param space and search algorithm: the planned trials by index (a grid, a
+    random search), or Optuna's TPE over the space, told the finished trials' results."""
+    from ray import tune
+
+    if settings.points is not None:
+        return {"index": tune.grid_search(pending)}, None
+    from ray.tune.search.optuna import OptunaSearch
+
+    param_space = {f"p{i}": _domain(d) for i, d in enumerate(space.dims)}
+    done = [r for r in rows.values() if r.get("status") == "done"
+            and isinstance(r.get(settings.metric), int | float)]
+    points, rewards = [], []
+    for row in done:
+        try:
+            points.append({f"p{i}": _encode(d, row[d.key]) for i, d in enumerate(space.dims)})
+        except (KeyError, ValueError):
+            continue
+        rewards.append(row[settings.metric])
+    # resumed, TPE knows the finished trials; its sampler is seeded on from them, or its
+    # first (random) draws would repeat theirs
+    searcher = OptunaSearch(metric=SCORE, mode="min", seed=settings.seed + len(rows),
+                            points_to_evaluate=points or None,
+                            evaluated_rewards=rewards or None)
+    return param_space, searcher
+
+
+def _encode(dim: Dimension, value: Any) -> Any:
+    return dim.values.index(value) if dim.kind == "grid" else value
+
+
+def _trainable(out: Path, settings: SweepSettings, space: SearchSpace,
+               report_every: int) -> Any:
+    """The function Ray Tune runs for each trial (on a worker): build the trial's spec from
+    its Ray config and name, and run it (:func:`vaelab.sweep.trial.run_trial`)."""
+    points, dims = settings.points, space.dims
+    common = {"base": settings.base, "out": str(out), "metric": settings.metric,
+              "seeds": settings.seeds, "eval_n": settings.eval_n, "eval_k": settings.eval_k,
+              "eval_seed": settings.seed, "early_stop": settings.early_stop,
+              "report_every": report_every}
+
+    def trainable(config: dict[str, Any]) -> None:
+        import ray
+        from ray import tune
+
+        from vaelab.sweep.trial import run_trial
+
+        name = tune.get_context().get_trial_name()
+        index = int(name.rsplit("-", 1)[1])
+        if points is not None:
+            point = points[int(config["index"])]
+        else:
+            point = {d.path: _decode(d, config[f"p{i}"]) for i, d in enumerate(dims)}
+        labels = {d.key: point[d.path] for d in dims}
+        node = f"{ray.util.get_node_ip_address()}:{ray.get_runtime_context().get_node_id()[:8]}"
+        spec = TrialSpec(index=index, name=name, point=point, labels=labels, **common)
+        said = {"node": node, "labels": json.dumps(labels, default=str)}
+        run_trial(spec, lambda metrics: tune.report({**metrics, **said}), node)
+
+    return trainable
+
+
+def _lost_row(name: str, metrics: dict[str, Any], error: Any) -> dict[str, Any]:
+    """The row of a trial that recorded none itself: stopped early by ASHA, or lost."""
+    digits = name.rsplit("-", 1)[-1]
+    row: dict[str, Any] = {"trial": name, "index": int(digits) if digits.isdigit() else -1,
+                           "node": metrics.get("node") or metrics.get("node_ip"),
+                           "path": name, "steps": metrics.get("step")}
+    try:
+        row.update(json.loads(metrics.get("labels") or "{}"))
+    except ValueError:
+        pass
+    if error is not None:
+        text = str(error).strip().splitlines()
+        row.update(status="failed", reason=text[-1] if text else type(error).__name__)
+    else:
+        row.update(status="stopped", reason=f"stopped early (ASHA) at step {row['steps']}, "
+                   f"held-out -ELBO {metrics.get('heldout_neg_elbo', float('nan')):.4f}")
+    return row
+
+
+def _progress(out: Path, settings: SweepSettings, names: _Names) -> Any:
+    """A Ray Tune callback: one line per finished trial, and the row of a trial stopped
+    early or lost (which the trial could not write itself) recorded at once."""
+    from ray.tune import Callback
+
+    class Progress(Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any,
+                              **info: Any) -> None:
+            self._finished(trial, failed=False)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any,
+                           **info: Any) -> None:
+            self._finished(trial, failed=True)
+
+        def _finished(self, trial: Any, failed: bool) -> None:
+            name = names(trial)
+            row = load_rows(out).get(name)
+            if row is None:
+                row = _lost_row(name, trial.last_result or {},
+                                _error_text(trial) if failed else None)
+                save_row(out, row)
+            print(_line(row, settings.metric), flush=True)
+
+    return Progress()
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        return Path(path).read_text(encoding="utf-8") if path else "the trial's worker failed"
+    except OSError:
+        return "the trial's worker failed"
+
+
+def _line(row: dict[str, Any], metric: str) -> str:
+    keys = {k: v for k, v in row.items() if k not in _ROW_KEYS and not k.startswith(metric)}
+    what = f"({_describe(keys)})" if keys else ""
+    if row["status"] == "done":
+        return (f"{row['trial']} done: {metric} {row[metric]:.4f} {what} in "
+                f"{row.get('wall_seconds', 0):.1f} s on {row.get('node')}")
+    return f"{row['trial']} {row['status']}: {row.get('reason')} {what}"
+
+
+_ROW_KEYS = {"trial", "index", "status", "reason", "node", "path", "steps", "seconds",
+             "wall_seconds"}
+
+
+def finish(out: Path, settings: SweepSettings, space: SearchSpace) -> int:
+    """Write ``sweep.csv``, ``sweep.json`` and ``report.html``; name the best trial."""
+    rows = sorted(load_rows(out).values(), key=lambda r: r.get("index", 0))
+    keys = [d.key for d in space.dims]
+    write_table(out, rows, keys, settings.metric,
+                {"searcher": settings.searcher, "search": settings.specs,
+                 "seeds": settings.seeds, "seed": settings.seed})
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "failed", "stopped")}
+    print(f"{len(rows)} trials: {counts['done']} done, {counts['failed']} failed, "
+          f"{counts['stopped']} stopped; table: {out / 'sweep.csv'}")
+    done = [r for r in rows if r["status"] == "done"]
+    if done:
+        _write_report(out, done, settings.metric)
+    best = best_row(rows, settings.metric)
+    if best is not None:
+        print(f"best: {best['trial']} ({_describe({k: best.get(k) for k in keys})}): "
+              f"{settings.metric} {best[settings.metric]:.4f} -> {out / best['trial']}")
+    unfinished = settings.trials - len(rows)
+    if unfinished > 0:
+        print(f"vaelab sweep: {unfinished} trials unfinished; continue with: vaelab sweep "
+              f"--resume {out}", file=sys.stderr)
+        return 1
+    if best is None:
+        print("vaelab sweep: no trial finished", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_report(out: Path, done: list[dict[str, Any]], metric: str) -> None:
+    from vaelab.report import build_report
+    from vaelab.runs import load_for_report
+
+    try:
+        runs, _ = load_for_report([out / r["trial"] for r in done])
+        report = build_report(runs, f"vaelab sweep {out.name} ({len(done)} trials, {metric})")
+        print(f"report: {report.save(out / 'report.html')} ({report.size / 1e6:.1f} MB)")
+    except (VaelabError, OSError) as exc:
+        print(f"note: no report.html: {exc}", file=sys.stderr)
+
+
+__all__ = ["INSTALL_HINT", "ROWS_DIR", "SweepSettings", "check_address", "execute",
+           "plan_sweep",
+           "require_ray", "resume", "sample_points", "start"]
