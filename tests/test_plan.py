@@ -139,16 +139,14 @@ def test_the_run_plans_by_the_machine_it_runs_on(monkeypatch):
 
 
 @pytest.mark.parametrize(("preset", "settings", "expected"), [
-    ("default", {}, 6_000),  # a quarter of 24,000 steps
-    ("default", {"steps": 12_000}, 3_000),
-    ("default", {"steps": 200_000}, 6_000),  # bounded: every cached run pays the eager steps
-    ("default", {"time_limit": 60.0}, 0),  # its build stays off its clock
+    ("default", {}, 0),  # opt-in: the build comes first
+    ("seed", {}, 0),
     ("default", {"handoff": 500}, 500),
-    ("default", {"handoff": 0}, 0),
-    ("default", {"compile": "on"}, 0),  # built before the first step, as asked
-    ("default", {"compile": "off"}, 0),
-    ("seed", {}, 0),  # the blog's run stays as it was: compiled from the first step
+    ("default", {"handoff": 500, "time_limit": 60.0}, 500),
     ("seed", {"handoff": 2_000}, 2_000),
+    ("default", {"handoff": 500, "compile": "on"}, 0),  # built before the first step, as asked
+    ("default", {"handoff": 500, "compile": "off"}, 0),  # nothing to hand off to
+    ("default", {"handoff": 500, "steps": 2_000}, 0),  # too short for auto to compile
 ])
 def test_the_hand_off_follows_the_config_alone(preset, settings, expected):
     plan = _plan(preset, **settings)

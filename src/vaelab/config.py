@@ -165,9 +165,9 @@ class TrainConfig:
     first ``handoff`` steps train with the eager step while the compiled one is built in a
     second process (:mod:`vaelab.training.background`), so a machine's first run starts
     training at once; later runs load the build from the cache and hand off at the same step,
-    so every run of a config computes the same bits. ``None``: a quarter of a step-limited
-    run, at most 6,000 steps, and none for a time-limited one (its build stays off its
-    clock); ``0``: none, the build first (the ``seed`` preset, which stays the blog's run).
+    so every run of a config computes the same bits. ``0`` (the default): none, the build
+    comes first; on a 2-core machine the hand-off was measured to slow every later run
+    without making the first one faster (BENCHMARKS.md), so it is opt-in.
 
     ``cuda_graph``: on CUDA, capture the whole step (batch draw, noise, gradients, Adam) as one
     CUDA graph and replay it every step (:mod:`vaelab.training.graphs`); the weights are the
@@ -193,7 +193,7 @@ class TrainConfig:
     time_limit: float | None = None
     checkpoint_every: int = 1000
     compile: str = "auto"
-    handoff: int | None = None
+    handoff: int = 0
     gradients: str = "auto"
     cuda_graph: str = "auto"
 
@@ -324,8 +324,8 @@ class RunConfig:
                "is captured as CUDA graphs by torch.compile itself)")
         _check(not (t.cuda_graph == "on" and t.device == "cpu"), "train.cuda_graph",
                t.cuda_graph, "needs a CUDA device (train.device is 'cpu')")
-        _check(t.handoff is None or t.handoff >= 0, "train.handoff", t.handoff,
-               "must be >= 0 (0: no eager steps before the compiled step; unset: auto)")
+        _check(t.handoff >= 0, "train.handoff", t.handoff,
+               "must be >= 0 (0: no eager steps before the compiled step)")
         _check(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every,
                "must be >= 0 (0: a checkpoint only at the end or on an interrupt)")
         dev = t.device

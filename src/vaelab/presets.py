@@ -29,8 +29,7 @@ def _seed() -> RunConfig:
         model=ModelConfig(name="simple", latent_dim=2, hidden_dims=[128, 128]),
         loss=LossConfig(name="seed_mse", kld_weight=1.0),
         optim=OptimConfig(lr=2e-2, scheduler="step", step_size=1000, gamma=0.7),
-        # handoff 0: the compiled step from the first step, as before hand-offs existed
-        train=TrainConfig(steps=10_000, batch_size=512, handoff=0),
+        train=TrainConfig(steps=10_000, batch_size=512),
     )
 
 

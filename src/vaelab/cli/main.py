@@ -167,10 +167,10 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
                    "and >= 10 s, where compiling pays for itself; elsewhere eager (see "
                    "BENCHMARKS.md))")
     g.add_argument("--handoff", type=nonnegative_int, metavar="STEPS",
-                   help="with the step compiled under --compile auto: the steps trained "
-                   "eagerly while the compiled step is built in a second process (default: "
-                   "a quarter of the steps, at most 6,000; none with a time limit; 0: build "
-                   "first)")
+                   help="with the step compiled under --compile auto: train the first STEPS "
+                   "eagerly while the compiled step is built in a second process (the same "
+                   "on every run, so a first and a cached run give the same bits; default "
+                   "0: build first)")
     g.add_argument("--cuda-graph", choices=["auto", "on", "off"],
                    help="on CUDA, replay the whole step as one CUDA graph, with the eager "
                    "step's results bit for bit (auto: wherever it can: a fresh batch every "

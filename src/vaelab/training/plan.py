@@ -10,7 +10,6 @@ prints it, and :mod:`vaelab.training.step` builds the step it describes.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -27,12 +26,6 @@ from vaelab.training.aot import compile_blocker
 #: repay (BENCHMARKS.md); later runs load the build from the cache
 COMPILE_MIN_STEPS = 10_000
 COMPILE_MIN_SECONDS = 10.0
-#: ``train.handoff = None``: the share of a step-limited run trained eagerly before the
-#: compiled step takes over, while a first build runs on a free core in a second process
-#: (:mod:`vaelab.training.background`), and the most steps it takes: every cached run pays
-#: the eager steps too (the same hand-off keeps the bits the same), so it is bounded
-HANDOFF_SHARE = 0.25
-HANDOFF_MAX = 6_000
 
 EXPLICIT, AUTOGRAD = "explicit", "autograd"
 AOT, TORCH_COMPILE, EAGER = "ahead-of-time", "torch.compile", "eager"
@@ -101,18 +94,6 @@ def long_run(tc: TrainConfig) -> bool:
     steps_ok = tc.steps is None or tc.steps >= COMPILE_MIN_STEPS
     time_ok = tc.time_limit is None or tc.time_limit >= COMPILE_MIN_SECONDS
     return steps_ok and time_ok
-
-
-def handoff_step(tc: TrainConfig) -> int:
-    """The step after which an ``auto``-compiled run leaves the eager step for the compiled
-    one (0: none): ``train.handoff`` if set, else :data:`HANDOFF_SHARE` of a step-limited
-    run's steps, at most :data:`HANDOFF_MAX`, and none for a time-limited run (its build is
-    kept off its clock, and eager steps would spend its budget slower)."""
-    if tc.handoff is not None:
-        return tc.handoff
-    if tc.steps is None or tc.time_limit is not None:
-        return 0
-    return min(math.ceil(tc.steps * HANDOFF_SHARE), HANDOFF_MAX)
 
 
 def graph_blocker(config: RunConfig, device: torch.device, fixed_set: bool,
@@ -185,7 +166,7 @@ def plan_step(configs: list[RunConfig], device: torch.device, fixed_set: bool,
         reasons["compile"] = (f"auto: a run shorter than {COMPILE_MIN_STEPS:,} steps or "
                               f"{COMPILE_MIN_SECONDS:g} s does not repay a first build")
     else:
-        handoff = handoff_step(tc)
+        handoff = tc.handoff
         mode, reasons["compile"] = AOT, ("auto: the explicit closed-form step on the CPU, "
                                          "built once per machine and shapes, cached")
         if tc.steps is not None and handoff >= tc.steps:
@@ -196,8 +177,7 @@ def plan_step(configs: list[RunConfig], device: torch.device, fixed_set: bool,
             reasons["handoff"] = ("the first steps train eagerly while the compiled step is "
                                   "built in a second process (or loaded from the cache)")
         else:
-            reasons["handoff"] = ("train.handoff = 0" if tc.handoff == 0 else
-                                  "a time-limited run builds its step off its clock first")
+            reasons["handoff"] = "train.handoff = 0: the step is built before training"
     if "handoff" not in reasons:
         reasons["handoff"] = ("only compile = 'auto' hands off from the eager step"
                               if mode == AOT else "nothing is compiled ahead of time")
