@@ -65,6 +65,7 @@ def _same_weights(a, b) -> bool:
                for name, value in a.model.state_dict().items())
 
 
+@pytest.mark.slow  # a real build (the hand-off is opt-in)
 def test_a_first_run_and_a_cached_run_hand_off_to_the_same_bits(tmp_path, monkeypatch):
     monkeypatch.setattr(plan, "COMPILE_MIN_STEPS", 10)  # so that auto compiles these runs
     monkeypatch.setenv(aot.CACHE_ENV, str(tmp_path / "cache"))  # empty: a machine's first run
