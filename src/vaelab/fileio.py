@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -102,6 +103,17 @@ def check_writable_dir(directory: Path, what: str) -> None:
     except OSError as exc:
         where = "" if existing == directory else f" ({existing})"
         raise RunError(f"cannot write {what}{where}: {exc.strerror or exc}") from None
+
+
+def read_json(path: Path, missing: str) -> Any:
+    """The JSON value in ``path``; a RunError saying ``missing`` if there is no such file, or
+    that it is not readable JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(missing) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunError(f"{path} is not readable JSON: {exc}") from None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, stale: bool = False) -> None:

@@ -50,6 +50,7 @@ from vaelab.errors import ConfigError, RunError
 from vaelab.fileio import (
     atomic_write_bytes,
     atomic_write_text,
+    read_json,
     remove_stale_temps,
     safetensors_metadata,
     tensors_digest,
@@ -491,12 +492,7 @@ def read_group_file(path: Path) -> list[str]:
     """The model directory names listed in ``path/group.json``; a RunError if it is missing
     or malformed."""
     file = path / GROUP_FILE
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{path} holds no {GROUP_FILE}: it is not a group of models") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RunError(f"{file} is not readable JSON: {exc}") from None
+    data = read_json(file, f"{path} holds no {GROUP_FILE}: it is not a group of models")
     models = data.get("models") if isinstance(data, dict) else None
     if (not isinstance(data, dict) or data.get("format") != GROUP_FORMAT
             or not isinstance(models, list) or not models

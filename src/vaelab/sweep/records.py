@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.errors import RunError
-from vaelab.fileio import atomic_write_text
+from vaelab.fileio import atomic_write_text, read_json
 
 SETTINGS_FILE = "sweep-settings.json"
 SETTINGS_FORMAT = "vaelab-sweep-1"
@@ -49,12 +49,7 @@ def save_settings(out: Path, settings: dict[str, Any]) -> None:
 def load_settings(out: Path) -> dict[str, Any]:
     """The settings a sweep saved when it started; a RunError if ``out`` holds none."""
     path = out / SETTINGS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{out} holds no {SETTINGS_FILE}: it is not a vaelab sweep") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RunError(f"{path} is not readable JSON: {exc}") from None
+    data = read_json(path, f"{out} holds no {SETTINGS_FILE}: it is not a vaelab sweep")
     if not isinstance(data, dict) or data.get("format") != SETTINGS_FORMAT:
         raise RunError(f"{path} is not a vaelab sweep's settings (format {SETTINGS_FORMAT!r})")
     return data
