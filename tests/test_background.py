@@ -128,3 +128,24 @@ def test_a_child_that_cannot_start_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         background.BackgroundBuild(_spec(tmp_path))
     assert made and not any(Path(m).exists() for m in made)
+
+
+@pytest.mark.parametrize(("summary", "out", "err"), [
+    ({"compile_handoff": 80, "compile_background": "built", "compile_wait_seconds": 2.0,
+      "compiled": True}, "built in a second process meanwhile; 2.0 s waited", ""),
+    ({"compile_handoff": 80, "compile_cache": "loaded", "compiled": True},
+     "loaded from the cache", ""),
+    ({"compile_handoff": 80, "compile_background": "failed: exit status 1", "compiled": True},
+     "built at the hand-off; the second process failed: exit status 1", ""),
+    # the build at the hand-off failed too: the run trained on eagerly, and says so only
+    ({"compile_handoff": 80, "compile_background": "failed: exit status 1", "compiled": False,
+      "compile_note": "torch.compile could not compile ...; trained eagerly"}, "",
+     "trained eagerly"),
+])
+def test_train_says_what_the_hand_off_did(summary, out, err, capsys):
+    from vaelab.cli.main import _report_compile
+
+    _report_compile(summary)
+    captured = capsys.readouterr()
+    assert out in captured.out and err in captured.err
+    assert ("then the compiled step" in captured.out) == summary["compiled"]

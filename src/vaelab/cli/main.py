@@ -539,18 +539,16 @@ def _report_compile(summary: dict[str, Any]) -> None:
     """Say what compiling the step took (spent before the training clock started), or why
     it fell back to the eager step."""
     handoff = summary.get("compile_handoff")
-    if handoff:
-        how = {"built": "built in a second process meanwhile"}.get(
-            summary.get("compile_background", ""), "loaded from the cache")
-        if str(summary.get("compile_background", "")).startswith("failed"):
-            how = f"built at the hand-off ({summary['compile_background']})"
+    background = str(summary.get("compile_background", ""))
+    if summary.get("compile_note"):  # (a failed build: the run trained on eagerly)
+        print(f"note: {summary['compile_note']}", file=sys.stderr)
+    elif handoff:
+        how = ("built in a second process meanwhile" if background == "built" else
+               f"built at the hand-off; the second process {background}" if background else
+               "loaded from the cache")
         print(f"the first {handoff:,} steps trained eagerly, then the compiled step ({how}; "
               f"{summary.get('compile_wait_seconds', 0):.1f} s waited for it, off the "
               "training clock)")
-    if summary.get("compile_note"):
-        print(f"note: {summary['compile_note']}", file=sys.stderr)
-    elif handoff:
-        pass
     elif summary.get("compile_cache") == "loaded":
         print(f"loaded the compiled training step from the cache in "
               f"{summary['compile_seconds']:.2f} s (--compile off trains eagerly)")
