@@ -32,6 +32,7 @@ import torch
 
 from vaelab.config import RunConfig
 from vaelab.models import build_model
+from vaelab.signals import SignalExit, exit_on_signals
 from vaelab.training.aot import AdamTensors, cache_dir, describe, key_of, load_or_build
 from vaelab.training.optim import Adam
 from vaelab.training.stack import ModelStack
@@ -166,17 +167,16 @@ def build_from_spec(spec: dict[str, Any]) -> None:
                   tally if spec["tally_folded"] else None)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    # an exception, not the default death: the cache's atomic writes then remove their
-    # temporary files on the way out (the run stops this child with SIGTERM)
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # the run stops this child with SIGTERM: as an exception (not the default death), so the
+    # cache's atomic writes remove their temporary files on the way out
     try:
-        build_from_spec(json.loads(Path(args[0]).read_text()))
+        with exit_on_signals():
+            build_from_spec(json.loads(Path(args[0]).read_text()))
+    except SignalExit as stop:
+        print(stop, flush=True)
+        return 128 + stop.signum
     except Exception as exc:  # noqa: BLE001 - the run reads this one line from the log
         print(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}",
               flush=True)
