@@ -16,7 +16,7 @@ def vaelab(*args: str, cwd=None) -> subprocess.CompletedProcess:
                           text=True, cwd=cwd, timeout=300)
 
 
-def test_train_sample_plot_end_to_end(tmp_path):
+def test_train_sample_plot_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     res = vaelab("train", "--preset", "seed", "--out", str(run), "--steps", "300",
                  "--batch-size", "256", "--frame-every", "100", "--device", "cpu", "--seed", "7",
@@ -27,26 +27,27 @@ def test_train_sample_plot_end_to_end(tmp_path):
                  "figures/panels_final.png", "figures/training.gif", "figures/loss.png"):
         assert (run / name).is_file(), name
 
-    res = vaelab("sample", str(run), "-n", "1000", "-o", str(tmp_path / "p.csv"), "--seed", "1")
-    assert res.returncode == 0, res.stderr
+    # the rest in this process: the subprocess above covers the console entry point
+    assert main(["sample", str(run), "-n", "1000", "-o", str(tmp_path / "p.csv"),
+                 "--seed", "1"]) == 0
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "x0,x1" and len(lines) == 1001
     csv_points = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
     assert np.isfinite(csv_points).all()
 
-    res = vaelab("sample", str(run), "-n", "1000", "-o", str(tmp_path / "p.npy"), "--seed", "1")
-    assert res.returncode == 0, res.stderr
+    assert main(["sample", str(run), "-n", "1000", "-o", str(tmp_path / "p.npy"),
+                 "--seed", "1"]) == 0
     npy_points = np.load(tmp_path / "p.npy", allow_pickle=False)
     assert npy_points.shape == (1000, 2)
     assert np.allclose(npy_points, csv_points, rtol=1e-6, atol=1e-6)  # same seed, same points
 
-    res = vaelab("sample", str(run), "-n", "4")  # CSV to stdout
-    assert res.returncode == 0 and res.stdout.splitlines()[0] == "x0,x1"
-    assert len(res.stdout.splitlines()) == 5
+    capsys.readouterr()
+    assert main(["sample", str(run), "-n", "4"]) == 0  # CSV to stdout
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "x0,x1" and len(out) == 5
 
     (run / "figures" / "loss.png").unlink()
-    res = vaelab("plot", str(run))
-    assert res.returncode == 0, res.stderr
+    assert main(["plot", str(run)]) == 0
     assert (run / "figures" / "loss.png").is_file()
 
 
