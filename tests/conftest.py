@@ -150,3 +150,29 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     folder = getattr(config, "_vaelab_artifacts", None)
     if folder is not None and any(folder.iterdir()):
         terminalreporter.write_line(f"figures and report screenshots for review: {folder}")
+
+
+@pytest.fixture
+def fake_builds(monkeypatch, tmp_path):
+    """An empty cache folder, with builds that write a small file, count themselves and
+    remember the step they built (``steps["step"]``: a test may set another before a load);
+    a package opens as a :class:`FakeRunner` of that step."""
+    from fakebuilds import FakeRunner
+
+    from vaelab.fileio import atomic_write
+    from vaelab.training import aot
+
+    monkeypatch.setenv(aot.CACHE_ENV, str(tmp_path / "cache"))
+    built = []
+    steps = {}
+
+    def build(step, args, package, adam=None, tally=None):  # noqa: ANN001, ANN202
+        built.append(package)
+        steps["step"] = step
+        steps["folded"] = (adam, tally is not None)
+        atomic_write(package, lambda tmp: tmp.write_bytes(b"package " * 100))
+
+    monkeypatch.setattr(aot, "_build", build)
+    monkeypatch.setattr(aot, "_open", lambda package: FakeRunner(
+        steps["step"], *steps.get("folded", (None, False))))
+    return built, steps

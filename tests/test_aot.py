@@ -10,11 +10,11 @@ import os
 
 import pytest
 import torch
+from fakebuilds import FakeRunner
 
 import vaelab
 from vaelab.cli.main import main
 from vaelab.errors import RunError
-from vaelab.fileio import atomic_write
 from vaelab.models import build_model
 from vaelab.models.explicit import ExplicitStep
 from vaelab.objectives import LossTerms
@@ -63,6 +63,7 @@ def test_the_key_follows_shapes_settings_and_threads_not_weights():
                                          "prior.logits"]
 
 
+@pytest.mark.slow  # a real build; the quick test below builds and reloads the folded step
 def test_a_cached_step_loads_and_computes_what_the_built_one_did():
     model, step, x, eps = _step()  # the shapes test_compiled.py builds: often a cached one
     first, _ = aot.load_or_build(step, CPU, x, eps, 0.7)
@@ -77,38 +78,6 @@ def test_a_cached_step_loads_and_computes_what_the_built_one_did():
     (t1, z1, g1), (t2, z2, g2) = results
     assert torch.equal(t1, t2) and torch.equal(z1, z2)
     assert all(torch.equal(a, b) for a, b in zip(g1, g2, strict=True))
-
-
-class _FakeRunner:
-    """A package's runner, computing with the exported program run eagerly (so that cache
-    handling is tested without a 15 s build): gradients out, or, with Adam and the tally
-    folded in, those updated in place."""
-
-    def __init__(self, step: ExplicitStep, adam: aot.AdamTensors | None = None,
-                 tally: bool = False) -> None:
-        self.program = aot._Program(step, adam, tally)
-
-    def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        with torch.no_grad():
-            return list(self.program(*inputs))
-
-
-@pytest.fixture
-def fake_builds(monkeypatch, tmp_path):
-    """An empty cache folder, with builds that write a small file and count themselves."""
-    monkeypatch.setenv(aot.CACHE_ENV, str(tmp_path / "cache"))
-    built = []
-
-    def build(step, args, package, adam=None, tally=None):  # noqa: ANN001, ANN202
-        built.append(package)
-        steps["folded"] = (adam, tally is not None)
-        atomic_write(package, lambda tmp: tmp.write_bytes(b"package " * 100))
-
-    monkeypatch.setattr(aot, "_build", build)
-    steps = {}
-    monkeypatch.setattr(aot, "_open", lambda package: _FakeRunner(
-        steps["step"], *steps.get("folded", (None, False))))
-    return built, steps
 
 
 def test_a_cached_step_is_loaded_not_built_again_and_fills_every_grad(fake_builds):
@@ -169,7 +138,7 @@ def test_a_package_that_does_not_load_is_built_again(fake_builds, monkeypatch):
         opened.append(package)
         if len(opened) == 1:
             raise RuntimeError("Error in dlopen: invalid ELF header")
-        return _FakeRunner(step)
+        return FakeRunner(step)
 
     monkeypatch.setattr(aot, "_open", open_once_broken)
     with pytest.warns(RuntimeWarning, match="could not be loaded.*building it again"):
@@ -219,20 +188,26 @@ def _adam(model, cfg):  # noqa: ANN001, ANN202
 def test_a_step_with_adam_and_the_tally_folded_in_updates_as_the_eager_step_does():
     cfg = resolve_config(build_config("default", settings={"device": "cpu"}))
     model, step, x, eps = _step()
-    twin = copy.deepcopy(model)
-    twin_step = ExplicitStep.for_model(twin)
-    opt, twin_opt = _adam(model, cfg), _adam(twin, cfg)
-    tally, twin_tally = (Tally.start(torch.zeros(1, len(LossTerms._fields)), 0)
-                         for _ in "ab")
+    twin, third = copy.deepcopy(model), copy.deepcopy(model)
+    twin_step, third_step = ExplicitStep.for_model(twin), ExplicitStep.for_model(third)
+    opt, twin_opt, third_opt = _adam(model, cfg), _adam(twin, cfg), _adam(third, cfg)
+    tally, twin_tally, third_tally = (Tally.start(torch.zeros(1, len(LossTerms._fields)), 0)
+                                      for _ in "abc")
     fast, _ = aot.load_or_build(step, CPU, x, eps, 0.7, adam=aot.AdamTensors.of(opt, step),
                                 tally=tally)
     assert fast.updates and fast.tallies
+    # the same package again, from the cache, bound to another model's tensors
+    cached, loaded = aot.load_or_build(third_step, CPU, x, eps, 0.7,
+                                       adam=aot.AdamTensors.of(third_opt, third_step),
+                                       tally=third_tally)
+    assert loaded
     gen = torch.Generator().manual_seed(3)
     for lr in (1e-3, 1e-3, 5e-4):  # the learning rate is an input, not baked in
         xs, es = torch.randn(x.shape, generator=gen) * 6, torch.randn(eps.shape, generator=gen)
-        opt.set_factor(lr / cfg.optim.lr)
-        twin_opt.set_factor(lr / cfg.optim.lr)
+        for o in (opt, twin_opt, third_opt):
+            o.set_factor(lr / cfg.optim.lr)
         terms, _ = fast(xs, es, 0.7)
+        assert torch.equal(cached(xs, es, 0.7)[0], terms)  # the loaded package: same bits
         twin_terms, _ = twin_step(xs, es, 0.7)
         twin_opt.step()
         twin_tally.add(twin_terms.detach())
@@ -249,6 +224,9 @@ def test_a_step_with_adam_and_the_tally_folded_in_updates_as_the_eager_step_does
                              (opt.exp_avg_sqs[i], twin_opt.exp_avg_sqs[i])):
             # the gradients' rounding, over a tensor
             assert (ours - theirs).norm() <= 1e-4 * theirs.norm(), name
+    for p, q in zip(model.parameters(), third.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert torch.equal(tally.sums, third_tally.sums)
     fast(torch.full_like(x, float("nan")), eps, 0.7)  # a non-finite loss is noted by its step
     fast(x, eps, 0.7)
     assert int(tally.step) == 5 and int(tally.bad_step) == 4
@@ -267,14 +245,7 @@ def test_adam_is_folded_in_only_over_exactly_the_steps_gradients():
 
 def test_the_cli_says_whether_it_built_or_loaded_the_step(fake_builds, monkeypatch, tmp_path,
                                                           capsys):
-    built, steps = fake_builds
-    real_build = aot._build
-
-    def remember(step, args, package, adam=None, tally=None):  # noqa: ANN001, ANN202
-        steps["step"] = step
-        real_build(step, args, package, adam, tally)
-
-    monkeypatch.setattr(aot, "_build", remember)
+    built, _ = fake_builds
     said = []
     for attempt in ("first", "second"):
         out = tmp_path / attempt

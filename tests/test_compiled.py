@@ -85,9 +85,11 @@ def test_the_compiled_step_computes_the_eager_steps_loss_and_gradients(preset, s
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_compiling_happens_before_the_training_clock(monkeypatch, fake_clock):
+def test_compiling_happens_before_the_training_clock(monkeypatch, fake_clock, fake_builds):
     monkeypatch.setattr(plan, "COMPILE_MIN_SECONDS", 0.5)  # so that auto compiles this run
     clock = fake_clock
+    clock.tick = 0.005  # a few dozen steps fill the 0.6 s
+    built, _ = fake_builds  # the package's build is faked: the clock is what is tested
     load_or_build = step_module.load_or_build
 
     def slow_load_or_build(*args):  # noqa: ANN002, ANN202 - a compilation of 2 s
@@ -98,7 +100,7 @@ def test_compiling_happens_before_the_training_clock(monkeypatch, fake_clock):
     result = vaelab.train(preset="default", progress=False, device="cpu", time_limit=0.6,
                           batch_size=32, frame_every=0, log_every=20)
     s = result.summary
-    assert s["compiled"] and s["compile_seconds"] >= 2.0
+    assert s["compiled"] and s["compile_seconds"] >= 2.0 and len(built) == 1
     # the 0.6 s clock started after the compilation: it ran its steps, not none
     assert s["stopped_by"] == "time_limit" and s["steps"] > 20
     assert result.metrics[-1]["elapsed_s"] == pytest.approx(s["train_seconds"], abs=0.01)

@@ -139,6 +139,20 @@ def test_2spirals_matches_ffjord_formula():
 
 # --- densities -----------------------------------------------------------------------------
 
+_GRID_LOG_PROBS: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
+
+
+def _on_grid(name: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(grid points, log p on them, spacing h) of a set at its own noise: computed once per
+    set, for the two tests below (pinwheel's quadrature is the costly part)."""
+    if name not in _GRID_LOG_PROBS:
+        src = CURVE_SOURCES[name]()
+        box, h = src._entropy_grid()
+        pts = _grid(box, h)
+        _GRID_LOG_PROBS[name] = (pts, src.log_prob(pts), h)
+    return _GRID_LOG_PROBS[name]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_density_integrates_to_one(name):
     """Grid sum of p over a box holding all but < 1e-14 of the mass. p is smooth at the
@@ -146,9 +160,7 @@ def test_density_integrates_to_one(name):
     |mass - 1| < 1e-15 for moons/2spirals and 2e-8 for pinwheel at h = 0.05); the quadrature of
     log p is good to < 1e-6 relative. 1e-5 is a safe bound that still catches any slip in a
     constant, a Jacobian, a mixture weight or a missing preimage."""
-    src = CURVE_SOURCES[name]()
-    box, h = src._entropy_grid()
-    lp = src.log_prob(_grid(box, h))
+    _, lp, h = _on_grid(name)
     assert torch.isfinite(lp).all()
     mass = float(lp.exp().sum()) * h * h
     assert abs(mass - 1.0) < 1e-5
@@ -172,9 +184,8 @@ def test_smooth_expectation_matches_samples(name):
     def phi(x):
         return torch.sigmoid((x[:, 0] - 0.3) / 0.1) * torch.sigmoid((x[:, 1] + 0.1) / 0.1)
 
-    box, h = src._entropy_grid()
-    pts = _grid(box, h)
-    expect = float((src.log_prob(pts).exp() * phi(pts)).sum()) * h * h
+    pts, lp, h = _on_grid(name)
+    expect = float((lp.exp() * phi(pts)).sum()) * h * h
     vals = phi(src.sample(100_000, torch.Generator().manual_seed(3)).double())
     assert 0.05 < expect < 0.95
     assert abs(float(vals.mean()) - expect) < 4 * float(vals.std()) / math.sqrt(100_000)
