@@ -92,8 +92,10 @@ def _compiling_pays(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _few_threads():
-    """Keep tests deterministic and light on the 2-core CI machine."""
+    """One torch thread in the test process, as vaelab's own default (devices.DEFAULT_THREADS):
+    deterministic, and on a busy machine no test waits for a second thread to be scheduled."""
     before = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
