@@ -19,7 +19,7 @@ import torch
 
 import vaelab
 from vaelab.cli.main import main
-from vaelab.errors import ConfigError, TrainingInterrupted
+from vaelab.errors import ConfigError, TrainingInterrupted, VaelabError
 from vaelab.resolve import build_config
 from vaelab.sweep.records import load_rows
 from vaelab.sweep.space import default_searcher, parse_space
@@ -192,6 +192,45 @@ def test_neither_import_vaelab_nor_the_cli_imports_ray():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_driver_plans_a_sweep_without_importing_torch(tmp_path):
+    # torch is the trials' (imported by each worker); the driver plans, talks to Ray and
+    # writes the table, and checks the base config in a thread while Ray starts
+    (tmp_path / "points.csv").write_text("0,1\n1,2\n2,0\n3,1\n")
+    code = ("import sys\n"
+            "from vaelab.cli.main import main\n"
+            "from vaelab.resolve import build_config\n"
+            "from vaelab.sweep.driver import plan_sweep\n"
+            "from vaelab.sweep.records import write_table\n"
+            "assert main(['sweep', '--steps', '10', '--search', 'lr=0.01,x', "
+            "'--out', 'never']) == 2\n"
+            "base = build_config('seed', settings={'steps': 10, 'data': 'points.csv'})\n"
+            "plan = plan_sweep(base, ['lr=0.01,0.1', 'hidden_dims=8x8,16'], searcher=None, "
+            "trials=None, metric=None, seed=0, seeds=None, early_stop=False, eval_n=10, "
+            "eval_k=2, max_failures=1, fixed={})\n"
+            "assert plan.metric == 'nll' and plan.trials == 4\n"
+            "write_table(__import__('pathlib').Path('.'), [], ['lr'], 'nll', {})\n"
+            "print('torch' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_base_config_no_trial_could_start_is_refused_before_the_sweep_is_written(
+        tmp_path):
+    from vaelab.sweep.driver import check_base, plan_sweep
+
+    (tmp_path / "points.csv").write_text("0,1\n1,2\nnot,a number\n")
+    base = build_config("seed", settings={**TINY, "data": str(tmp_path / "points.csv")})
+    plan = plan_sweep(base, ["lr=0.001"], searcher=None, trials=None, metric=None, seed=0,
+                      seeds=None, early_stop=False, eval_n=10, eval_k=2, max_failures=1,
+                      fixed={})  # (the name is checked here, the contents next)
+    with pytest.raises(VaelabError, match="points.csv"):
+        check_base(plan)
 
 
 # -- one trial, in this process ------------------------------------------------------------
