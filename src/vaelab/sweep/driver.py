@@ -552,9 +552,8 @@ def finish(out: Path, settings: SweepSettings, space: SearchSpace) -> int:
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "failed", "stopped")}
     print(f"{len(rows)} trials: {counts['done']} done, {counts['failed']} failed, "
           f"{counts['stopped']} stopped; table: {out / 'sweep.csv'}")
-    done = [r for r in rows if r["status"] == "done"]
-    if done:
-        _write_report(out, done, settings.metric)
+    if rows:
+        _write_report(out, rows, keys, settings)
     best = best_row(rows, settings.metric)
     if best is not None:
         print(f"best: {best['trial']} ({_describe({k: best.get(k) for k in keys})}): "
@@ -570,13 +569,17 @@ def finish(out: Path, settings: SweepSettings, space: SearchSpace) -> int:
     return 0
 
 
-def _write_report(out: Path, done: list[dict[str, Any]], metric: str) -> None:
-    from vaelab.report import build_report
-    from vaelab.runs import load_for_report
+def _write_report(out: Path, rows: list[dict[str, Any]], keys: list[str],
+                  settings: SweepSettings) -> None:
+    """``report.html`` from the rows and the trials' curves (:mod:`vaelab.sweep.page`)."""
+    from vaelab.sweep.page import sweep_report
 
+    base = settings.base
+    about = (f"{settings.searcher} search over {', '.join(settings.specs)}"
+             + (f", {settings.seeds} seeds each" if settings.seeds else "")
+             + f" · preset {base.get('preset') or 'custom'}, data {base['data']['name']}")
     try:
-        runs, _ = load_for_report([out / r["trial"] for r in done])
-        report = build_report(runs, f"vaelab sweep {out.name} ({len(done)} trials, {metric})")
+        report = sweep_report(out, rows, keys, settings.metric, about)
         print(f"report: {report.save(out / 'report.html')} ({report.size / 1e6:.1f} MB)")
     except (VaelabError, OSError) as exc:
         print(f"note: no report.html: {exc}", file=sys.stderr)
