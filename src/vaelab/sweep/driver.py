@@ -310,10 +310,14 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
     if address is None:
         _export_vaelab_path()  # local workers import this vaelab
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # and each uses one thread
+    # Ray's own start prestarts idle workers, which no trial can use (Ray starts a worker
+    # of its own for each trial's actor): not on a machine whose every core the trials need
+    system = None if address else {"prestart_worker_first_driver": False,
+                                   "enable_worker_prestart": False}
     try:
         ray.init(address=address or "local", num_cpus=None if address else os.cpu_count(),
                  include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 configure_logging=True)
+                 configure_logging=True, _system_config=system)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VaelabError(f"cannot join the Ray cluster at {address}: {first}") from None
@@ -359,8 +363,20 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
 
 
 def _import_tune(settings: SweepSettings) -> Any:
-    """``ray.tune``, with what this sweep uses of it imported."""
+    """``ray.tune``, with what this sweep uses of it imported.
+
+    Ray Tune gives each trial's actor an environment variable for PyTorch Lightning
+    (``PL_DISABLE_FORK``), which vaelab does not use; an actor with environment variables
+    of its own starts through Ray's runtime-environment set-up, a second Python start, so
+    the variable is dropped (where this Ray Tune has it)."""
     from ray import tune
+
+    try:
+        from ray.tune.execution import class_cache
+
+        class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
+    except (ImportError, AttributeError):  # another Ray: its actors start as it starts them
+        pass
 
     if settings.points is None:
         import optuna
