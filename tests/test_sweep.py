@@ -196,8 +196,8 @@ def test_neither_import_vaelab_nor_the_cli_imports_ray():
 
 def test_the_driver_plans_a_sweep_without_importing_torch(tmp_path):
     # torch is the trials' (imported by each worker); the driver plans, talks to Ray and
-    # writes the table and the report, and checks the base config in a thread while Ray
-    # starts
+    # writes the table and the report (a child process checks the base config while Ray
+    # starts)
     (tmp_path / "points.csv").write_text("0,1\n1,2\n2,0\n3,1\n")
     code = ("import sys\n"
             "from vaelab.cli.main import main\n"
@@ -225,7 +225,7 @@ def test_the_driver_plans_a_sweep_without_importing_torch(tmp_path):
 
 def test_a_base_config_no_trial_could_start_is_refused_before_the_sweep_is_written(
         tmp_path):
-    from vaelab.sweep.driver import check_base, plan_sweep
+    from vaelab.sweep.driver import _CheckInChild, check_base, plan_sweep
 
     (tmp_path / "points.csv").write_text("0,1\n1,2\nnot,a number\n")
     base = build_config("seed", settings={**TINY, "data": str(tmp_path / "points.csv")})
@@ -234,6 +234,8 @@ def test_a_base_config_no_trial_could_start_is_refused_before_the_sweep_is_writt
                       fixed={})  # (the name is checked here, the contents next)
     with pytest.raises(VaelabError, match="points.csv"):
         check_base(plan)
+    with pytest.raises(VaelabError, match="points.csv"):  # as the driver runs it, in a child
+        _CheckInChild(plan).result()
 
 
 def test_the_report_compares_the_trials_from_their_rows_and_names_the_best(tmp_path):

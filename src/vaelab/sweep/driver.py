@@ -158,10 +158,54 @@ def plan_sweep(base: RunConfig, specs: list[str], *, searcher: str | None, trial
 def check_base(settings: SweepSettings) -> None:
     """The base config resolved against its data, as a run starting would (the data file
     read, the device, the model and the step plan checked): a VaelabError if no trial could
-    start. Imports torch; :func:`start` runs it while Ray starts."""
+    start. Imports torch: :func:`start` runs it in a child process while Ray starts."""
     from vaelab.resolve import prepare
 
     prepare(RunConfig.from_dict(settings.base))
+
+
+class _CheckInChild:
+    """:func:`check_base` in a child process from now on, so that this one never imports
+    torch (nor waits for it to unload at exit); :meth:`result` raises its error line."""
+
+    def __init__(self, settings: SweepSettings) -> None:
+        import subprocess
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [_vaelab_src(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from vaelab.sweep.driver import _check_main; _check_main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, env=env)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(settings.base))  # (a few kB: the pipe holds it)
+        self.proc.stdin.close()
+
+    def result(self) -> None:
+        err = self.proc.stderr.read() if self.proc.stderr is not None else ""
+        self.proc.wait()
+        if self.proc.returncode:
+            lines = err.strip().splitlines()
+            raise VaelabError(lines[-1] if lines else f"checking the base config failed "
+                              f"(exit status {self.proc.returncode})")
+
+
+def _check_main() -> None:
+    """The child of :class:`_CheckInChild`: the base config on stdin; exit 2 with the
+    error line on stderr where no trial could start."""
+    code = 0
+    try:
+        from vaelab.resolve import prepare
+
+        prepare(RunConfig.from_dict(json.loads(sys.stdin.read())))
+    except VaelabError as exc:
+        print(exc, file=sys.stderr)
+        code = 2
+    except Exception as exc:  # noqa: BLE001 - one line for the driver, whatever it was
+        print(f"{type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)  # (unloading torch, at exit, only costs time)
 
 
 def _space_of(settings: SweepSettings) -> SearchSpace:
@@ -211,14 +255,14 @@ def _describe(labels: dict[str, Any]) -> str:
 def start(out: Path, settings: SweepSettings, address: str | None) -> int:
     """Start the planned sweep in ``out`` (refused if ``out`` holds anything).
 
-    Ray starts while this process checks the base config (:func:`check_base`, which
-    imports torch) in a thread beside it: the two wait on different things. A config no
-    trial could start with stops Ray again, before ``out`` is created."""
+    Ray starts while a child process checks the base config (:func:`check_base`, which
+    imports torch, as this process does not). A config no trial could start with stops Ray
+    again, before ``out`` is created."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         hint = (f"continue it with --resume {out}" if (out / SETTINGS_FILE).is_file()
                 else "choose another --out")
         raise RunError(f"{out} is not empty: {hint}")
-    check = _Background(check_base, settings)
+    check = _CheckInChild(settings)
 
     def create() -> None:
         check.result()
@@ -401,12 +445,17 @@ def _quiet_logs() -> None:
 def _export_vaelab_path() -> None:
     """Put the directory this vaelab is imported from on PYTHONPATH, for Ray's local
     workers (an installed vaelab is found there anyway; a checkout's ``src`` is not)."""
-    import vaelab.sweep as pkg
-
-    src = str(Path(pkg.__file__).resolve().parents[2])
+    src = _vaelab_src()
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if src not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([src, *paths])
+
+
+def _vaelab_src() -> str:
+    """The directory this vaelab is imported from."""
+    import vaelab.sweep as pkg
+
+    return str(Path(pkg.__file__).resolve().parents[2])
 
 
 class _Names:
