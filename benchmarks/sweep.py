@@ -74,11 +74,15 @@ def main() -> int:
           f"time on {parallel} cores (beyond the trials' own wall: "
           f"{wall - trial_wall / parallel:.1f} s = "
           f"{(wall - trial_wall / parallel) / ideal:.0%})")
-    first = min(r["started"] for r in rows) - t0
-    last = max(r["ended"] for r in rows) - t0
     up, table_at, report_at = (said.get(k, t0) - t0 for k in ("up", "table", "report"))
     print("phases (s from the command's start):")
     print(f"  start to Ray up (imports, planning, ray.init): {up:.1f}")
+    if not all("started" in r for r in rows):  # a vaelab whose rows have no times
+        print(f"  Ray up to the table: {table_at - up:.1f}; the report "
+              f"{report_at - table_at:.1f}; to the exit {wall - report_at:.1f}")
+        return 0
+    first = min(r["started"] for r in rows) - t0
+    last = max(r["ended"] for r in rows) - t0
     print(f"  Ray up to the first trial's start (Tune, workers, their imports): "
           f"{first - up:.1f}")
     print(f"  trials, first start to last end: {last - first:.1f}")
