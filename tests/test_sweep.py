@@ -233,7 +233,7 @@ def test_a_base_config_no_trial_could_start_is_refused_before_the_sweep_is_writt
                       seeds=None, early_stop=False, eval_n=10, eval_k=2, max_failures=1,
                       fixed={})  # (the name is checked here, the contents next)
     with pytest.raises(VaelabError, match="points.csv"):
-        check_base(plan)
+        check_base(plan.base)
     with pytest.raises(VaelabError, match="points.csv"):  # as the driver runs it, in a child
         _CheckInChild(plan).result()
 

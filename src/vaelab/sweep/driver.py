@@ -155,13 +155,14 @@ def plan_sweep(base: RunConfig, specs: list[str], *, searcher: str | None, trial
     return settings
 
 
-def check_base(settings: SweepSettings) -> None:
-    """The base config resolved against its data, as a run starting would (the data file
-    read, the device, the model and the step plan checked): a VaelabError if no trial could
-    start. Imports torch: :func:`start` runs it in a child process while Ray starts."""
+def check_base(base: dict[str, Any]) -> None:
+    """The base config (as a dict: :attr:`SweepSettings.base`) resolved against its data, as
+    a run starting would (the data file read, the device, the model and the step plan
+    checked): a VaelabError if no trial could start. Imports torch: :func:`start` runs it in
+    a child process while Ray starts."""
     from vaelab.resolve import prepare
 
-    prepare(RunConfig.from_dict(settings.base))
+    prepare(RunConfig.from_dict(base))
 
 
 class _CheckInChild:
@@ -195,9 +196,7 @@ def _check_main() -> None:
     error line on stderr where no trial could start."""
     code = 0
     try:
-        from vaelab.resolve import prepare
-
-        prepare(RunConfig.from_dict(json.loads(sys.stdin.read())))
+        check_base(json.loads(sys.stdin.read()))
     except VaelabError as exc:
         print(exc, file=sys.stderr)
         code = 2
