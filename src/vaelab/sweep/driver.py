@@ -367,7 +367,10 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
     try:
         if before is not None:
             before()
-        tune = tune_imported.result()
+        try:
+            tune = tune_imported.result()
+        except ImportError:  # (an import beside ray.init's own that Python's import locks
+            tune = _import_tune(settings)  # turned down: once more, now alone)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         where = f"the Ray cluster at {address}" if address else "this machine"
         print(f"sweep: {count} trials ({settings.searcher}, {settings.metric}) on {where}, "
