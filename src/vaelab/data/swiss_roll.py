@@ -124,7 +124,7 @@ def height_log_prob(y: torch.Tensor, noise: float) -> torch.Tensor:
 @lru_cache(maxsize=16)
 def _roll_entropy(noise: float) -> tuple[float, float]:
     """(H, standard error) of the 2-D roll by randomised quasi-Monte Carlo."""
-    from scipy.stats import qmc  # (here: importing scipy.stats takes seconds, and sampling
+    from scipy.stats import qmc  # (here: scipy.stats is a large import, and sampling
     # and log p(x) need none of it)
 
     means = []
