@@ -12,6 +12,10 @@ search resumes with its finished trials told to Optuna as evaluated points.
 Without an address Ray starts on this machine, with its cores; ``--address HOST:PORT`` (or
 ``RAY_ADDRESS``) joins a running cluster, whose nodes must have vaelab installed and see
 ``DIR`` at the same path (a shared file system): every trial writes its run directory there.
+
+The driver imports no torch: only the trials need it, and each of Ray's workers imports it
+once. What the driver does beside Ray's start (checking the base config against its data,
+in a child process; importing Ray Tune) runs while Ray starts, not before it.
 """
 
 from __future__ import annotations
