@@ -6,7 +6,12 @@ this machine's cores with nothing around it: ``wall - sum(training seconds) / pa
 reported as a share of the latter. What remains is Ray's start and stop, starting the workers
 (each imports torch and vaelab once), scoring each trial on its test set, the table and the
 report. The per-trial wall (training and scoring, as measured in the worker) is reported
-beside it.
+beside it, and the wall time is cut into phases by the trials' start and end times (their
+rows in sweep.json) and the moments the driver printed its lines: from the command's start
+to Ray being up (the driver's imports and planning, ``ray.init``), on to the first trial's
+start (Ray Tune's set-up, the workers' start and their first import of torch and vaelab),
+the trials (first start to last end), and from the last trial's end to the exit (Ray's
+shutdown, the table, the report).
 
 Run::
 
@@ -38,9 +43,23 @@ def main() -> int:
     command = [sys.executable, "-m", "vaelab", "sweep", "--preset", "seed", "--device", "cpu",
                "--steps", str(args.steps), "--search", f"lr={LRS}",
                "--search", f"kld_weight={KLD_WEIGHTS}", "--out", str(out)]
-    t0 = time.perf_counter()
-    subprocess.run(command, check=True)
-    wall = time.perf_counter() - t0
+    said: dict[str, float] = {}  # when the driver printed its lines (unbuffered)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    t0 = time.time()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.time()
+            if line.startswith("sweep: "):  # "sweep: N trials ... on this machine": Ray is up
+                said.setdefault("up", now)
+            elif " trials: " in line and " done, " in line:  # the table is written
+                said.setdefault("table", now)
+            elif line.startswith("report: "):
+                said.setdefault("report", now)
+            print(line, end="", flush=True)
+    wall = time.time() - t0
+    if proc.returncode:
+        raise SystemExit(f"the sweep failed (exit {proc.returncode})")
     table = json.loads((out / "sweep.json").read_text())
     rows = [r for r in table["trials"] if r["status"] == "done"]
     parallel = os.cpu_count() or 1
@@ -55,6 +74,22 @@ def main() -> int:
           f"time on {parallel} cores (beyond the trials' own wall: "
           f"{wall - trial_wall / parallel:.1f} s = "
           f"{(wall - trial_wall / parallel) / ideal:.0%})")
+    up, table_at, report_at = (said.get(k, t0) - t0 for k in ("up", "table", "report"))
+    print("phases (s from the command's start):")
+    print(f"  start to Ray up (imports, planning, ray.init): {up:.1f}")
+    if not all("started" in r for r in rows):  # a vaelab whose rows have no times
+        print(f"  Ray up to the table: {table_at - up:.1f}; the report "
+              f"{report_at - table_at:.1f}; to the exit {wall - report_at:.1f}")
+        return 0
+    first = min(r["started"] for r in rows) - t0
+    last = max(r["ended"] for r in rows) - t0
+    print(f"  Ray up to the first trial's start (Tune, workers, their imports): "
+          f"{first - up:.1f}")
+    print(f"  trials, first start to last end: {last - first:.1f}")
+    print(f"  last end to exit: {wall - last:.1f} (to the table {table_at - last:.1f}, "
+          f"the report {report_at - table_at:.1f})")
+    print(f"  fixed part (start to first trial + last end to exit): "
+          f"{first + wall - last:.1f}")
     return 0
 
 

@@ -19,7 +19,7 @@ import torch
 
 import vaelab
 from vaelab.cli.main import main
-from vaelab.errors import ConfigError, TrainingInterrupted
+from vaelab.errors import ConfigError, TrainingInterrupted, VaelabError
 from vaelab.resolve import build_config
 from vaelab.sweep.records import load_rows
 from vaelab.sweep.space import default_searcher, parse_space
@@ -192,6 +192,70 @@ def test_neither_import_vaelab_nor_the_cli_imports_ray():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_driver_plans_a_sweep_without_importing_torch(tmp_path):
+    # torch is the trials' (imported by each worker); the driver plans, talks to Ray and
+    # writes the table and the report (a child process checks the base config while Ray
+    # starts)
+    (tmp_path / "points.csv").write_text("0,1\n1,2\n2,0\n3,1\n")
+    code = ("import sys\n"
+            "from vaelab.cli.main import main\n"
+            "from vaelab.resolve import build_config\n"
+            "from vaelab.sweep.driver import plan_sweep\n"
+            "from vaelab.sweep.page import sweep_report\n"
+            "from vaelab.sweep.records import write_table\n"
+            "assert main(['sweep', '--steps', '10', '--search', 'lr=0.01,x', "
+            "'--out', 'never']) == 2\n"
+            "base = build_config('seed', settings={'steps': 10, 'data': 'points.csv'})\n"
+            "plan = plan_sweep(base, ['lr=0.01,0.1', 'hidden_dims=8x8,16'], searcher=None, "
+            "trials=None, metric=None, seed=0, seeds=None, early_stop=False, eval_n=10, "
+            "eval_k=2, max_failures=1, fixed={})\n"
+            "assert plan.metric == 'nll' and plan.trials == 4\n"
+            "write_table(__import__('pathlib').Path('.'), [], ['lr'], 'nll', {})\n"
+            "sweep_report(__import__('pathlib').Path('.'), [], ['lr'], 'nll', '')\n"
+            "print('torch' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_base_config_no_trial_could_start_is_refused_before_the_sweep_is_written(
+        tmp_path):
+    from vaelab.sweep.driver import _CheckInChild, check_base, plan_sweep
+
+    (tmp_path / "points.csv").write_text("0,1\n1,2\nnot,a number\n")
+    base = build_config("seed", settings={**TINY, "data": str(tmp_path / "points.csv")})
+    plan = plan_sweep(base, ["lr=0.001"], searcher=None, trials=None, metric=None, seed=0,
+                      seeds=None, early_stop=False, eval_n=10, eval_k=2, max_failures=1,
+                      fixed={})  # (the name is checked here, the contents next)
+    with pytest.raises(VaelabError, match="points.csv"):
+        check_base(plan.base)
+    with pytest.raises(VaelabError, match="points.csv"):  # as the driver runs it, in a child
+        _CheckInChild(plan).result()
+
+
+def test_the_report_compares_the_trials_from_their_rows_and_names_the_best(tmp_path):
+    from vaelab.sweep.page import sweep_report
+
+    (tmp_path / "trial-001").mkdir()
+    (tmp_path / "trial-001" / "metrics.csv").write_text(
+        "step,loss,neg_elbo\n100,3.0,3.5\n200,2.0,2.5\n")
+    rows = [{"trial": "trial-000", "status": "done", "lr": 0.01, "hidden_dims": [8, 8],
+             "nll": 2.5, "steps": 200, "seconds": 1.0, "wall_seconds": 1.5, "node": "a"},
+            {"trial": "trial-001", "status": "done", "lr": 0.1, "hidden_dims": [16],
+             "nll": 2.25, "steps": 200, "seconds": 1.0, "wall_seconds": 1.5, "node": "b"},
+            {"trial": "trial-002", "status": "failed", "lr": 1e6, "hidden_dims": [16],
+             "reason": "training diverged <at step 3>", "node": "a"}]
+    page = sweep_report(tmp_path, rows, ["lr", "hidden_dims"], "nll", "grid search").html
+    assert "<b>Best: trial-001</b> (lr = 0.1, hidden_dims = 16): nll 2.2500" in page
+    assert "trial-001 (best)" in page and "trial-002" in page and "16" in page
+    assert "training diverged &lt;at step 3&gt;" in page  # (escaped)
+    assert page.count('data-figure="vaelab-fig-') == 2  # the settings, the curves
+    assert '"name": "trial-001"' in page.replace("\\u003c", "<")  # its curve
 
 
 # -- one trial, in this process ------------------------------------------------------------

@@ -9,6 +9,7 @@ import torch
 
 from vaelab.config import DataConfig
 from vaelab.data import build_source, source_names
+from vaelab.data.registry import BUILTIN_NAMES
 from vaelab.data.toys import TOY_SOURCES
 from vaelab.errors import ConfigError
 
@@ -33,6 +34,7 @@ def test_every_source_by_name(name):
 
 def test_all_listed_sets_are_registered():
     assert set(source_names()) == EXPECTED
+    assert set(BUILTIN_NAMES) == set(TOY_SOURCES)  # (the names known without torch)
 
 
 def test_unknown_name_lists_the_valid_ones():

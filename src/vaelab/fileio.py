@@ -10,11 +10,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from vaelab.errors import RunError, WriteError
+
+if TYPE_CHECKING:  # (imported where a digest is taken: the sweep's driver writes files and
+    import torch  # never imports torch)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
@@ -153,6 +154,8 @@ def tensors_digest(tensors: dict[str, torch.Tensor], meta: dict[str, str] | None
     file (a flipped bit in a weight, or an edited step count, is otherwise still a valid
     file) from the one written.
     """
+    import torch
+
     h = hashlib.sha256()
     if meta is not None:
         h.update(json.dumps({k: v for k, v in sorted(meta.items()) if k != "sha256"},

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaelab.config import RunConfig, expand_dotted, load_config_file, merge_dicts
-from vaelab.data import DataSource, build_source
-from vaelab.data.files import FileSource
-from vaelab.devices import resolve_device
 from vaelab.errors import ConfigError
-from vaelab.models import check_model_name
 from vaelab.presets import DEFAULT_PRESET, get_preset
-from vaelab.training.plan import plan_for
+
+if TYPE_CHECKING:
+    from vaelab.data import DataSource
 
 #: short setting name -> dotted config path
 SHORT_KEYS = {
@@ -122,7 +120,14 @@ def resolve_config(config: RunConfig) -> RunConfig:
 
 def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     """:func:`resolve_config`, also returning the data source it had to build (a data file is
-    read once, not again by :func:`fit`)."""
+    read once, not again by :func:`fit`). (Building a config needs no torch, and this
+    module imports it only here: the sweep's driver builds configs and trains none.)"""
+    from vaelab.data import build_source
+    from vaelab.data.files import FileSource
+    from vaelab.devices import resolve_device
+    from vaelab.models import check_model_name
+    from vaelab.training.plan import plan_for
+
     config.validate()
     device = resolve_device(config.train.device)
     source = build_source(config.data)

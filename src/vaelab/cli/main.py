@@ -842,9 +842,11 @@ def _os_error_line(exc: OSError) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        from vaelab.devices import choose_threads
+        if args.command != "sweep":  # (the sweep's driver computes nothing with torch,
+            # and does not import it; each trial takes one thread)
+            from vaelab.devices import choose_threads
 
-        choose_threads(args.threads)
+            choose_threads(args.threads)
         return COMMANDS[args.command](args)
     except TrainingInterrupted as exc:
         print(f"vaelab {args.command}: {exc}", file=sys.stderr)

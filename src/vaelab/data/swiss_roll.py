@@ -38,7 +38,6 @@ from functools import lru_cache
 import numpy as np
 import torch
 from scipy.special import log_ndtr, ndtri
-from scipy.stats import qmc
 
 from vaelab.data.base import DataSource
 
@@ -125,6 +124,9 @@ def height_log_prob(y: torch.Tensor, noise: float) -> torch.Tensor:
 @lru_cache(maxsize=16)
 def _roll_entropy(noise: float) -> tuple[float, float]:
     """(H, standard error) of the 2-D roll by randomised quasi-Monte Carlo."""
+    from scipy.stats import qmc  # (here: scipy.stats is a large import, and sampling
+    # and log p(x) need none of it)
+
     means = []
     for rep in range(ENTROPY_REPLICATES):
         sob = qmc.Sobol(d=3, scramble=True, seed=1000 + rep).random_base2(ENTROPY_LOG2_POINTS)

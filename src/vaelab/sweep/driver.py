@@ -12,6 +12,10 @@ search resumes with its finished trials told to Optuna as evaluated points.
 Without an address Ray starts on this machine, with its cores; ``--address HOST:PORT`` (or
 ``RAY_ADDRESS``) joins a running cluster, whose nodes must have vaelab installed and see
 ``DIR`` at the same path (a shared file system): every trial writes its run directory there.
+
+The driver imports no torch: only the trials need it, and each of Ray's workers imports it
+once. What the driver does beside Ray's start (checking the base config against its data,
+in a child process; importing Ray Tune) runs while Ray starts, not before it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +36,11 @@ from typing import Any
 from vaelab.config import RunConfig
 from vaelab.errors import ConfigError, RunError, VaelabError
 from vaelab.sweep.records import (
+    METRICS,
     ROWS_DIR,
+    SCORE,
     SETTINGS_FILE,
+    TrialSpec,
     best_row,
     load_rows,
     load_settings,
@@ -41,7 +50,6 @@ from vaelab.sweep.records import (
     write_table,
 )
 from vaelab.sweep.space import SEARCHERS, Dimension, SearchSpace, format_value, parse_space
-from vaelab.sweep.trial import METRICS, SCORE, TrialSpec
 
 #: how to get what ``vaelab sweep`` needs, in the one line it prints when it is missing
 INSTALL_HINT = ("vaelab sweep needs Ray Tune and Optuna: pip install 'vaelab[sweep]' "
@@ -72,13 +80,17 @@ class SweepSettings:
 
 
 def require_ray() -> None:
-    """A VaelabError (one line: how to install them) if Ray Tune or Optuna is missing."""
+    """A VaelabError (one line: how to install them) if Ray Tune or Optuna is missing
+    (looked up, not imported: Ray is imported once, while it starts)."""
+    from importlib.util import find_spec
+
     try:
-        import optuna  # noqa: F401
-        import ray  # noqa: F401
-        from ray import tune  # noqa: F401
-    except ImportError:
-        raise VaelabError(INSTALL_HINT) from None
+        found = all(find_spec(name) is not None for name in ("ray", "optuna"))
+        found = found and find_spec("ray.tune") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise VaelabError(INSTALL_HINT)
 
 
 def check_address(address: str | None) -> None:
@@ -104,8 +116,10 @@ def plan_sweep(base: RunConfig, specs: list[str], *, searcher: str | None, trial
                metric: str | None, seed: int, seeds: int | None, early_stop: bool,
                eval_n: int, eval_k: int, max_failures: int,
                fixed: dict[str, Any]) -> SweepSettings:
-    """Check everything about a new sweep and plan its trials; nothing is started."""
-    from vaelab.resolve import prepare
+    """Check the search space, the flags and the data's name, and plan the trials; nothing
+    is started, and no torch is imported (:func:`check_base` checks the rest, which needs
+    it, while Ray starts)."""
+    from vaelab.data.registry import check_data_name
 
     space = parse_space(specs, base, fixed=fixed, seeds=seeds)
     searcher = searcher or ("grid" if space.is_grid else "random")
@@ -119,15 +133,15 @@ def plan_sweep(base: RunConfig, specs: list[str], *, searcher: str | None, trial
         if trials is not None:
             raise ConfigError("--trials is for sampled searches (random, tpe); a grid runs "
                               "every combination once")
-    resolved, source = prepare(base)
+    base.validate()
     # a data file by its absolute path: a trial runs in another directory, or on another node
-    base = dataclasses.replace(base, data=dataclasses.replace(base.data,
-                                                              name=resolved.data.name))
+    name, has_density = check_data_name(base.data.name)
+    base = dataclasses.replace(base, data=dataclasses.replace(base.data, name=name))
     if metric is None:
-        metric = "nll_gap" if source.has_density else "nll"
+        metric = "nll_gap" if has_density else "nll"
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r} (valid: {', '.join(METRICS)})")
-    if metric == "nll_gap" and not source.has_density:
+    if metric == "nll_gap" and not has_density:
         raise ConfigError(f"--metric nll_gap needs data with a known density; "
                           f"{base.data.name} has none (use --metric nll or c2st)")
     if early_stop and base.train.steps is None:
@@ -143,6 +157,58 @@ def plan_sweep(base: RunConfig, specs: list[str], *, searcher: str | None, trial
         require_ray()  # (drawn with Ray Tune's samplers)
         settings.points = sample_points(space, settings.trials, seed)
     return settings
+
+
+def check_base(base: dict[str, Any]) -> None:
+    """The base config (as a dict: :attr:`SweepSettings.base`) resolved against its data, as
+    a run starting would (the data file read, the device, the model and the step plan
+    checked): a VaelabError if no trial could start. Imports torch: :func:`start` runs it in
+    a child process while Ray starts."""
+    from vaelab.resolve import prepare
+
+    prepare(RunConfig.from_dict(base))
+
+
+class _CheckInChild:
+    """:func:`check_base` in a child process from now on, so that this one never imports
+    torch (nor waits for it to unload at exit); :meth:`result` raises its error line."""
+
+    def __init__(self, settings: SweepSettings) -> None:
+        import subprocess
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [_vaelab_src(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from vaelab.sweep.driver import _check_main; _check_main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, env=env)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(settings.base))  # (a few kB: the pipe holds it)
+        self.proc.stdin.close()
+
+    def result(self) -> None:
+        err = self.proc.stderr.read() if self.proc.stderr is not None else ""
+        self.proc.wait()
+        if self.proc.returncode:
+            lines = err.strip().splitlines()
+            raise VaelabError(lines[-1] if lines else f"checking the base config failed "
+                              f"(exit status {self.proc.returncode})")
+
+
+def _check_main() -> None:
+    """The child of :class:`_CheckInChild`: the base config on stdin; exit 2 with the
+    error line on stderr where no trial could start."""
+    code = 0
+    try:
+        check_base(json.loads(sys.stdin.read()))
+    except VaelabError as exc:
+        print(exc, file=sys.stderr)
+        code = 2
+    except Exception as exc:  # noqa: BLE001 - one line for the driver, whatever it was
+        print(f"{type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)  # (unloading torch, at exit, only costs time)
 
 
 def _space_of(settings: SweepSettings) -> SearchSpace:
@@ -190,17 +256,49 @@ def _describe(labels: dict[str, Any]) -> str:
 
 
 def start(out: Path, settings: SweepSettings, address: str | None) -> int:
-    """Start the planned sweep in ``out`` (refused if ``out`` holds anything)."""
+    """Start the planned sweep in ``out`` (refused if ``out`` holds anything).
+
+    Ray starts while a child process checks the base config (:func:`check_base`, which
+    imports torch, as this process does not). A config no trial could start with stops Ray
+    again, before ``out`` is created."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         hint = (f"continue it with --resume {out}" if (out / SETTINGS_FILE).is_file()
                 else "choose another --out")
         raise RunError(f"{out} is not empty: {hint}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"cannot create {out}: {exc.strerror or exc}") from None
-    save_settings(out, asdict(settings))
-    return execute(out.resolve(), settings, address)
+    check = _CheckInChild(settings)
+
+    def create() -> None:
+        check.result()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"cannot create {out}: {exc.strerror or exc}") from None
+        save_settings(out, asdict(settings))
+
+    return execute(out.resolve(), settings, address, before=create)
+
+
+class _Background:
+    """``fn(*args)`` in a thread from now on; :meth:`result` waits and raises what it
+    raised."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            self.value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self.error = exc
+
+    def result(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def resume(out: Path, address: str | None) -> int:
@@ -215,8 +313,11 @@ def resume(out: Path, address: str | None) -> int:
     return execute(out.resolve(), settings, address)
 
 
-def execute(out: Path, settings: SweepSettings, address: str | None) -> int:
-    """Run the sweep's unfinished trials on Ray Tune, then write its table and report."""
+def execute(out: Path, settings: SweepSettings, address: str | None,
+            before: Callable[[], None] | None = None) -> int:
+    """Run the sweep's unfinished trials on Ray Tune, then write its table and report.
+    ``before``: run once Ray has started, before any trial (its error stops Ray and the
+    sweep)."""
     space = _space_of(settings)
     rows = load_rows(out)
     base = RunConfig.from_dict(settings.base)
@@ -229,7 +330,9 @@ def execute(out: Path, settings: SweepSettings, address: str | None) -> int:
     if rows:
         print(f"resuming {out}: {len(rows)} trials finished, {count} to run")
     if count:
-        _run_on_ray(out, settings, space, base, rows, pending, count, address)
+        _run_on_ray(out, settings, space, base, rows, pending, count, address, before)
+    elif before is not None:
+        before()
     return finish(out, settings, space)
 
 
@@ -240,27 +343,38 @@ def _report_every(base: RunConfig) -> int:
 
 def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: RunConfig,
                 rows: dict[str, dict[str, Any]], pending: list[int], count: int,
-                address: str | None) -> None:
+                address: str | None, before: Callable[[], None] | None) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial logs
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     import ray
-    from ray import tune
 
+    # Ray Tune (and Optuna, ASHA) are imported while Ray starts, which mostly waits
+    tune_imported = _Background(_import_tune, settings)
     _quiet_logs()
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         _export_vaelab_path()  # local workers import this vaelab
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # and each uses one thread
+    # Ray's own start prestarts idle workers, which no trial can use (Ray starts a worker
+    # of its own for each trial's actor): not on a machine whose every core the trials need
+    system = None if address else {"prestart_worker_first_driver": False,
+                                   "enable_worker_prestart": False}
     try:
         ray.init(address=address or "local", num_cpus=None if address else os.cpu_count(),
                  include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 configure_logging=True)
+                 configure_logging=True, _system_config=system)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VaelabError(f"cannot join the Ray cluster at {address}: {first}") from None
     try:
+        if before is not None:
+            before()
+        try:
+            tune = tune_imported.result()
+        except ImportError:  # (an import beside ray.init's own that Python's import locks
+            tune = _import_tune(settings)  # turned down: once more, now alone)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         where = f"the Ray cluster at {address}" if address else "this machine"
         print(f"sweep: {count} trials ({settings.searcher}, {settings.metric}) on {where}, "
@@ -298,17 +412,37 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
         ray.shutdown()
 
 
+def _import_tune(settings: SweepSettings) -> Any:
+    """``ray.tune``, with what this sweep uses of it imported.
+
+    Ray Tune gives each trial's actor an environment variable for PyTorch Lightning
+    (``PL_DISABLE_FORK``), which vaelab does not use; an actor with environment variables
+    of its own starts through Ray's runtime-environment set-up, a second Python start, so
+    the variable is dropped (where this Ray Tune has it)."""
+    from ray import tune
+
+    try:
+        from ray.tune.execution import class_cache
+
+        class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
+    except (ImportError, AttributeError):  # another Ray: its actors start as it starts them
+        pass
+
+    if settings.points is None:
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch  # noqa: F401
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if settings.early_stop:
+        from ray.tune.schedulers import ASHAScheduler  # noqa: F401
+    return tune
+
+
 def _quiet_logs() -> None:
     for name in ("ray", "optuna"):
         logging.getLogger(name).setLevel(logging.ERROR)
     for name in ("ray.tune", "ray.train", "ray.air"):  # a failed trial gets vaelab's line
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-    except ImportError:  # pragma: no cover - required before this runs
-        pass
     import warnings
 
     warnings.filterwarnings("ignore", module="ray")
@@ -317,12 +451,17 @@ def _quiet_logs() -> None:
 def _export_vaelab_path() -> None:
     """Put the directory this vaelab is imported from on PYTHONPATH, for Ray's local
     workers (an installed vaelab is found there anyway; a checkout's ``src`` is not)."""
-    import vaelab.sweep as pkg
-
-    src = str(Path(pkg.__file__).resolve().parents[2])
+    src = _vaelab_src()
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if src not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([src, *paths])
+
+
+def _vaelab_src() -> str:
+    """The directory this vaelab is imported from."""
+    import vaelab.sweep as pkg
+
+    return str(Path(pkg.__file__).resolve().parents[2])
 
 
 class _Names:
@@ -471,7 +610,7 @@ def _line(row: dict[str, Any], metric: str) -> str:
 
 
 _ROW_KEYS = {"trial", "index", "status", "reason", "node", "path", "steps", "seconds",
-             "wall_seconds"}
+             "wall_seconds", "started", "ended"}
 
 
 def finish(out: Path, settings: SweepSettings, space: SearchSpace) -> int:
@@ -484,9 +623,8 @@ def finish(out: Path, settings: SweepSettings, space: SearchSpace) -> int:
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "failed", "stopped")}
     print(f"{len(rows)} trials: {counts['done']} done, {counts['failed']} failed, "
           f"{counts['stopped']} stopped; table: {out / 'sweep.csv'}")
-    done = [r for r in rows if r["status"] == "done"]
-    if done:
-        _write_report(out, done, settings.metric)
+    if rows:
+        _write_report(out, rows, keys, settings)
     best = best_row(rows, settings.metric)
     if best is not None:
         print(f"best: {best['trial']} ({_describe({k: best.get(k) for k in keys})}): "
@@ -502,13 +640,17 @@ def finish(out: Path, settings: SweepSettings, space: SearchSpace) -> int:
     return 0
 
 
-def _write_report(out: Path, done: list[dict[str, Any]], metric: str) -> None:
-    from vaelab.report import build_report
-    from vaelab.runs import load_for_report
+def _write_report(out: Path, rows: list[dict[str, Any]], keys: list[str],
+                  settings: SweepSettings) -> None:
+    """``report.html`` from the rows and the trials' curves (:mod:`vaelab.sweep.page`)."""
+    from vaelab.sweep.page import sweep_report
 
+    base = settings.base
+    about = (f"{settings.searcher} search over {', '.join(settings.specs)}"
+             + (f", {settings.seeds} seeds each" if settings.seeds else "")
+             + f" · preset {base.get('preset') or 'custom'}, data {base['data']['name']}")
     try:
-        runs, _ = load_for_report([out / r["trial"] for r in done])
-        report = build_report(runs, f"vaelab sweep {out.name} ({len(done)} trials, {metric})")
+        report = sweep_report(out, rows, keys, settings.metric, about)
         print(f"report: {report.save(out / 'report.html')} ({report.size / 1e6:.1f} MB)")
     except (VaelabError, OSError) as exc:
         print(f"note: no report.html: {exc}", file=sys.stderr)

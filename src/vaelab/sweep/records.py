@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,32 @@ STATUSES = ("done", "failed", "stopped")
 #: the columns of sweep.csv around the searched keys and the metric
 HEAD_COLUMNS = ("trial", "status")
 TAIL_COLUMNS = ("steps", "seconds", "wall_seconds", "node", "reason", "path")
+#: the metrics a sweep can rank trials by, all lower-better
+METRICS = ("nll_gap", "nll", "c2st")
+#: the key every report to Ray Tune carries, the searcher's and the scheduler's objective:
+#: the held-out -ELBO while training (with early stopping), the metric at the end
+SCORE = "score"
+
+
+@dataclass
+class TrialSpec:
+    """What a worker needs to run trial ``index``: plain data, cheap to ship to a node
+    (here, not in :mod:`vaelab.sweep.trial`, so that the driver, which builds them, never
+    imports torch)."""
+
+    index: int
+    name: str
+    point: dict[str, Any]  # {dotted path: value}
+    labels: dict[str, Any]  # {the key as the user gave it: value}, for the row
+    base: dict[str, Any]  # the base RunConfig as a dict
+    out: str
+    metric: str
+    seeds: int | None = None
+    eval_n: int = 2000
+    eval_k: int = 100
+    eval_seed: int = 0
+    early_stop: bool = False
+    report_every: int = 0  # steps between held-out estimates (early stopping)
 
 
 def trial_name(index: int) -> str:

@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,41 +36,16 @@ from vaelab.runs import (
     train_group,
     train_run,
 )
-from vaelab.sweep.records import save_row
+from vaelab.sweep.records import SCORE, TrialSpec, save_row
 from vaelab.sweep.space import trial_config
 from vaelab.training.checkpoint import CHECKPOINT_FILE, GROUP_CHECKPOINT_FILE
-
-#: the metrics a sweep can rank trials by, all lower-better
-METRICS = ("nll_gap", "nll", "c2st")
-#: the key every report to Ray Tune carries, the searcher's and the scheduler's objective:
-#: the held-out -ELBO while training (with early stopping), the metric at the end
-SCORE = "score"
 
 Report = Callable[[dict[str, Any]], None]
 
 
-@dataclass
-class TrialSpec:
-    """What a worker needs to run trial ``index``: plain data, cheap to ship to a node."""
-
-    index: int
-    name: str
-    point: dict[str, Any]  # {dotted path: value}
-    labels: dict[str, Any]  # {the key as the user gave it: value}, for the row
-    base: dict[str, Any]  # the base RunConfig as a dict
-    out: str
-    metric: str
-    seeds: int | None = None
-    eval_n: int = 2000
-    eval_k: int = 100
-    eval_seed: int = 0
-    early_stop: bool = False
-    report_every: int = 0  # steps between held-out estimates (early stopping)
-
-
 def run_trial(spec: TrialSpec, report: Report, node: str) -> dict[str, Any]:
     """Train, score and record ``spec``'s trial; its row (status ``done`` or ``failed``)."""
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     torch.set_num_threads(1)  # one trial per core: no oversubscription
     path = Path(spec.out) / spec.name
     row: dict[str, Any] = {"trial": spec.name, "index": spec.index, **spec.labels,
@@ -97,6 +71,8 @@ def run_trial(spec: TrialSpec, report: Report, node: str) -> dict[str, Any]:
             reason = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
         row.update(status="failed", reason=reason)
     row["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    # when it started and ended (Unix time, sweep.json only): where a sweep's time went
+    row["started"], row["ended"] = round(started, 3), round(started + row["wall_seconds"], 3)
     save_row(Path(spec.out), row)
     score = row.get(spec.metric, math.nan) if row["status"] == "done" else math.nan
     report({SCORE: score, "final": True, "status": row["status"], "trial": spec.name})
