@@ -302,14 +302,21 @@ def build_body(records: list[dict], datasets: list[str], methods: list[str],
 
 def side_by_side(records: list[dict], datasets: list[str], methods: list[str]) -> str:
     """One row per data set: each method's NLL gap (mean ± sd over seeds) and training time
-    (median over seeds), side by side."""
+    (median over seeds), side by side; of the presets only ``default`` where it is there.
+    With the default and the flow both there, a last column says whether the default's mean
+    gap is at most the flow's."""
     present = [m for m in methods if any(r["method"] == m for r in records)]
+    if "default" in present:
+        present = [m for m in present if m == "default" or m in BASELINE_LABELS]
+    compare = "default" in present and "flow" in present
     labels = [BASELINE_LABELS.get(m, f"`{m}`") for m in present]
     lines = ["| data set | " + " | ".join(f"{lab} gap" for lab in labels) + " | "
-             + " | ".join(f"{lab} (s)" for lab in labels) + " |",
-             "|---" * (1 + 2 * len(present)) + "|"]
+             + " | ".join(f"{lab} (s)" for lab in labels)
+             + (" | `default` gap <= flow's |" if compare else " |"),
+             "|---" * (1 + 2 * len(present) + compare) + "|"]
     for data in datasets:
         gaps, secs = [], []
+        means = {}
         for m in present:
             rows = [r for r in records if r["data"] == data and r["method"] == m]
             if not rows:
@@ -319,6 +326,11 @@ def side_by_side(records: list[dict], datasets: list[str], methods: list[str]) -
             n = f" ({len(rows)})" if len(rows) != 3 else ""
             gaps.append(_mean_sd([r["nll_gap"] for r in rows], ".4f") + n)
             secs.append(f"{statistics.median(r['seconds'] for r in rows):.1f}")
+            means[m] = statistics.mean(r["nll_gap"] for r in rows)
+        if compare:
+            both = "default" in means and "flow" in means
+            secs.append(("yes" if means["default"] <= means["flow"] else "**no**")
+                        if both else "")
         lines.append(f"| {data} | " + " | ".join(gaps + secs) + " |")
     return "\n".join(lines)
 
