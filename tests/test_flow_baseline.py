@@ -87,3 +87,62 @@ def test_a_time_budget_ends_training_before_the_steps():
     assert fitted.selection["stopped_by"] == "time"
     assert fitted.steps < 10**6
     assert np.all(np.isfinite(fitted.log_prob(gaussian(10, 4))))
+
+
+# fidelity.py: the flow's rows beside the committed results, and zuko missing
+
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "fidelity.json"
+
+
+def _flow_json(tmp_path: Path) -> Path:
+    """A flow run's --json file, its rows made from the committed KDE rows of seed 0."""
+    import json
+
+    payload = json.loads(RESULTS.read_text())
+    rows = []
+    for r in payload["results"]:
+        if r["method"] == "kde" and r["seed"] == 0:
+            rows.append({**r, "method": "flow", "steps": 8000, "selection": {},
+                         "params": {"transforms": 4, "bins": 16, "hidden": [128, 128],
+                                    "steps": 8000}})
+    settings = {**payload["settings"], "presets": [], "baselines": False, "flow": True,
+                "flow_steps": 8000, "flow_seconds": None, "flow_budget": "steps",
+                "first_seed": 0, "seeds": 1}
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps({"machine": "test", "command": "the flow's command",
+                                "settings": settings, "results": rows}))
+    return path
+
+
+def test_fidelity_renders_the_old_results_and_the_flow_beside_them(tmp_path, capsys):
+    import fidelity
+
+    fidelity.from_json([RESULTS], write=False)
+    old = capsys.readouterr().out
+    assert "KernelDensity (CV)" in old and "NSF flow" not in old
+    fidelity.from_json([RESULTS, _flow_json(tmp_path)], write=False, section="flow")
+    out = capsys.readouterr().out
+    assert "the flow's command" in out and "NSF flow (zuko) gap" in out
+    side = out[out.index("| data set | `default` gap"):]
+    rows = [line for line in side.splitlines() if line.startswith("| swiss_roll |")]
+    # the flow's rows are seed 0 of the KDE's: one seed, and the default beats it there
+    assert len(rows) == 1 and "(1)" in rows[0] and rows[0].endswith("| yes |")
+    assert "`seed`" not in side  # of the presets, only the default side by side
+
+
+def test_fidelity_says_in_one_line_that_zuko_is_missing(monkeypatch):
+    import importlib.util
+
+    import fidelity
+
+    from vaelab.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "zuko" else real(name, *a))
+    args = fidelity.parse_args(["--presets", "none", "--no-baselines"])
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[bench\]'"):
+        fidelity.check_args(args)
+    fidelity.check_args(fidelity.parse_args(["--presets", "none", "--no-flow"]))
