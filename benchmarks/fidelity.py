@@ -72,7 +72,8 @@ BASELINE_LABELS = {"gmm": "GaussianMixture (BIC)", "kde": "KernelDensity (CV)",
 TEST_SET_PRESET = "default"
 #: BENCHMARKS.md sections --write can update: key -> title
 SECTIONS = {"fidelity": ("fidelity", "Fidelity: presets and classical baselines on the toy sets"),
-            "flow": ("fidelity_flow", "A neural spline flow on the toy sets")}
+            "flow": ("fidelity_flow", "A neural spline flow on the toy sets"),
+            "flow_match": ("fidelity_flow_match", "The flow at the default's wall-clock budget")}
 #: table column headers of the sample metrics, in REPORT_METRICS order
 METRIC_HEADERS = {"mmd2": "MMD²", "energy": "energy", "c2st_accuracy": "C2ST acc",
                   "precision": "precision", "recall": "recall"}
@@ -422,7 +423,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     ap.add_argument("--section", choices=sorted(SECTIONS), default="fidelity",
                     help="the BENCHMARKS.md section --write updates: fidelity (a table per "
-                    "set) or flow (the flow beside the rest)")
+                    "set), flow (the flow beside the rest) or flow_match (a table per set, "
+                    "for a --flow-budget match run)")
     ap.add_argument("--from-json", type=Path, action="append", default=None, metavar="JSON",
                     help="rebuild the tables from a --json file of an earlier run (no "
                     "training); repeat it to merge runs (a later file's row for the same "
