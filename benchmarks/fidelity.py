@@ -537,7 +537,7 @@ def from_json(paths: list[Path], write: bool, section: str = "fidelity") -> None
         command = next((r["command"] for r in runs if "flow" in r["methods"]),
                        first["command"])
     else:
-        body = build_body(records, first["args"].datasets, methods, first["args"],
+        body = build_body(records, datasets, methods, first["args"],
                           first["machine"] if first["machine"] != "not recorded" else None)
         command = first["command"]
     print(body)
