@@ -21,6 +21,12 @@ Run::
     python benchmarks/fidelity.py --from-json fidelity.json --write  # tables again, no training
     python benchmarks/fidelity.py --presets seed --datasets swiss_roll,moons --seeds 1 \
         --steps 300 --n 2000 --k 50                            # a smoke run
+    python benchmarks/fidelity.py --presets default --set loss.decoder_std_mode=latent \
+        --datasets checkerboard --seeds 1 --no-baselines       # a preset with a setting changed
+
+``--set KEY=VALUE`` (repeatable; a dotted config path or a short name, as ``vaelab train
+--set``) changes every preset's config, to measure what one lever buys; the tables then name
+each preset with its settings.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import numpy as np
 from benchmarks_md import machine, update_section
 
 from vaelab.baselines import Baseline, fit_gmm, fit_kde
+from vaelab.cli.main import key_value
 from vaelab.data.toys import TOY_SOURCES
 from vaelab.devices import derive_seeds, make_generator
 from vaelab.errors import ConfigError
@@ -73,15 +80,21 @@ def _metrics(sample_metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
                 "floor": float(sample_metrics[m]["floor"])} for m in REPORT_METRICS}
 
 
+def method_name(preset: str, args: argparse.Namespace) -> str:
+    """A preset's label in the records and tables: its name, and its ``--set`` settings."""
+    sets = getattr(args, "set", None) or []
+    return " ".join([preset, *(f"{k}={json.dumps(v)}" for k, v in sets)])
+
+
 def run_preset(data: str, preset: str, seed: int, args: argparse.Namespace) -> tuple[Run, dict]:
     """Train one preset on one data set and evaluate it: (the run, its record)."""
     cfg = build_config(preset, None, {"data": data, "seed": seed, "steps": args.steps,
-                                      "gradients": args.gradients})
+                                      "gradients": args.gradients, **dict(args.set)})
     run = train_run(cfg, None, force=False, progress=False, figures=False)
     t0 = time.perf_counter()
     report = evaluate(run, n=args.n, k=args.k, seed=seed)
     record = {
-        "data": data, "kind": "preset", "method": preset, "seed": seed,
+        "data": data, "kind": "preset", "method": method_name(preset, args), "seed": seed,
         "dim": int(run.model.in_channels),
         "steps": run.summary["steps"], "noise": run.config.data.noise,
         "nll_gap": report["nll_gap"], "nll_gap_stderr": report["nll_gap_stderr"],
@@ -90,7 +103,8 @@ def run_preset(data: str, preset: str, seed: int, args: argparse.Namespace) -> t
         "seconds": float(run.summary["train_seconds"]), "params": {},
         "eval_seconds": time.perf_counter() - t0, "report": report,
     }
-    log(f"[{data} seed {seed}] {preset}: {record['steps']} steps in {record['seconds']:.1f} s, "
+    log(f"[{data} seed {seed}] {record['method']}: {record['steps']} steps in "
+        f"{record['seconds']:.1f} s, "
         f"evaluated in {record['eval_seconds']:.1f} s; NLL gap {record['nll_gap']:.4f} "
         f"± {record['nll_gap_stderr']:.4f}, C2ST {record['metrics']['c2st_accuracy']['value']:.3f}")
     return run, record
@@ -227,6 +241,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--k", type=int, default=1000, help="IWAE samples per test point")
     ap.add_argument("--steps", type=int, default=None,
                     help="override every preset's training steps (for smoke runs)")
+    ap.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                    help="change a config field of every preset (a dotted path such as "
+                    "loss.decoder_std_mode=latent, or a short name): what one lever buys")
     ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                     help="fit the GaussianMixture and KernelDensity baselines (default: on)")
     ap.add_argument("--train-points", type=int, default=20_000,
@@ -247,6 +264,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--presets and --datasets must each name at least one")
     for preset in args.presets:
         get_preset(preset)
+        build_config(preset, None, dict(args.set))  # a --set that cannot work, named now
     valid = default_datasets()
     for data in args.datasets:
         if data not in valid:
@@ -266,6 +284,7 @@ def command_line(args: argparse.Namespace) -> str:
     parts += [f"--seeds {args.seeds}", f"--n {args.n}", f"--k {args.k}"]
     if args.steps is not None:
         parts.append(f"--steps {args.steps}")
+    parts += [f"--set {k}={json.dumps(v)}" for k, v in getattr(args, "set", None) or []]
     parts.append(f"--train-points {args.train_points}" if args.baselines else "--no-baselines")
     return " ".join([*parts, "--write"])
 
@@ -278,8 +297,10 @@ def from_json(path: Path, write: bool) -> None:
     except (OSError, ValueError, KeyError) as exc:
         sys.exit(f"fidelity.py: error: {path} is not a fidelity --json file: {exc}")
     args = argparse.Namespace(**{k: settings[k] for k in (
-        "presets", "datasets", "seeds", "n", "k", "steps", "baselines", "train_points")})
-    methods = args.presets + (list(BASELINE_LABELS) if args.baselines else [])
+        "presets", "datasets", "seeds", "n", "k", "steps", "baselines", "train_points")},
+                              set=[tuple(kv) for kv in settings.get("set", [])])
+    methods = ([method_name(p, args) for p in args.presets]
+               + (list(BASELINE_LABELS) if args.baselines else []))
     body = build_body(records, args.datasets, methods, args, payload.get("machine"))
     print(body)
     if write:
@@ -313,7 +334,8 @@ def main(argv: list[str] | None = None) -> None:
                 assert first_run is not None
                 records += run_baselines(data, seed, first_run, args)
     log(f"done in {time.perf_counter() - t_start:.0f} s")
-    methods = args.presets + (list(BASELINE_LABELS) if args.baselines else [])
+    methods = ([method_name(p, args) for p in args.presets]
+               + (list(BASELINE_LABELS) if args.baselines else []))
     body = build_body(records, args.datasets, methods, args)
     print(body)
     if args.json is not None:
