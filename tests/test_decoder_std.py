@@ -33,7 +33,7 @@ def _model(standardize: bool = True, **loss):
     if standardize:
         model.set_standardization(torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5]))
     with torch.no_grad():  # move sigma(z) off its constant start
-        model.std_head.weight.normal_(0.0, 0.3)
+        model.std_head.weight.normal_(0.0, 0.3 * 16)  # the head reads h / width (16)
     return model
 
 
@@ -41,7 +41,7 @@ def _by_hand(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """log N(x; scale*mean(z)+shift, diag (scale*sigma(z))^2) in data units, written out."""
     h = model.decoder(model.decoder_input(z))
     mean = model.final_layer(h) * model.data_scale + model.data_shift
-    std = (0.05 + F.softplus(model.std_head(h))) * model.data_scale
+    std = (0.05 + F.softplus(model.std_head(h / h.shape[-1]))) * model.data_scale
     return (-0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 

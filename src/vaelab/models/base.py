@@ -195,7 +195,11 @@ class BaseVAE(nn.Module, ABC):
         if self.std_head is None:
             return self.decode_internal(z), self.obs_std()
         h = self.decode_features(z)
-        return self.mean_from_features(h), self.min_std + F.softplus(self.std_head(h))
+        # the head reads h / width: Adam moves each of its weights by about lr a step, so
+        # unscaled, the width's weights together would move sigma(z) width-times faster
+        # than the global sigma's one parameter (measured: the posterior collapsed)
+        std = self.min_std + F.softplus(self.std_head(h / h.shape[-1]))
+        return self.mean_from_features(h), std
 
     def log_likelihood_internal(self, u: torch.Tensor, u_hat: torch.Tensor,
                                 std: torch.Tensor | None = None) -> torch.Tensor:
