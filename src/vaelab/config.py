@@ -106,9 +106,11 @@ class LossConfig:
     tighter than the ELBO (k = 1 is the ELBO), it trains the model for log p(x) itself.
 
     ``decoder_std_mode``: ``global`` (sigma per data dimension, the same for every z, as above)
-    or ``latent``: sigma(z) = ``min_decoder_std`` + softplus(head(h)), per point and dimension,
-    from a linear head on the decoder's last hidden layer h (its weights start at 0 and its
-    bias at ``decoder_std``, so training starts from the global model). A sigma that varies with
+    or ``latent``: sigma(z) = ``min_decoder_std`` + softplus(head(h / width)), per point and
+    dimension, from a linear head on the decoder's last hidden layer h (its weights start at 0
+    and its bias at ``decoder_std``, so training starts from the global model; h / width keeps
+    Adam from moving sigma(z) width-times faster than a global sigma, which collapsed the
+    posterior in BENCHMARKS.md). A sigma that varies with
     z lets the decoder be sharp where the data is thin and wide where it is spread; the floor
     keeps the likelihood bounded, so ``latent`` needs ``gaussian`` or ``iwae``,
     ``learn_decoder_std = true`` and ``min_decoder_std > 0``. It is one likelihood for training,

@@ -17,8 +17,8 @@ Likelihood. p(x|z) = N(x; decode(z), diag(scale * sigma)^2) where ``sigma`` (per
 internal units) is either fixed — for the seed's MSE loss, sqrt(D * kld_weight / 2), the variance
 under which that loss is an ELBO — or learned, ``sigma = min_std + softplus(raw)``, which keeps
 the likelihood bounded; or, with :meth:`BaseVAE.configure_likelihood` ``per_point=True``, a
-function of z: ``sigma(z) = min_std + softplus(std_head(h(z)))``, h the decoder's last hidden
-layer. :meth:`BaseVAE.decode_params_internal` is the one place that gives (mean, sigma) of
+function of z: ``sigma(z) = min_std + softplus(std_head(h(z) / width))``, h the decoder's last
+hidden layer. :meth:`BaseVAE.decode_params_internal` is the one place that gives (mean, sigma) of
 p(x|z): the loss, the estimators of log p(x) and :meth:`BaseVAE.sample` all read it there.
 """
 
@@ -152,8 +152,8 @@ class BaseVAE(nn.Module, ABC):
                              min_std: float = 0.0, per_point: bool = False) -> None:
         """Fix sigma (internal units) or learn it from ``std``, floored at ``min_std``.
 
-        ``per_point``: sigma is a function of z, ``min_std + softplus(std_head(h))`` with h the
-        decoder's last hidden layer; the head's weights start at 0 and its bias at ``std``, so
+        ``per_point``: sigma is a function of z, ``min_std + softplus(std_head(h / width))``,
+        h the decoder's last hidden layer; the head's weights start at 0 and its bias at ``std``, so
         sigma(z) starts as the global sigma (no random draw: the RNG stream is unchanged)."""
         std_t = torch.as_tensor(std, dtype=torch.float32).expand(self.in_channels).clone()
         if not (std_t > min_std).all():
