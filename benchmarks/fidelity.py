@@ -35,6 +35,12 @@ Run::
                                                                # the flow alone
     python benchmarks/fidelity.py --from-json benchmarks/results/fidelity.json \
         --from-json flow.json --section flow --write           # the flow beside the rest
+    python benchmarks/fidelity.py --presets default --set loss.decoder_std_mode=latent \
+        --datasets checkerboard --seeds 1 --no-baselines       # a preset with a setting changed
+
+``--set KEY=VALUE`` (repeatable; a dotted config path or a short name, as ``vaelab train
+--set``) changes every preset's config, to measure what one lever buys; the tables then name
+each preset with its settings.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import numpy as np
 from benchmarks_md import machine, update_section
 
 from vaelab.baselines import fit_gmm, fit_kde
+from vaelab.cli.main import key_value
 from vaelab.data.registry import build_source
 from vaelab.data.toys import TOY_SOURCES
 from vaelab.devices import choose_threads, derive_seeds, make_generator
@@ -96,15 +103,21 @@ def _metrics(sample_metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
                 "floor": float(sample_metrics[m]["floor"])} for m in REPORT_METRICS}
 
 
+def method_name(preset: str, args: argparse.Namespace) -> str:
+    """A preset's label in the records and tables: its name, and its ``--set`` settings."""
+    sets = getattr(args, "set", None) or []
+    return " ".join([preset, *(f"{k}={json.dumps(v)}" for k, v in sets)])
+
+
 def run_preset(data: str, preset: str, seed: int, args: argparse.Namespace) -> tuple[Run, dict]:
     """Train one preset on one data set and evaluate it: (the run, its record)."""
     cfg = build_config(preset, None, {"data": data, "seed": seed, "steps": args.steps,
-                                      "gradients": args.gradients})
+                                      "gradients": args.gradients, **dict(args.set)})
     run = train_run(cfg, None, force=False, progress=False, figures=False)
     t0 = time.perf_counter()
     report = evaluate(run, n=args.n, k=args.k, seed=seed)
     record = {
-        "data": data, "kind": "preset", "method": preset, "seed": seed,
+        "data": data, "kind": "preset", "method": method_name(preset, args), "seed": seed,
         "dim": int(run.model.in_channels),
         "steps": run.summary["steps"], "noise": run.config.data.noise,
         "nll_gap": report["nll_gap"], "nll_gap_stderr": report["nll_gap_stderr"],
@@ -113,7 +126,8 @@ def run_preset(data: str, preset: str, seed: int, args: argparse.Namespace) -> t
         "seconds": float(run.summary["train_seconds"]), "params": {},
         "eval_seconds": time.perf_counter() - t0, "report": report,
     }
-    log(f"[{data} seed {seed}] {preset}: {record['steps']} steps in {record['seconds']:.1f} s, "
+    log(f"[{data} seed {seed}] {record['method']}: {record['steps']} steps in "
+        f"{record['seconds']:.1f} s, "
         f"evaluated in {record['eval_seconds']:.1f} s; NLL gap {record['nll_gap']:.4f} "
         f"± {record['nll_gap_stderr']:.4f}, C2ST {record['metrics']['c2st_accuracy']['value']:.3f}")
     return run, record
@@ -401,6 +415,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--k", type=int, default=1000, help="IWAE samples per test point")
     ap.add_argument("--steps", type=int, default=None,
                     help="override every preset's training steps (for smoke runs)")
+    ap.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                    help="change a config field of every preset (a dotted path such as "
+                    "loss.decoder_std_mode=latent, or a short name): what one lever buys")
     ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                     help="fit the GaussianMixture and KernelDensity baselines (default: on)")
     ap.add_argument("--flow", action=argparse.BooleanOptionalAction, default=True,
@@ -445,6 +462,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--presets none with --no-baselines and --no-flow leaves nothing to run")
     for preset in args.presets:
         get_preset(preset)
+        build_config(preset, None, dict(args.set))  # a --set that cannot work, named now
     valid = default_datasets()
     for data in args.datasets:
         if data not in valid:
@@ -477,6 +495,7 @@ def command_line(args: argparse.Namespace) -> str:
     parts += [f"--n {args.n}", f"--k {args.k}"]
     if args.steps is not None:
         parts.append(f"--steps {args.steps}")
+    parts += [f"--set {k}={json.dumps(v)}" for k, v in getattr(args, "set", None) or []]
     if args.baselines or args.flow:
         parts.append(f"--train-points {args.train_points}")
     if not args.baselines:
@@ -501,11 +520,12 @@ def _settings_args(settings: dict[str, Any]) -> argparse.Namespace:
                 "flow_budget": "steps", "first_seed": 0, "json": None}
     keys = ("presets", "datasets", "seeds", "n", "k", "steps", "baselines", "train_points")
     return argparse.Namespace(**{k: settings[k] for k in keys},
-                              **{k: settings.get(k, v) for k, v in defaults.items()})
+                              **{k: settings.get(k, v) for k, v in defaults.items()},
+                              set=[tuple(kv) for kv in settings.get("set", [])])
 
 
 def _methods(args: argparse.Namespace) -> list[str]:
-    return args.presets + baseline_methods(args)
+    return [method_name(p, args) for p in args.presets] + baseline_methods(args)
 
 
 def from_json(paths: list[Path], write: bool, section: str = "fidelity") -> None:
@@ -527,7 +547,7 @@ def from_json(paths: list[Path], write: bool, section: str = "fidelity") -> None
     first = runs[0]
     methods: list[str] = []
     for run in runs:
-        methods += [m for m in run["args"].presets if m not in methods]
+        methods += [m for m in run["methods"] if m not in methods and m not in BASELINE_LABELS]
     methods += [m for m in BASELINE_LABELS if any(r["method"] == m for r in records)]
     datasets: list[str] = []
     for run in runs:

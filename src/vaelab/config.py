@@ -31,6 +31,8 @@ DATA_BACKENDS = ("torch", "sklearn")
 LOSSES = ("seed_mse", "gaussian", "iwae")
 ACTIVATIONS = ("leaky_relu", "relu", "silu", "gelu", "elu", "tanh", "softplus")
 PRIORS = ("standard", "mixture", "flow")
+#: loss.decoder_std_mode: the decoder's sigma one per dimension, or a function of z (LossConfig)
+DECODER_STD_MODES = ("global", "latent")
 #: train.compile: compile the step (``auto``: long closed-form CPU runs; TrainConfig)
 COMPILE_MODES = ("auto", "on", "off")
 #: train.cuda_graph: replay the step as one CUDA graph (``auto``: on CUDA wherever it can)
@@ -103,6 +105,18 @@ class LossConfig:
     samples per point, -log mean_k p(x|z_k) p(z_k)^b / q(z_k|x)^b with b = ``kld_weight``;
     tighter than the ELBO (k = 1 is the ELBO), it trains the model for log p(x) itself.
 
+    ``decoder_std_mode``: ``global`` (sigma per data dimension, the same for every z, as above)
+    or ``latent``: sigma(z) = ``min_decoder_std`` + softplus(head(h / width)), per point and
+    dimension, from a linear head on the decoder's last hidden layer h (its weights start at 0
+    and its bias at ``decoder_std``, so training starts from the global model; h / width keeps
+    Adam from moving sigma(z) width-times faster than a global sigma, which collapsed the
+    posterior in BENCHMARKS.md). A sigma that varies with
+    z lets the decoder be sharp where the data is thin and wide where it is spread; the floor
+    keeps the likelihood bounded, so ``latent`` needs ``gaussian`` or ``iwae``,
+    ``learn_decoder_std = true`` and ``min_decoder_std > 0``. It is one likelihood for training,
+    the estimators of log p(x) and ``sample`` alike; the hand-written gradients
+    (``train.gradients = 'explicit'``) do not cover it, so ``auto`` trains it through autograd.
+
     ``kl_warmup``: the fraction of training (of the steps, or of the time limit) over which
     the weight of the KL term rises linearly from 0 to ``kld_weight`` (0: no warm-up).
     """
@@ -112,6 +126,7 @@ class LossConfig:
     decoder_std: float | None = None
     learn_decoder_std: bool = False
     min_decoder_std: float = 1e-3
+    decoder_std_mode: str = "global"
     k: int = 1
     kl_warmup: float = 0.0
 
@@ -297,6 +312,15 @@ class RunConfig:
                "must be >= 0")
         _check(lo.decoder_std is None or lo.decoder_std > lo.min_decoder_std,
                "loss.decoder_std", lo.decoder_std, "must be > loss.min_decoder_std")
+        _choice("loss.decoder_std_mode", lo.decoder_std_mode, DECODER_STD_MODES)
+        if lo.decoder_std_mode == "latent":
+            _check(lo.name != "seed_mse", "loss.decoder_std_mode", lo.decoder_std_mode,
+                   "needs loss.name 'gaussian' or 'iwae' (seed_mse's variance is fixed by "
+                   "kld_weight)")
+            _check(lo.learn_decoder_std, "loss.decoder_std_mode", lo.decoder_std_mode,
+                   "needs loss.learn_decoder_std = true (sigma(z) is learned)")
+            _check(lo.min_decoder_std > 0, "loss.decoder_std_mode", lo.decoder_std_mode,
+                   "needs loss.min_decoder_std > 0 (the floor keeps the likelihood bounded)")
         _check(lo.k >= 1, "loss.k", lo.k, "must be >= 1")
         _check(lo.k == 1 or lo.name == "iwae", "loss.k", lo.k,
                "is the number of importance samples of loss.name = 'iwae'; set that or k = 1")

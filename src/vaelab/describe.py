@@ -57,6 +57,10 @@ def decoder_words(cfg: RunConfig) -> str:
         where = f"D = {dim}: " if dim else ""
         return (f"a Gaussian decoder whose variance is implied by the loss "
                 f"({where}sigma^2 = D x {lo.kld_weight:g} / 2, fixed)")
+    if lo.decoder_std_mode == "latent":
+        start = "" if lo.decoder_std is None else f" from {lo.decoder_std:g}"
+        return (f"a Gaussian decoder whose sigma depends on z (a learned head on the "
+                f"decoder, started{start}, floor {lo.min_decoder_std:g})")
     if lo.learn_decoder_std:
         start = "" if lo.decoder_std is None else f" from {lo.decoder_std:g}"
         return (f"a Gaussian decoder with a learned sigma per dimension (started{start}, "

@@ -34,6 +34,7 @@ SHORT_KEYS = {
     "iwae_k": "loss.k",
     "kl_warmup": "loss.kl_warmup",
     "kld_weight": "loss.kld_weight",
+    "decoder_std_mode": "loss.decoder_std_mode",
     "lr": "optim.lr",
     "scheduler": "optim.scheduler",
     "step_size": "optim.step_size",

@@ -123,7 +123,7 @@ def sweep_values(text: str) -> tuple[str, list[float]]:
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     """The run settings ``train`` and ``sweep`` share (they override the preset and
     --config)."""
-    from vaelab.config import ACTIVATIONS, LOSSES, PRIORS, SCHEDULERS
+    from vaelab.config import ACTIVATIONS, DECODER_STD_MODES, LOSSES, PRIORS, SCHEDULERS
     from vaelab.data import source_names
 
     g = parser.add_argument_group("settings (override the preset and --config)")
@@ -157,6 +157,10 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
                    help="fraction of training over which the KL weight rises from 0")
     g.add_argument("--kld-weight", type=positive_float,
                    help="weight of the KL term (seed_mse: sets the decoder variance D*w/2)")
+    g.add_argument("--decoder-std-mode", choices=list(DECODER_STD_MODES),
+                   help="global: one learned decoder sigma per data dimension; latent: "
+                   "sigma(z) from a head on the decoder, floored at loss.min_decoder_std, so "
+                   "the decoder can be sharp where the data is thin (gaussian or iwae loss)")
     g.add_argument("--seed", type=nonnegative_int, help="fixes data, initialisation, noise")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--compile", choices=["auto", "on", "off"],
@@ -392,8 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
 _TRAIN_FLAGS = ("data", "noise", "n_train", "data_backend", "steps", "time_limit",
                 "batch_size", "lr", "scheduler", "step_size", "gamma", "lr_warmup", "latent_dim",
                 "hidden_dims", "decoder_hidden_dims", "activation", "prior", "loss", "iwae_k",
-                "kl_warmup", "kld_weight", "seed", "device", "compile", "handoff", "cuda_graph",
-                "gradients",
+                "kl_warmup", "kld_weight", "decoder_std_mode", "seed", "device", "compile",
+                "handoff", "cuda_graph", "gradients",
                 "log_every", "checkpoint_every", "frame_every")
 
 

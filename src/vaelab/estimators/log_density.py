@@ -149,10 +149,14 @@ def prior_mc(model: BaseVAE, x: torch.Tensor, k: int = 1000, *,
     total = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
     for ka, kb in _spans(k, k_chunk):
         z = model.sample_prior(kb - ka, generator, x.device).to(x.dtype)
-        u_hat = model.decode_internal(z).unsqueeze(1)  # [k, 1, D]: decoded once for all x
+        u_hat, std = model.decode_params_internal(z)  # decoded once for all x
+        u_hat = u_hat.unsqueeze(1)  # [k, 1, D]
+        if std.ndim > 1:  # sigma(z) [k, D] -> [k, 1, D]; a global sigma [D] broadcasts as is
+            std = std.unsqueeze(1)
         for a, b in _spans(n, n_chunk):
             u = model.standardize(x[a:b])
-            log_lik = model.log_likelihood_internal(u, u_hat) + model.log_jacobian()  # [k, n]
+            log_lik = (model.log_likelihood_internal(u, u_hat, std)
+                       + model.log_jacobian())  # [k, n]
             total[a:b] = torch.logaddexp(total[a:b], torch.logsumexp(log_lik.double(), dim=0))
     return (total - math.log(k)).cpu()
 

@@ -16,7 +16,10 @@ estimated by the same samples as the reconstruction: log q(z|x) - log p(z)).
 Likelihood. p(x|z) = N(x; decode(z), diag(scale * sigma)^2) where ``sigma`` (per data dimension,
 internal units) is either fixed — for the seed's MSE loss, sqrt(D * kld_weight / 2), the variance
 under which that loss is an ELBO — or learned, ``sigma = min_std + softplus(raw)``, which keeps
-the likelihood bounded.
+the likelihood bounded; or, with :meth:`BaseVAE.configure_likelihood` ``per_point=True``, a
+function of z: ``sigma(z) = min_std + softplus(std_head(h(z) / width))``, h the decoder's last
+hidden layer. :meth:`BaseVAE.decode_params_internal` is the one place that gives (mean, sigma) of
+p(x|z): the loss, the estimators of log p(x) and :meth:`BaseVAE.sample` all read it there.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class VAEOutput(NamedTuple):
     mu: torch.Tensor  # posterior mean [N, d]
     log_var: torch.Tensor  # posterior log-variance [N, d]
     z: torch.Tensor  # reparameterised sample(s) from q(z|x): [N, d], or [S, N, d]
+    x_std: torch.Tensor | None = None  # decoder sigma(z) shaped as x_hat; None: global sigma
 
 
 class BaseVAE(nn.Module, ABC):
@@ -85,6 +89,7 @@ class BaseVAE(nn.Module, ABC):
         self.learn_std = False
         self.min_std = 0.0
         self.register_buffer("obs_std_fixed", torch.ones(in_channels))
+        self.std_head: nn.Linear | None = None  # sigma(z)'s head (configure_likelihood)
         self.objective = "seed_mse"
         self.kld_weight = 1.0
         self.samples = 1  # posterior samples per point in the training loss (IWAE's k)
@@ -98,6 +103,19 @@ class BaseVAE(nn.Module, ABC):
     @abstractmethod
     def decode_internal(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder mean, in standardised units, for latent codes ``[..., latent_dim]``."""
+
+    def decode_features(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's last hidden layer for ``z``, where a model offers sigma(z) (the mean
+        is :meth:`mean_from_features` of it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no decoder sigma(z)")
+
+    def mean_from_features(self, h: torch.Tensor) -> torch.Tensor:
+        """The decoder mean from :meth:`decode_features`' output."""
+        raise NotImplementedError(f"{type(self).__name__} has no decoder sigma(z)")
+
+    def feature_width(self) -> int:
+        """The width of :meth:`decode_features`' output."""
+        raise NotImplementedError(f"{type(self).__name__} has no decoder sigma(z)")
 
     # -- units ---------------------------------------------------------------------------
     def set_standardization(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
@@ -131,33 +149,69 @@ class BaseVAE(nn.Module, ABC):
 
     # -- likelihood --------------------------------------------------------------------------
     def configure_likelihood(self, std: float | torch.Tensor, learn: bool = False,
-                             min_std: float = 0.0) -> None:
-        """Fix sigma (internal units) or learn it from ``std``, floored at ``min_std``."""
+                             min_std: float = 0.0, per_point: bool = False) -> None:
+        """Fix sigma (internal units) or learn it from ``std``, floored at ``min_std``.
+
+        ``per_point``: sigma is a function of z, ``min_std + softplus(std_head(h / width))``,
+        h the decoder's last hidden layer; the head's weights start at 0 and its bias at ``std``, so
+        sigma(z) starts as the global sigma (no random draw: the RNG stream is unchanged)."""
         std_t = torch.as_tensor(std, dtype=torch.float32).expand(self.in_channels).clone()
         if not (std_t > min_std).all():
             raise ValueError(f"decoder std {std} must exceed its floor {min_std}")
+        if per_point and not (learn and min_std > 0):
+            raise ValueError("a decoder sigma(z) is learned and needs a floor min_std > 0")
         self.learn_std, self.min_std = learn, float(min_std)
-        if learn:
+        if per_point:
+            head = nn.Linear(self.feature_width(), self.in_channels)
+            with torch.no_grad():
+                head.weight.zero_()
+                head.bias.copy_(torch.log(torch.expm1(std_t - min_std)))
+            self.std_head = head
+        elif learn:
             # sigma = min_std + softplus(raw); invert softplus for the initial value
             raw = torch.log(torch.expm1(std_t - min_std))
             self.obs_std_raw = nn.Parameter(raw)
         else:
             self.obs_std_fixed.copy_(std_t)
 
+    @property
+    def std_depends_on_z(self) -> bool:
+        """Whether the decoder's sigma is a function of z (``decoder_std_mode = 'latent'``)."""
+        return self.std_head is not None
+
     def obs_std(self) -> torch.Tensor:
-        """sigma per data dimension, internal units, ``[in_channels]``."""
+        """sigma per data dimension, internal units, ``[in_channels]``: the global sigma. A
+        model whose sigma depends on z has none (:meth:`decode_params_internal` gives it)."""
+        if self.std_head is not None:
+            raise ValueError("this decoder's sigma depends on z: use decode_params_internal(z)")
         if self.learn_std:
             return self.min_std + F.softplus(self.obs_std_raw)
         return self.obs_std_fixed
 
-    def log_likelihood_internal(self, u: torch.Tensor, u_hat: torch.Tensor) -> torch.Tensor:
-        """log N(u; u_hat, diag sigma^2) summed over data dimensions, internal units, nats."""
-        return gaussian_log_likelihood(u, u_hat, self.obs_std())
+    def decode_params_internal(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, sigma) of p(u|z) in internal units: the mean ``[..., D]`` and sigma, either
+        ``[..., D]`` like the mean (sigma(z)) or the global ``[D]``; both broadcast against u.
+        Every reader of the decoder's likelihood goes through here."""
+        if self.std_head is None:
+            return self.decode_internal(z), self.obs_std()
+        h = self.decode_features(z)
+        # the head reads h / width: Adam moves each of its weights by about lr a step, so
+        # unscaled, the width's weights together would move sigma(z) width-times faster
+        # than the global sigma's one parameter (measured: the posterior collapsed)
+        std = self.min_std + F.softplus(self.std_head(h / h.shape[-1]))
+        return self.mean_from_features(h), std
+
+    def log_likelihood_internal(self, u: torch.Tensor, u_hat: torch.Tensor,
+                                std: torch.Tensor | None = None) -> torch.Tensor:
+        """log N(u; u_hat, diag std^2) summed over data dimensions, internal units, nats;
+        ``std`` None: the global sigma (:meth:`obs_std`)."""
+        return gaussian_log_likelihood(u, u_hat, self.obs_std() if std is None else std)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) in nats per point, data units (Jacobian included); broadcasts."""
         u = self.standardize(x)
-        return self.log_likelihood_internal(u, self.decode_internal(z)) + self.log_jacobian()
+        u_hat, std = self.decode_params_internal(z)
+        return self.log_likelihood_internal(u, u_hat, std) + self.log_jacobian()
 
     # -- prior -------------------------------------------------------------------------------
     def set_prior(self, prior: Prior) -> None:
@@ -207,7 +261,7 @@ class BaseVAE(nn.Module, ABC):
             if self._standardized:
                 terms = terms._replace(neg_elbo=terms.neg_elbo - self.log_jacobian())
             return terms
-        log_lik = self.log_likelihood_internal(out.x, out.x_hat) + self.log_jacobian()
+        log_lik = self.log_likelihood_internal(out.x, out.x_hat, out.x_std) + self.log_jacobian()
         if self.objective == "gaussian" and self.prior.is_standard:
             return gaussian_loss(log_lik, kl_to_standard_normal(out.mu, out.log_var), w)
         # log q(z|x) - log p(z) at the sampled z: a one-sample KL for each draw
@@ -268,18 +322,28 @@ class BaseVAE(nn.Module, ABC):
                 raise ValueError(f"eps has shape {tuple(eps.shape)}, expected "
                                  f"{tuple(mu_s.shape)}")
             z = mu_s + torch.exp(0.5 * log_var_s) * eps
-        return VAEOutput(x_hat=self.decode_internal(z), x=u, mu=mu, log_var=log_var, z=z)
+        if self.std_head is None:
+            return VAEOutput(x_hat=self.decode_internal(z), x=u, mu=mu, log_var=log_var, z=z)
+        x_hat, x_std = self.decode_params_internal(z)
+        return VAEOutput(x_hat=x_hat, x=u, mu=mu, log_var=log_var, z=z, x_std=x_std)
 
-    def _decode_bounded(self, z: torch.Tensor) -> torch.Tensor:
-        """``decode_internal(z)`` with at most :data:`DECODE_MAX_VALUES` activation values
-        in flight: a large ``n`` or a wide decoder is decoded in chunks of rows (what a
-        smaller call decodes at once, as before, so its numbers stay the same)."""
+    def _decode_bounded(self, z: torch.Tensor, with_std: bool = False
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(``decode_internal(z)``, and sigma of p(u|z) if ``with_std``, else None) with at
+        most :data:`DECODE_MAX_VALUES` activation values in flight: a large ``n`` or a wide
+        decoder is decoded in chunks of rows (what a smaller call decodes at once, as before,
+        so its numbers stay the same)."""
         width = sum(p.shape[0] for p in self.parameters() if p.ndim == 2)
         rows = max(1, DECODE_MAX_VALUES // max(1, width))
-        if z.shape[0] <= rows:
-            return self.decode_internal(z)
-        return torch.cat([self.decode_internal(z[i:i + rows])
-                          for i in range(0, z.shape[0], rows)])
+        spans = [(i, i + rows) for i in range(0, z.shape[0], rows)] or [(0, 0)]
+        if not with_std:
+            if z.shape[0] <= rows:
+                return self.decode_internal(z), None
+            return torch.cat([self.decode_internal(z[a:b]) for a, b in spans]), None
+        if not self.std_depends_on_z:
+            return self._decode_bounded(z)[0], self.obs_std()
+        parts = [self.decode_params_internal(z[a:b]) for a, b in spans]
+        return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
 
     def training_samples(self) -> int | None:
         """What :meth:`forward` should be given in training: None (one draw) or IWAE's k."""
@@ -304,9 +368,10 @@ class BaseVAE(nn.Module, ABC):
         if device is None:
             device = next(self.parameters()).device
         z = self.sample_prior(n, generator, device)
-        u = self._decode_bounded(z)
-        if self.sample_noise(noise):
-            u = u + self.obs_std() * torch.randn(u.shape, generator=generator, device=device)
+        noisy = self.sample_noise(noise)
+        u, std = self._decode_bounded(z, with_std=noisy)
+        if noisy:  # a draw from p(u|z): sigma global or sigma(z), as the likelihood's
+            u = u + std * torch.randn(u.shape, generator=generator, device=device)
         return self.unstandardize(u)
 
     @torch.no_grad()

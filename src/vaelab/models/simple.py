@@ -72,3 +72,12 @@ class SimpleVAE(BaseVAE):
 
     def decode_internal(self, z: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.decoder(self.decoder_input(z)))
+
+    def decode_features(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.decoder_input(z))
+
+    def mean_from_features(self, h: torch.Tensor) -> torch.Tensor:
+        return self.final_layer(h)
+
+    def feature_width(self) -> int:
+        return self.final_layer[0].in_features
