@@ -335,15 +335,15 @@ class BaseVAE(nn.Module, ABC):
         so its numbers stay the same)."""
         width = sum(p.shape[0] for p in self.parameters() if p.ndim == 2)
         rows = max(1, DECODE_MAX_VALUES // max(1, width))
-        spans = [(i, i + rows) for i in range(0, z.shape[0], rows)] or [(0, 0)]
-        if not with_std:
-            if z.shape[0] <= rows:
-                return self.decode_internal(z), None
-            return torch.cat([self.decode_internal(z[a:b]) for a, b in spans]), None
-        if not self.std_depends_on_z:
-            return self._decode_bounded(z)[0], self.obs_std()
-        parts = [self.decode_params_internal(z[a:b]) for a, b in spans]
-        return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
+        def by_rows(tensors: list[torch.Tensor]) -> torch.Tensor:
+            return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+        chunks = [z] if z.shape[0] <= rows else list(torch.split(z, rows))
+        if not (with_std and self.std_depends_on_z):  # the mean alone; sigma is global
+            mean = by_rows([self.decode_internal(c) for c in chunks])
+            return mean, self.obs_std() if with_std else None
+        parts = [self.decode_params_internal(c) for c in chunks]
+        return by_rows([m for m, _ in parts]), by_rows([s for _, s in parts])
 
     def training_samples(self) -> int | None:
         """What :meth:`forward` should be given in training: None (one draw) or IWAE's k."""
