@@ -34,8 +34,8 @@ from benchmarks_md import machine, update_section
 from vaelab.data import SwissRoll2D
 
 
-def make_table(dim: int, rows: int, seed: int) -> tuple[np.ndarray, callable]:
-    """``rows`` points in ``dim`` columns and their exact log-density."""
+def _roll_table(dim: int, rows: int, seed: int) -> tuple[np.ndarray, callable]:
+    """The 2-D Swiss roll beside D - 2 Gaussian columns, rotated (the module's first kind)."""
     rng = np.random.default_rng(seed)
     roll = SwissRoll2D()
     y2 = roll.sample(rows, torch.Generator().manual_seed(seed)).double().numpy()
@@ -51,6 +51,69 @@ def make_table(dim: int, rows: int, seed: int) -> tuple[np.ndarray, callable]:
             lp = lp + (-0.5 * z ** 2 - np.log(scales) - 0.5 * math.log(2 * math.pi)).sum(1)
         return lp
     return y @ q.T, log_p
+
+
+def _mixture_table(dim: int, rows: int, seed: int) -> tuple[np.ndarray, callable]:
+    """8 Gaussians of random full covariances (eigenvalues 0.05 to 1) and random weights,
+    their means drawn with spread 3: the kind of file a GaussianMixture fits exactly."""
+    rng = np.random.default_rng(seed)
+    k = 8
+    weights = rng.dirichlet(np.full(k, 4.0))
+    means = rng.normal(size=(k, dim)) * 3.0
+    chols = []
+    for _ in range(k):
+        q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+        cov = (q * rng.uniform(0.05, 1.0, size=dim)) @ q.T
+        chols.append(np.linalg.cholesky(cov))
+    comp = rng.choice(k, size=rows, p=weights)
+    eps = rng.normal(size=(rows, dim))
+    x = means[comp] + np.einsum("nij,nj->ni", np.stack(chols)[comp], eps)
+
+    def log_p(x: np.ndarray) -> np.ndarray:
+        parts = []
+        for j in range(k):
+            u = np.linalg.solve(chols[j], (x - means[j]).T).T
+            parts.append(np.log(weights[j]) - 0.5 * (u ** 2).sum(1)
+                         - np.log(np.diag(chols[j])).sum() - 0.5 * dim * math.log(2 * math.pi))
+        return np.logaddexp.reduce(np.stack(parts), axis=0)
+    return x, log_p
+
+
+#: the toy sets a product table takes its column pairs from, in order
+_PRODUCT_SETS = ("moons", "pinwheel", "8gaussians", "circles", "2spirals")
+
+
+def _product_table(dim: int, rows: int, seed: int) -> tuple[np.ndarray, callable]:
+    """Independent 2-D toy sets side by side (moons, pinwheel, 8gaussians, ...), and one
+    standard Gaussian column where D is odd: log p is the sum of the parts' log-densities."""
+    from vaelab.config import DataConfig
+    from vaelab.data import build_source
+    sources = [build_source(DataConfig(name=_PRODUCT_SETS[i % len(_PRODUCT_SETS)]))
+               for i in range(dim // 2)]
+    rng = np.random.default_rng(seed)
+    cols = [s.sample(rows, torch.Generator().manual_seed(seed + 1 + i)).double().numpy()
+            for i, s in enumerate(sources)]
+    if dim % 2:
+        cols.append(rng.normal(size=(rows, 1)))
+    x = np.column_stack(cols)
+
+    def log_p(x: np.ndarray) -> np.ndarray:
+        lp = sum(s.log_prob(torch.as_tensor(x[:, 2 * i:2 * i + 2])).double().numpy()
+                 for i, s in enumerate(sources))
+        if dim % 2:
+            lp = lp - 0.5 * x[:, -1] ** 2 - 0.5 * math.log(2 * math.pi)
+        return lp
+    return x, log_p
+
+
+#: table kinds: each returns (rows, exact log-density in nats per row)
+KINDS = {"roll": _roll_table, "mixture": _mixture_table, "product": _product_table}
+
+
+def make_table(dim: int, rows: int, seed: int, kind: str = "roll"
+               ) -> tuple[np.ndarray, callable]:
+    """``rows`` points in ``dim`` columns of the given kind and their exact log-density."""
+    return KINDS[kind](dim, rows, seed)
 
 
 def run_one(csv: Path, out: Path, settings: str, steps: int | None, k: int) -> dict:
@@ -73,6 +136,12 @@ def run_one(csv: Path, out: Path, settings: str, steps: int | None, k: int) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dims", type=int, nargs="+", default=[6])
+    ap.add_argument("--kinds", nargs="+", default=["roll"], choices=sorted(KINDS),
+                    help="roll: the roll beside rotated Gaussian columns; mixture: 8 "
+                         "full-covariance Gaussians; product: toy sets side by side")
+    ap.add_argument("--tables", nargs="+", default=None, metavar="KIND:D",
+                    help="the tables to run, e.g. roll:3 mixture:6 (instead of --kinds x "
+                         "--dims)")
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--settings", nargs="+", default=["", "--latent-dim 2"],
@@ -81,17 +150,25 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    lines = ["| D | settings | model gap | GaussianMixture gap | KernelDensity gap | "
-             "C2ST | training (s) |", "|---|---|---|---|---|---|---|"]
+    tables = [(kd, d) for kd in args.kinds for d in args.dims]
+    if args.tables:
+        try:
+            tables = [(t.split(":")[0], int(t.split(":")[1])) for t in args.tables]
+        except (IndexError, ValueError):
+            ap.error("--tables takes KIND:D, e.g. roll:3")
+        if any(kd not in KINDS or d < 2 for kd, d in tables):
+            ap.error(f"--tables: KIND one of {', '.join(sorted(KINDS))}, D >= 2")
+    lines = ["| kind | D | settings | model gap | GaussianMixture gap | KernelDensity gap | "
+             "C2ST | training (s) |", "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
-        for dim in args.dims:
-            points, log_p = make_table(dim, args.rows, args.seed)
-            csv = Path(tmp) / f"table{dim}.csv"
+        for kind, dim in tables:
+            points, log_p = make_table(dim, args.rows, args.seed, kind)
+            csv = Path(tmp) / f"{kind}{dim}.csv"
             header = ",".join(f"c{j}" for j in range(dim))
             np.savetxt(csv, points, delimiter=",", header=header, comments="")
             for i, settings in enumerate(args.settings):
                 s = settings.replace("{D}", str(dim))
-                out = Path(tmp) / f"run{dim}-{i}"
+                out = Path(tmp) / f"run-{kind}{dim}-{i}"
                 result = run_one(csv, out, s, args.steps, args.k)
                 rep = result["report"]
                 held = np.load(out / "heldout.npy").astype(np.float64)
@@ -101,7 +178,7 @@ def main() -> None:
                 for key in ("gaussian_mixture", "kernel_density"):
                     gaps[key] = rep["baselines"][key]["nll"] - h
                 c2st = rep.get("sample_metrics", {}).get("c2st_accuracy", {}).get("value")
-                line = (f"| {dim} | `{s or '(default)'}` | {gaps['model']:.4f} | "
+                line = (f"| {kind} | {dim} | `{s or '(default)'}` | {gaps['model']:.4f} | "
                         f"{gaps['gaussian_mixture']:.4f} | {gaps['kernel_density']:.4f} | "
                         f"{c2st if c2st is None else round(c2st, 3)} | "
                         f"{result['train_seconds']:.0f} |")
@@ -111,9 +188,9 @@ def main() -> None:
     print(body)
     if args.write:
         update_section("embedded", "A 2-D structure hidden in D columns",
-                       "python benchmarks/embedded.py --dims 3 6 10 --settings \"\" "
-                       "\"--latent-dim 2\" --k 500 --write",
-                       f"Machine: {machine()}. {args.rows:,} rows (20% held out), seed "
+                       shlex.join(["python", "benchmarks/embedded.py", *sys.argv[1:]]),
+                       f"`{shlex.join(['python', 'benchmarks/embedded.py', *sys.argv[1:]])}`"
+                       f"\n\nMachine: {machine()}. {args.rows:,} rows (20% held out), seed "
                        f"{args.seed}; gaps in nats per row on the held-out rows, IWAE K = "
                        f"{args.k}.\n\n{body}")
 

@@ -16,6 +16,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -41,8 +42,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=10_000, help="fresh test points")
     ap.add_argument("--k", type=int, default=1000, help="IWAE samples per test point")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config field to change (e.g. data.decorrelate=false); repeatable")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = ap.parse_args(argv)
+    extra = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"user_file.py: error: --set {item!r} is not KEY=VALUE")
+        extra[key] = json.loads(value) if value in ("true", "false", "null") else value
     if args.noise <= 0 or args.scale <= 0 or args.points < 10 or args.n < 10:
         sys.exit("user_file.py: error: --noise and --scale must be > 0, --points and --n >= 10")
     source = SwissRoll2D(args.noise)
@@ -51,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "roll.npy"
         np.save(path, data.numpy())
-        cfg = build_config(None, None, {"data": str(path), "seed": args.seed, "frame_every": 0})
+        cfg = build_config(None, None, {"data": str(path), "seed": args.seed, "frame_every": 0,
+                                        **extra})
         run = train_run(cfg, None, progress=False, figures=False)
     test = source.sample(args.n, g).double() * args.scale + args.shift
     log_p = source.log_prob((test - args.shift) / args.scale) - 2 * math.log(args.scale)
@@ -62,13 +72,16 @@ def main(argv: list[str] | None = None) -> None:
     c2st = c2st_accuracy(gen, test.numpy(), seed=args.seed)
     pr = knn_precision_recall(gen, test.numpy())
     sigma = (run.model.obs_std() * run.model.data_scale).tolist()
+    # per column, or per principal axis where the model decorrelates (data.decorrelate)
+    along = "principal axis" if run.model.data_rotation is not None else "column"
     body = "\n".join([
         f"Machine: {machine()}.",
         "",
         f"A file of {args.points} points: the Swiss roll with noise {args.noise}, times "
         f"{args.scale:g}, plus {args.shift:g} (seed {args.seed}); `vaelab train --data FILE` "
-        "with the default preset and nothing else set (80% of the file trains, standardised "
-        f"in the model); scored on {args.n} fresh points of the same distribution (IWAE, "
+        f"with the default preset and {'nothing else set' if not extra else extra} (80% of "
+        "the file trains, standardised in the model); scored on "
+        f"{args.n} fresh points of the same distribution (IWAE, "
         f"K = {args.k}).",
         "",
         "| | value |",
@@ -77,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| NLL gap (paired) | {gap:.4f} ± {se:.4f} nats |",
         f"| C2ST accuracy | {c2st:.3f} |",
         f"| precision / recall (k = 3) | {pr.precision:.3f} / {pr.recall:.3f} |",
-        f"| learned decoder sigma (file units) | {sigma[0]:.3f}, {sigma[1]:.3f} "
+        f"| learned decoder sigma per {along} (file units) | {sigma[0]:.3f}, {sigma[1]:.3f} "
         f"(true noise x scale: {args.noise * args.scale:.3f}) |",
         f"| training | {run.summary['steps']} steps, {run.summary['train_seconds']:.1f} s |",
     ])

@@ -25,6 +25,7 @@ SHORT_KEYS = {
     "noise": "data.noise",
     "n_train": "data.n_train",
     "data_backend": "data.backend",
+    "decorrelate": "data.decorrelate",
     "latent_dim": "model.latent_dim",
     "hidden_dims": "model.hidden_dims",
     "decoder_hidden_dims": "model.decoder_hidden_dims",
@@ -114,8 +115,8 @@ def latent_for(latent_dim: int | None, columns: int) -> int:
 
 def resolve_config(config: RunConfig) -> RunConfig:
     """Fill in what the data decides (``model.in_channels``, ``data.noise``,
-    ``data.standardize``) and check every name and the device, so that nothing is written for
-    a run that cannot start."""
+    ``data.standardize``, ``data.decorrelate``) and check every name and the device, so that
+    nothing is written for a run that cannot start."""
     return prepare(config)[0]
 
 
@@ -139,11 +140,15 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     if is_file and config.data.n_train is not None:
         raise ConfigError("data.n_train cannot be set for a data file: its training set is its "
                           "points minus the held-out data.test_fraction")
+    d = config.data
+    # decorrelating is a way of standardising: asked for alone, it brings standardising along
+    standardize = (is_file or bool(d.decorrelate)) if d.standardize is None else d.standardize
     data_cfg = dataclasses.replace(
-        config.data,
-        name=str(Path(config.data.name).resolve()) if is_file else config.data.name,
-        noise=getattr(source, "noise", config.data.noise),
-        standardize=is_file if config.data.standardize is None else config.data.standardize,
+        d,
+        name=str(Path(d.name).resolve()) if is_file else d.name,
+        noise=getattr(source, "noise", d.noise),
+        standardize=standardize,
+        decorrelate=standardize and (is_file if d.decorrelate is None else d.decorrelate),
     )
     model_cfg = dataclasses.replace(config.model, in_channels=source.dim,
                                     latent_dim=latent_for(config.model.latent_dim, source.dim))

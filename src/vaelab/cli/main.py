@@ -133,6 +133,9 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
                    help="fix a training set of N points (default: a fresh batch every step)")
     g.add_argument("--data-backend", choices=["torch", "sklearn"],
                    help="draw data with torch on the device (fast) or with scikit-learn")
+    g.add_argument("--decorrelate", action=argparse.BooleanOptionalAction, default=None,
+                   help="rotate the data onto its principal axes before standardising "
+                   "(PCA whitening; default: yes for a data file, no for a built-in set)")
     g.add_argument("--steps", type=positive_int,
                    help="training steps (with --time-limit: a cap; default then none)")
     g.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
@@ -393,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TRAIN_FLAGS = ("data", "noise", "n_train", "data_backend", "steps", "time_limit",
+_TRAIN_FLAGS = ("data", "noise", "n_train", "data_backend", "decorrelate", "steps", "time_limit",
                 "batch_size", "lr", "scheduler", "step_size", "gamma", "lr_warmup", "latent_dim",
                 "hidden_dims", "decoder_hidden_dims", "activation", "prior", "loss", "iwae_k",
                 "kl_warmup", "kld_weight", "decoder_std_mode", "seed", "device", "compile",

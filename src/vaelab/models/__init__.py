@@ -44,6 +44,8 @@ def build_model(config: RunConfig) -> BaseVAE:
     model.configure_objective(lo.name, lo.kld_weight, lo.k)
     if config.data.standardize:
         model.enable_standardization()
+        if config.data.decorrelate:
+            model.enable_rotation()
     return model
 
 

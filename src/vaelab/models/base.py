@@ -5,9 +5,11 @@ Named outputs only: :class:`Encoding` and :class:`VAEOutput` are NamedTuples, so
 
 Units. A model works internally on standardised data ``u = (x - shift) / scale`` (the identity
 unless :meth:`BaseVAE.set_standardization` was called, as for user files; the seed preset does
-not standardise). ``encode`` takes and ``decode``/``sample`` return points in the *data's own
-units*, and every log-density is in nats per data point in those units: the Jacobian
-``-sum(log scale)`` of the standardisation is included.
+not standardise), or ``u = ((x - shift) @ R) / scale`` where it decorrelates (R orthogonal, the
+training data's principal axes; |det R| = 1, so the Jacobian below is unchanged). ``encode``
+takes and ``decode``/``sample`` return points in the *data's own units*, and every log-density
+is in nats per data point in those units: the Jacobian ``-sum(log scale)`` of the
+standardisation is included.
 
 Prior. ``self.prior`` is a :class:`~vaelab.models.priors.Prior`: N(0, I) (the seed's, with a
 closed-form KL) unless :meth:`BaseVAE.set_prior` installs a learned one (then the KL term is
@@ -85,6 +87,7 @@ class BaseVAE(nn.Module, ABC):
         self.latent_dim = latent_dim
         self.register_buffer("data_shift", torch.zeros(in_channels))
         self.register_buffer("data_scale", torch.ones(in_channels))
+        self.register_buffer("data_rotation", None)  # a tensor once enable_rotation()
         self._standardized = False
         self.learn_std = False
         self.min_std = 0.0
@@ -118,16 +121,34 @@ class BaseVAE(nn.Module, ABC):
         raise NotImplementedError(f"{type(self).__name__} has no decoder sigma(z)")
 
     # -- units ---------------------------------------------------------------------------
-    def set_standardization(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
-        """Standardise inputs with ``(x - shift) / scale`` (fit on the training set)."""
+    def set_standardization(self, shift: torch.Tensor, scale: torch.Tensor,
+                            rotation: torch.Tensor | None = None) -> None:
+        """Standardise inputs with ``(x - shift) / scale`` (fit on the training set), or with
+        ``((x - shift) @ rotation) / scale`` where the model decorrelates
+        (:meth:`enable_rotation`): ``rotation`` orthogonal, its columns the principal axes."""
         if shift.shape != (self.in_channels,) or scale.shape != (self.in_channels,):
             raise ValueError("shift and scale must have shape [in_channels]")
         if not (torch.isfinite(shift).all() and torch.isfinite(scale).all()
                 and (scale > 0).all()):
             raise ValueError("shift must be finite and scale finite and > 0")
+        if (rotation is None) != (self.data_rotation is None):
+            raise ValueError("a rotation is needed exactly where the model decorrelates")
+        if rotation is not None:
+            eye = torch.eye(self.in_channels, dtype=torch.float64)
+            if (rotation.shape != eye.shape
+                    or not torch.allclose(rotation.double().T @ rotation.double(), eye,
+                                          atol=1e-4)):
+                raise ValueError("rotation must be an orthogonal [in_channels, in_channels]")
+            self.data_rotation.copy_(rotation)
         self.data_shift.copy_(shift)
         self.data_scale.copy_(scale)
         self._standardized = True
+
+    def enable_rotation(self) -> None:
+        """Decorrelate before standardising: a ``data_rotation`` buffer (the identity until
+        :meth:`set_standardization` fits it) turns the centred data onto its principal axes.
+        An orthogonal map has |det| = 1, so the log-Jacobian stays ``-sum(log scale)``."""
+        self.data_rotation = torch.eye(self.in_channels, device=self.data_shift.device)
 
     def enable_standardization(self) -> None:
         """Apply the (saved) ``data_shift`` / ``data_scale`` buffers: used when loading a run."""
@@ -138,10 +159,20 @@ class BaseVAE(nn.Module, ABC):
         return self._standardized
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.data_shift) / self.data_scale if self._standardized else x
+        """Data units -> internal units: ``((x - shift) [@ rotation]) / scale``."""
+        if not self._standardized:
+            return x
+        if self.data_rotation is None:
+            return (x - self.data_shift) / self.data_scale
+        return ((x - self.data_shift) @ self.data_rotation) / self.data_scale
 
     def unstandardize(self, u: torch.Tensor) -> torch.Tensor:
-        return u * self.data_scale + self.data_shift if self._standardized else u
+        """Internal units -> data units, :meth:`standardize` undone."""
+        if not self._standardized:
+            return u
+        if self.data_rotation is None:
+            return u * self.data_scale + self.data_shift
+        return (u * self.data_scale) @ self.data_rotation.T + self.data_shift
 
     def log_jacobian(self) -> torch.Tensor:
         """log |du/dx| = -sum(log scale): added to internal log-densities to get data units."""

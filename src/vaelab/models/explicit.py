@@ -237,7 +237,8 @@ class ExplicitStep:
 
     def __init__(self, template: SimpleVAE, params: Mapping[str, torch.Tensor],
                  shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
-                 extras: Mapping[str, torch.Tensor] | None = None) -> None:
+                 extras: Mapping[str, torch.Tensor] | None = None,
+                 rotation: torch.Tensor | None = None) -> None:
         self.template = template
         self.slope = negative_slope(template)
         self.p = dict(params)
@@ -250,6 +251,7 @@ class ExplicitStep:
         # Linear (_Pair): one skinny product instead of a full-width one, forward and back
         self.pair = self.dec_in.skinny_in
         self.shift, self.scale = shift, scale  # standardisation ([D] or [M, D]), or None
+        self.rotation = rotation  # the principal axes ([D, D] or [M, D, D]), or None
         # the Jacobian term of neg_elbo: -log|du/dx| = sum(log scale), per model
         self.log_scale_sum = scale.log().sum(-1) if scale is not None else None
         # the likelihood's and the prior's tensors by name (obs_std_raw or obs_std_fixed,
@@ -282,7 +284,8 @@ class ExplicitStep:
         net, extras = split_parameters(model, dict(model.named_parameters()),
                                        dict(model.named_buffers()))
         return cls(model, net, model.data_shift if std else None,
-                   model.data_scale if std else None, extras)
+                   model.data_scale if std else None, extras,
+                   model.data_rotation if std else None)
 
     # -- the networks, forward and backward ----------------------------------------------------
     def _encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list, list]:
@@ -360,10 +363,13 @@ class ExplicitStep:
     def inputs(self) -> dict[str, torch.Tensor]:
         """Every tensor :meth:`gradients` reads besides its arguments, by name: the networks'
         weights and biases, the likelihood's and prior's tensors, and the standardisation
-        (``data_shift``, ``data_scale``) where there is one."""
+        (``data_shift``, ``data_scale``, and ``data_rotation`` where the model decorrelates)
+        where there is one."""
         tensors = dict(self.named)
         if self.shift is not None:
             tensors.update(data_shift=self.shift, data_scale=self.scale)
+        if self.rotation is not None:
+            tensors.update(data_rotation=self.rotation)
         return tensors
 
     def gradients(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor
@@ -417,7 +423,9 @@ class ExplicitStep:
     def _standardize(self, x: torch.Tensor) -> torch.Tensor:
         if self.shift is None:
             return x
-        return (x - self.shift.unsqueeze(-2)) / self.scale.unsqueeze(-2)
+        if self.rotation is None:
+            return (x - self.shift.unsqueeze(-2)) / self.scale.unsqueeze(-2)
+        return ((x - self.shift.unsqueeze(-2)) @ self.rotation) / self.scale.unsqueeze(-2)
 
     def _draws_pass(self, x: torch.Tensor, eps: torch.Tensor) -> tuple:
         """Standardise, encode, draw z = mu + std * eps (eps ``[(M,) N, d]`` or

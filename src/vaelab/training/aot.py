@@ -221,8 +221,10 @@ class _Program(torch.nn.Module):
         named = dict(zip(self.names, tensors[:len(self.names)], strict=True))
         every = dict(named)
         shift, scale = named.pop("data_shift", None), named.pop("data_scale", None)
+        rotation = named.pop("data_rotation", None)
         net = {name: named.pop(name) for name in self.net_names}
-        step = ExplicitStep(self._template[0], net, shift, scale, extras=named)
+        step = ExplicitStep(self._template[0], net, shift, scale, extras=named,
+                            rotation=rotation)
         terms, z, grads = step.gradients(x, eps, kl_weight)
         rest = list(tensors[len(self.names):])
         if self.tally:  # the tally's tensors come last (AotStep's order)

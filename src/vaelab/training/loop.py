@@ -100,11 +100,34 @@ def init_model(config: RunConfig, seed: int) -> BaseVAE:
 
 
 def fit_standardization(model: BaseVAE, points: torch.Tensor) -> None:
-    """shift = mean, scale = standard deviation of the training points (per dimension)."""
+    """shift = mean, scale = standard deviation of the training points (per dimension); where
+    the model decorrelates, per principal axis of them instead (PCA whitening, below)."""
     p = points.double()
+    if model.data_rotation is not None:
+        shift, rotation, scale = principal_axes(p)
+        model.set_standardization(shift.float(), scale.float(), rotation.float())
+        return
     scale = p.std(dim=0) if p.shape[0] > 1 else torch.ones(p.shape[1], dtype=p.dtype)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a constant column stays put
     model.set_standardization(p.mean(dim=0).float(), scale.float())
+
+
+def principal_axes(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, R, scale) of ``points`` ``[N, D]`` (float64): R's columns are the covariance's
+    eigenvectors, by decreasing variance, each signed so that its largest entry is positive
+    (one answer for one data set), and scale the standard deviation along each (1 for a
+    direction without spread, which stays put). (x - mean) @ R / scale is uncorrelated."""
+    mean = points.mean(dim=0)
+    centred = points - mean
+    cov = centred.T @ centred / max(points.shape[0] - 1, 1)
+    variances, vectors = torch.linalg.eigh(cov)  # ascending
+    variances, vectors = variances.flip(0), vectors.flip(1)
+    biggest = vectors.gather(0, vectors.abs().argmax(dim=0, keepdim=True))
+    vectors = vectors * torch.where(biggest < 0, -1.0, 1.0)
+    scale = variances.clamp(min=0).sqrt()
+    floor = 1e-12 * float(scale.max()) if scale.numel() else 0.0
+    scale = torch.where(scale > floor, scale, torch.ones_like(scale))
+    return mean, vectors, scale
 
 
 class KLWeights:

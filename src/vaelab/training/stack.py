@@ -93,7 +93,8 @@ class ModelStack:
         std = self.template.standardized
         net, extras = split_parameters(self.template, self.params, self.buffers)
         return ExplicitStep(self.template, net, self.buffers["data_shift"] if std else None,
-                            self.buffers["data_scale"] if std else None, extras=extras)
+                            self.buffers["data_scale"] if std else None, extras=extras,
+                            rotation=self.buffers.get("data_rotation") if std else None)
 
     @torch.no_grad()
     def sync(self) -> None:
