@@ -154,3 +154,46 @@ def test_no_decorrelate_flag_keeps_per_column_scaling(table, tmp_path):
                  "--no-figures", "--no-report", "--compile", "off", "--no-decorrelate"]) == 0
     run = vaelab.load(out)
     assert run.config.data.decorrelate is False and run.model.data_rotation is None
+
+
+def test_a_run_saved_before_the_field_keeps_per_column_scaling(tmp_path):
+    """A run's config.json written before ``data.decorrelate`` existed has no such key: its
+    model was standardised column by column, and it loads and resumes so."""
+    from vaelab.runs import _parse_config
+
+    resolved = resolve_config(build_config("default", settings={"data": "moons"}))
+    data = json.loads(resolved.to_json())
+    del data["data"]["decorrelate"]
+    old = _parse_config(tmp_path / "config.json", json.dumps(data).encode())
+    assert old.data.decorrelate is False
+    data["data"]["decorrelate"] = None  # said, not missing: left to the resolution
+    assert _parse_config(tmp_path / "config.json",
+                         json.dumps(data).encode()).data.decorrelate is None
+
+
+def test_the_default_preset_gives_a_file_sigma_z_and_a_built_in_set_a_global_sigma(table):
+    on_file = resolve_config(build_config("default", settings={"data": table}))
+    assert on_file.loss.decoder_std_mode == "latent" and on_file.data.decorrelate is True
+    built_in = resolve_config(build_config("default", settings={"data": "moons"}))
+    assert built_in.loss.decoder_std_mode == "global" and built_in.data.decorrelate is False
+    # said outright, or where the loss cannot have sigma(z), the data does not decide
+    said = resolve_config(build_config("default", settings={"data": table,
+                                                            "decoder_std_mode": "global"}))
+    assert said.loss.decoder_std_mode == "global"
+    fixed = resolve_config(build_config("default", settings={
+        "data": table, "loss.learn_decoder_std": False}))
+    assert fixed.loss.decoder_std_mode == "global"
+    assert resolve_config(build_config("seed", settings={"data": table})
+                          ).loss.decoder_std_mode == "global"
+
+
+def test_set_standardization_keeps_the_rotation_unless_given_one():
+    _, model = _model()
+    rot = model.data_rotation.clone()
+    model.set_standardization(model.data_shift * 2, model.data_scale * 2)
+    assert torch.equal(model.data_rotation, rot)
+    _, plain = _model({"data.decorrelate": False})
+    with pytest.raises(ValueError, match="decorrelates"):
+        plain.set_standardization(plain.data_shift, plain.data_scale, torch.eye(3, dtype=F64))
+    with pytest.raises(ValueError, match="orthogonal"):
+        model.set_standardization(model.data_shift, model.data_scale, 2 * rot)

@@ -122,6 +122,9 @@ class LossConfig:
     ``learn_decoder_std = true`` and ``min_decoder_std > 0``. It is one likelihood for training,
     the estimators of log p(x) and ``sample`` alike; the hand-written gradients
     (``train.gradients = 'explicit'``) do not cover it, so ``auto`` trains it through autograd.
+    None (the default preset's): ``latent`` for a data file, ``global`` for a built-in set
+    (measured in BENCHMARKS.md, "A 2-D structure hidden in D columns", and "What limits the
+    default on each data set").
 
     ``kl_warmup``: the fraction of training (of the steps, or of the time limit) over which
     the weight of the KL term rises linearly from 0 to ``kld_weight`` (0: no warm-up).
@@ -132,7 +135,7 @@ class LossConfig:
     decoder_std: float | None = None
     learn_decoder_std: bool = False
     min_decoder_std: float = 1e-3
-    decoder_std_mode: str = "global"
+    decoder_std_mode: str | None = "global"
     k: int = 1
     kl_warmup: float = 0.0
 
@@ -320,7 +323,8 @@ class RunConfig:
                "must be >= 0")
         _check(lo.decoder_std is None or lo.decoder_std > lo.min_decoder_std,
                "loss.decoder_std", lo.decoder_std, "must be > loss.min_decoder_std")
-        _choice("loss.decoder_std_mode", lo.decoder_std_mode, DECODER_STD_MODES)
+        if lo.decoder_std_mode is not None:  # None: the data decides (resolve.prepare)
+            _choice("loss.decoder_std_mode", lo.decoder_std_mode, DECODER_STD_MODES)
         if lo.decoder_std_mode == "latent":
             _check(lo.name != "seed_mse", "loss.decoder_std_mode", lo.decoder_std_mode,
                    "needs loss.name 'gaussian' or 'iwae' (seed_mse's variance is fixed by "

@@ -46,14 +46,18 @@ def _default() -> RunConfig:
     # - many small steps (batch 128) with a cosine decay: the step count, not the batch,
     #   limits the fit on a fixed time budget;
     # - a latent as wide as the data (latent_dim None: D columns, at least 2): a structure
-    #   hidden in D columns leaves variance in every direction.
+    #   hidden in D columns leaves variance in every direction;
+    # - for a data file, its columns decorrelated (data.decorrelate, resolved per data) and a
+    #   decoder sigma(z) (decoder_std_mode None: latent for a file, global for a built-in set):
+    #   a user's columns mix structure and noise along any direction, and sigma(z) fits
+    #   mixtures and products of clusters better.
     return RunConfig(
         preset="default",
         data=DataConfig(name="swiss_roll", noise=None, n_train=None, standardize=True),
         model=ModelConfig(name="simple", latent_dim=None, hidden_dims=[128, 128, 128],
                           activation="leaky_relu", prior="mixture", prior_components=16),
         loss=LossConfig(name="iwae", k=4, kld_weight=1.0, decoder_std=0.1,
-                        learn_decoder_std=True, min_decoder_std=1e-3),
+                        learn_decoder_std=True, min_decoder_std=1e-3, decoder_std_mode=None),
         optim=OptimConfig(lr=3e-3, scheduler="cosine", min_lr_ratio=0.0, warmup=0.0),
         train=TrainConfig(steps=24_000, batch_size=128),
         display=DisplayConfig(frame_every=2000, points=1000),

@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaelab.config import RunConfig, expand_dotted, load_config_file, merge_dicts
+from vaelab.config import LossConfig, RunConfig, expand_dotted, load_config_file, merge_dicts
 from vaelab.errors import ConfigError
 from vaelab.presets import DEFAULT_PRESET, get_preset
 
@@ -113,6 +113,18 @@ def latent_for(latent_dim: int | None, columns: int) -> int:
     return latent_dim if latent_dim is not None else max(2, columns)
 
 
+def std_mode_for(loss: LossConfig, is_file: bool) -> str:
+    """``loss.decoder_std_mode``, or where it is None (the default preset's) ``latent`` for a
+    data file whose loss can have a sigma(z) (gaussian or iwae, a learned sigma with a floor
+    above 0) and ``global`` otherwise: a user's columns mix clusters and noise of unknown
+    shapes, which sigma(z) fits better, while the built-in sets keep the measured default
+    (BENCHMARKS.md, "A 2-D structure hidden in D columns")."""
+    if loss.decoder_std_mode is not None:
+        return loss.decoder_std_mode
+    can = loss.name != "seed_mse" and loss.learn_decoder_std and loss.min_decoder_std > 0
+    return "latent" if is_file and can else "global"
+
+
 def resolve_config(config: RunConfig) -> RunConfig:
     """Fill in what the data decides (``model.in_channels``, ``data.noise``,
     ``data.standardize``, ``data.decorrelate``) and check every name and the device, so that
@@ -152,7 +164,9 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     )
     model_cfg = dataclasses.replace(config.model, in_channels=source.dim,
                                     latent_dim=latent_for(config.model.latent_dim, source.dim))
-    resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg)
+    loss_cfg = dataclasses.replace(
+        config.loss, decoder_std_mode=std_mode_for(config.loss, is_file))
+    resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg, loss=loss_cfg)
     check_model_name(resolved.model.name)
     plan_for([resolved], source, device)  # a combination that cannot run is refused here
     return resolved, source

@@ -24,6 +24,7 @@ of such run directories, one per model, plus::
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -700,7 +701,13 @@ def _read_config(path: Path) -> RunConfig:
 
 def _parse_config(path: Path, data: bytes | None) -> RunConfig:
     try:
-        return RunConfig.from_json((data or b"").decode("utf-8"))
+        text = (data or b"").decode("utf-8")
+        config = RunConfig.from_json(text)
+        if config.data.decorrelate is None and '"decorrelate"' not in text:
+            # saved before data.decorrelate existed: such a run standardised column by column
+            config = dataclasses.replace(
+                config, data=dataclasses.replace(config.data, decorrelate=False))
+        return config
     except UnicodeDecodeError:
         raise RunError(f"{path} is not UTF-8 text") from None
     except ConfigError as exc:

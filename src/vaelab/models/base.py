@@ -125,14 +125,15 @@ class BaseVAE(nn.Module, ABC):
                             rotation: torch.Tensor | None = None) -> None:
         """Standardise inputs with ``(x - shift) / scale`` (fit on the training set), or with
         ``((x - shift) @ rotation) / scale`` where the model decorrelates
-        (:meth:`enable_rotation`): ``rotation`` orthogonal, its columns the principal axes."""
+        (:meth:`enable_rotation`): ``rotation`` orthogonal, its columns the principal axes
+        (None keeps the model's own)."""
         if shift.shape != (self.in_channels,) or scale.shape != (self.in_channels,):
             raise ValueError("shift and scale must have shape [in_channels]")
         if not (torch.isfinite(shift).all() and torch.isfinite(scale).all()
                 and (scale > 0).all()):
             raise ValueError("shift must be finite and scale finite and > 0")
-        if (rotation is None) != (self.data_rotation is None):
-            raise ValueError("a rotation is needed exactly where the model decorrelates")
+        if rotation is not None and self.data_rotation is None:
+            raise ValueError("a rotation needs a model that decorrelates (enable_rotation)")
         if rotation is not None:
             eye = torch.eye(self.in_channels, dtype=torch.float64)
             if (rotation.shape != eye.shape

@@ -149,8 +149,7 @@ def build_from_spec(spec: dict[str, Any]) -> None:
     if configs[0].data.standardize:
         for model in models:
             dim = model.in_channels
-            model.set_standardization(torch.zeros(dim), torch.ones(dim),
-                                      None if model.data_rotation is None else torch.eye(dim))
+            model.set_standardization(torch.zeros(dim), torch.ones(dim))
     stack = ModelStack(models)
     optimizer = Adam(list(stack.params.values()), [c.optim.lr for c in configs])
     tally = Tally.start(torch.zeros(spec["tally"]), 0)
