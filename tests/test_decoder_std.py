@@ -17,7 +17,7 @@ from vaelab.errors import ConfigError
 from vaelab.estimators import log_density
 from vaelab.models import build_model
 from vaelab.resolve import build_config
-from vaelab.training.plan import AUTOGRAD, EAGER, explicit_blocker, plan_step
+from vaelab.training.plan import AUTOGRAD, explicit_blocker, plan_step
 
 LATENT = dict(name="iwae", k=3, decoder_std=0.5, learn_decoder_std=True, min_decoder_std=0.05,
               decoder_std_mode="latent")
@@ -142,18 +142,18 @@ def test_combinations_that_make_no_sense_are_refused(loss, message):
         RunConfig(loss=LossConfig(**{**LATENT, **loss})).validate()
 
 
-def test_explicit_gradients_refuse_it_and_auto_takes_autograd():
+def test_explicit_gradients_cover_it_with_iwae_and_refuse_it_with_the_elbo():
     cfg = build_config("default", None, {"decoder_std_mode": "latent"})
-    assert "decoder_std_mode" in explicit_blocker(cfg)
+    assert explicit_blocker(cfg) is None  # the iwae bound: written out (tests/test_explicit.py)
     plan = plan_step([cfg], torch.device("cpu"), fixed_set=False)
-    assert plan.gradients == AUTOGRAD and plan.compile == EAGER
-    explicit = build_config("default", None, {"decoder_std_mode": "latent",
-                                              "gradients": "explicit"})
-    with pytest.raises(ConfigError, match="decoder_std_mode"):
+    assert plan.gradients != AUTOGRAD
+    elbo = build_config("default", None, {"decoder_std_mode": "latent", "loss": "gaussian",
+                                          "iwae_k": 1})
+    assert plan_step([elbo], torch.device("cpu"), fixed_set=False).gradients == AUTOGRAD
+    explicit = build_config("default", None, {"decoder_std_mode": "latent", "loss": "gaussian",
+                                              "iwae_k": 1, "gradients": "explicit"})
+    with pytest.raises(ConfigError, match="closed-form"):
         plan_step([explicit], torch.device("cpu"), fixed_set=False)
-    # the default preset itself keeps its explicit, compiled step
-    default = plan_step([build_config("default")], torch.device("cpu"), fixed_set=False)
-    assert default.gradients != AUTOGRAD
 
 
 def test_a_short_cli_run_trains_reloads_and_evaluates(tmp_path, capsys):

@@ -34,6 +34,9 @@ CASES = [
     ("default", {}),  # IWAE k = 4, mixture prior, learned sigma: closed form
     ("default", {"prior": "standard", "iwae_k": 2, "kld_weight": 0.7}),  # closed form
     ("default", {"iwae_k": 1, "loss.learn_decoder_std": False, "loss.decoder_std": 0.3}),
+    ("default", {"decoder_std_mode": "latent"}),  # sigma(z): its head and the decoder's h
+    ("default", {"decoder_std_mode": "latent", "prior": "standard", "latent_dim": 12,
+                 "hidden_dims": [32, 16]}),
 ]
 
 
@@ -44,7 +47,17 @@ def _model(preset: str, settings: dict, standardize: bool = True):
     if standardize:
         model.set_standardization(torch.tensor([1.0, -2.0], dtype=torch.float64),
                                   torch.tensor([3.0, 0.5], dtype=torch.float64))
+    _spread_std_head(model)
     return cfg, model
+
+
+def _spread_std_head(model) -> None:
+    """sigma(z)'s head starts at 0 weights (sigma(z) = the global sigma): spread them, so
+    that the gradient through h is not zero by construction."""
+    if model.std_head is not None:
+        with torch.no_grad():
+            model.std_head.weight.normal_(0.0, 3.0)
+            model.std_head.bias.add_(0.2 * torch.randn_like(model.std_head.bias))
 
 
 @pytest.mark.parametrize(("preset", "settings"), CASES)
@@ -97,6 +110,7 @@ def test_stacked_explicit_gradients_are_each_models_own():
     {},  # the default: IWAE k = 4, mixture prior, learned sigma
     {"prior": "standard", "iwae_k": 2, "loss.learn_decoder_std": False,
      "loss.decoder_std": 0.3},
+    {"decoder_std_mode": "latent"},  # each model's own sigma(z) head
 ])
 def test_stacked_iwae_gradients_are_each_models_own(settings):
     """The closed-form IWAE bound on stacked weights: model m's terms and gradients (network,
@@ -113,6 +127,7 @@ def test_stacked_iwae_gradients_are_each_models_own(settings):
             for name, t in m.named_parameters():
                 if name.startswith("prior.") or name == "obs_std_raw":
                     t.add_(0.3 * torch.randn_like(t))
+        _spread_std_head(m)
     weights = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
     k = models[0].training_samples()
     x = torch.randn(3, 40, 2, dtype=torch.float64) * 4

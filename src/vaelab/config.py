@@ -121,7 +121,8 @@ class LossConfig:
     keeps the likelihood bounded, so ``latent`` needs ``gaussian`` or ``iwae``,
     ``learn_decoder_std = true`` and ``min_decoder_std > 0``. It is one likelihood for training,
     the estimators of log p(x) and ``sample`` alike; the hand-written gradients
-    (``train.gradients = 'explicit'``) do not cover it, so ``auto`` trains it through autograd.
+    (``train.gradients = 'explicit'``) cover it with the ``iwae`` loss (with ``gaussian`` it
+    trains through autograd).
     None (the default preset's): ``latent`` for a data file, ``global`` for a built-in set
     (measured in BENCHMARKS.md, "A 2-D structure hidden in D columns", and "What limits the
     default on each data set").

@@ -258,6 +258,10 @@ class ExplicitStep:
         # prior.*), stacked or not as the network's are: the closed-form IWAE bound reads them
         self.extras = dict(extras or {})
         self.learn_std, self.min_std = template.learn_std, template.min_std
+        # sigma(z) = min_std + softplus(head(h / width)), h the decoder's last hidden layer
+        self.std_head = (_Layer.named(self.extras, "std_head")
+                         if template.std_head is not None else None)
+        self.width = template.feature_width() if self.std_head is not None else 1
         self.prior_kind = type(template.prior)
         if template.objective == "seed_mse" and template.prior.is_standard:
             self.kind = "seed"
@@ -270,8 +274,12 @@ class ExplicitStep:
         self.named = {**self.p, **self.extras}
         # the names of the gradients gradients() returns, in its order
         self.grad_names = list(self.p)
+        if self.std_head is not None and self.kind != "iwae":
+            raise ValueError("explicit gradients cover a decoder sigma(z) with the iwae loss")
         if self.kind == "iwae":
-            if self.learn_std:
+            if self.std_head is not None:
+                self.grad_names += list(self.std_head.names)
+            elif self.learn_std:
                 self.grad_names.append("obs_std_raw")
             if self.prior_kind is MixturePrior:
                 self.grad_names += [f"prior.{k}" for k in ("means", "log_stds", "logits")]
@@ -328,9 +336,14 @@ class ExplicitStep:
         return self.final.forward(c), ins, outs
 
     def _decoder_backward(self, g: torch.Tensor, ins: list, outs: list,
-                          grads: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Store the decoder's gradients from g = d loss / d u_hat; return d loss / dz."""
+                          grads: dict[str, torch.Tensor],
+                          g_last: torch.Tensor | None = None) -> torch.Tensor:
+        """Store the decoder's gradients from g = d loss / d u_hat (and ``g_last``, a
+        gradient on the last hidden layer from elsewhere: sigma(z)'s head); return
+        d loss / dz."""
         g = self.final.backward(g, ins[-1], True, grads)
+        if g_last is not None:
+            g = g.add_(g_last)
         for i in reversed(range(len(self.dec))):
             g = torch.ops.aten.leaky_relu_backward(g, outs[i], self.slope, True)
             if i == 0 and self.pair:  # the first block and decoder_input, as one (_Pair)
@@ -479,8 +492,13 @@ class ExplicitStep:
         # one KL weight per model, against [M, S, N]; a float (or 0-d tensor) for all
         b_t = b.view(-1, 1, 1) if isinstance(b, torch.Tensor) and b.ndim == 1 else b
 
-        sigma = self._sigma()  # [(M,) D]
-        sigma_b = _for_draws(sigma, lead, 2)  # [(M, 1, 1,) D]
+        if self.std_head is None:
+            sigma = self._sigma()  # [(M,) D]
+            sigma_b = _for_draws(sigma, lead, 2)  # [(M, 1, 1,) D]
+        else:  # sigma(z) = min + softplus(a), a = head(h / width), per draw and point
+            h_scaled = dec_in[-1] / self.width  # [(M,) S * N, W]
+            a = self.std_head.forward(h_scaled)
+            sigma = sigma_b = (self.min_std + torch.nn.functional.softplus(a)).view(u_hat.shape)
         r = (u.unsqueeze(-3) - u_hat) / sigma_b  # [(M,) S, N, D]
         log_lik = _log_likelihood(r, sigma, self.log_scale_sum, lead)
         log_q = _log_q(eps, log_var)
@@ -497,17 +515,22 @@ class ExplicitStep:
         alpha = torch.exp(log_w - lse.unsqueeze(-2)).mul_(1.0 / n)  # -d loss / d log_w
         a_lik = alpha.unsqueeze(-1)  # -d loss / d log_lik, [(M,) S, N, 1]
         g_u_hat = _flush_tiny(a_lik * r / sigma_b).neg_()
-        if self.learn_std:  # sigma = min + softplus(raw)
+        grads: dict[str, torch.Tensor] = {}
+        g_last = None
+        if self.std_head is not None:  # d loss / d sigma(z) = -alpha (r^2 - 1) / sigma
+            g_a = (-(a_lik * (r.square() - 1.0)) / sigma_b).mul_(torch.sigmoid(a.view(r.shape)))
+            g_h = self.std_head.backward(g_a.view(a.shape), h_scaled, True, grads)
+            g_last = g_h.div_(self.width)
+        elif self.learn_std:  # sigma = min + softplus(raw)
             raw = self.extras["obs_std_raw"]
             g_sigma = -(a_lik * (r.square() - 1.0)).sum((-3, -2)) / sigma
             g_raw = g_sigma * torch.sigmoid(raw)
         a_ratio = b_t * alpha  # d loss / d log_q = -d loss / d log_p, [(M,) S, N]
         others = prior_grads(-a_ratio)
-        if self.learn_std:
+        if self.learn_std and self.std_head is None:
             others["obs_std_raw"] = g_raw
-        grads: dict[str, torch.Tensor] = {}
         g_z = self._decoder_backward(g_u_hat.reshape(*x.shape[:-2], -1, g_u_hat.shape[-1]),
-                                     dec_in, dec_out, grads).view(z.shape)
+                                     dec_in, dec_out, grads, g_last).view(z.shape)
         # the prior's part: d loss / d log_p * d log_p / dz
         g_z.sub_(_flush_tiny(a_ratio.unsqueeze(-1) * dlogp_dz))
         # log q's part (the docstring): -1/2 per unit of d loss / d log_q, summed over draws
@@ -548,7 +571,8 @@ def _for_draws(t: torch.Tensor, lead: int, extra: int) -> torch.Tensor:
 def _log_likelihood(r: torch.Tensor, sigma: torch.Tensor, log_scale_sum: torch.Tensor | None,
                     lead: int) -> torch.Tensor:
     """log p(x|z) per draw and point, ``[(M,) S, N]``, in data units, from the standardised
-    residuals r = (u - u_hat) / sigma ``[(M,) S, N, D]``, sigma ``[(M,) D]`` and
+    residuals r = (u - u_hat) / sigma ``[(M,) S, N, D]``, sigma ``[(M,) D]`` (or, a decoder
+    sigma(z), ``[(M,) S, N, D]`` like r) and
     ``log_scale_sum`` = sum(log scale) (``[(M,)]``; None: no standardisation)::
 
         sum_d (-r^2 / 2 - log sigma - log(2 pi) / 2) - sum(log scale)
@@ -557,6 +581,10 @@ def _log_likelihood(r: torch.Tensor, sigma: torch.Tensor, log_scale_sum: torch.T
     another order (r is what the gradient needs); tests/test_maths_once.py pins the two equal.
     """
     const = -(torch.log(sigma).sum(-1) + 0.5 * LOG_2PI * sigma.shape[-1])
+    if sigma.ndim == r.ndim:  # sigma(z): one per draw, point and dimension, like r
+        if log_scale_sum is not None:
+            const = const - _for_draws(log_scale_sum, lead, 2)
+        return torch.add(const, r.square().sum(-1), alpha=-0.5)
     if log_scale_sum is not None:
         const = const - log_scale_sum
     return torch.add(_for_draws(const, lead, 2), r.square().sum(-1), alpha=-0.5)
