@@ -47,10 +47,11 @@ def _default() -> RunConfig:
     #   limits the fit on a fixed time budget;
     # - a latent as wide as the data (latent_dim None: D columns, at least 2): a structure
     #   hidden in D columns leaves variance in every direction;
-    # - for a data file, its columns decorrelated (data.decorrelate, resolved per data) and a
-    #   decoder sigma(z) (decoder_std_mode None: latent for a file, global for a built-in set):
-    #   a user's columns mix structure and noise along any direction, and sigma(z) fits
-    #   mixtures and products of clusters better.
+    # - for a data file, its columns decorrelated (data.decorrelate, resolved per data): a
+    #   user's columns mix structure and noise along any direction;
+    # - a decoder sigma(z) for a file or 3+ columns (decoder_std_mode None: resolved per
+    #   data): it fits mixtures, products of clusters and the 3-D sheet better, and the 2-D
+    #   built-in sets a little worse.
     return RunConfig(
         preset="default",
         data=DataConfig(name="swiss_roll", noise=None, n_train=None, standardize=True),
