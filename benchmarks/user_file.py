@@ -71,9 +71,16 @@ def main(argv: list[str] | None = None) -> None:
     gen = run.sample(args.n, seed=args.seed + 1).numpy()
     c2st = c2st_accuracy(gen, test.numpy(), seed=args.seed)
     pr = knn_precision_recall(gen, test.numpy())
-    sigma = (run.model.obs_std() * run.model.data_scale).tolist()
+    model = run.model
+    if model.std_head is None:
+        sigma, what = model.obs_std(), "learned decoder sigma"
+    else:  # sigma(z): its mean over z ~ p(z)
+        with torch.no_grad():
+            z = model.sample_prior(10_000, torch.Generator().manual_seed(args.seed))
+            sigma, what = model.decode_params_internal(z)[1].mean(0), "decoder sigma(z), mean"
+    sigma = (sigma * model.data_scale).tolist()
     # per column, or per principal axis where the model decorrelates (data.decorrelate)
-    along = "principal axis" if run.model.data_rotation is not None else "column"
+    along = "principal axis" if model.data_rotation is not None else "column"
     body = "\n".join([
         f"Machine: {machine()}.",
         "",
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| NLL gap (paired) | {gap:.4f} ± {se:.4f} nats |",
         f"| C2ST accuracy | {c2st:.3f} |",
         f"| precision / recall (k = 3) | {pr.precision:.3f} / {pr.recall:.3f} |",
-        f"| learned decoder sigma per {along} (file units) | {sigma[0]:.3f}, {sigma[1]:.3f} "
+        f"| {what} per {along} (file units) | {sigma[0]:.3f}, {sigma[1]:.3f} "
         f"(true noise x scale: {args.noise * args.scale:.3f}) |",
         f"| training | {run.summary['steps']} steps, {run.summary['train_seconds']:.1f} s |",
     ])

@@ -171,9 +171,13 @@ def test_a_run_saved_before_the_field_keeps_per_column_scaling(tmp_path):
                          json.dumps(data).encode()).data.decorrelate is None
 
 
-def test_the_default_preset_gives_a_file_or_3_columns_sigma_z_else_a_global_sigma(table):
+def test_the_default_preset_gives_3_columns_sigma_z_else_a_global_sigma(table, tmp_path):
     on_file = resolve_config(build_config("default", settings={"data": table}))
     assert on_file.loss.decoder_std_mode == "latent" and on_file.data.decorrelate is True
+    two = tmp_path / "two.csv"
+    np.savetxt(two, _correlated(100).numpy()[:, :2], delimiter=",", header="a,b", comments="")
+    on_two = resolve_config(build_config("default", settings={"data": str(two)}))
+    assert on_two.loss.decoder_std_mode == "global" and on_two.data.decorrelate is True
     built_in = resolve_config(build_config("default", settings={"data": "moons"}))
     assert built_in.loss.decoder_std_mode == "global" and built_in.data.decorrelate is False
     sheet = resolve_config(build_config("default", settings={"data": "swiss_roll_3d"}))

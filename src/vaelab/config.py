@@ -123,9 +123,9 @@ class LossConfig:
     the estimators of log p(x) and ``sample`` alike; the hand-written gradients
     (``train.gradients = 'explicit'``) cover it with the ``iwae`` loss (with ``gaussian`` it
     trains through autograd).
-    None (the default preset's): ``latent`` for a data file or data of 3 or more columns,
-    else ``global`` (measured in BENCHMARKS.md, "A 2-D structure hidden in D columns", and
-    "What limits the default on each data set").
+    None (the default preset's): ``latent`` for data of 3 or more columns, a file's or a
+    built-in set's, else ``global`` (measured in BENCHMARKS.md, "A 2-D structure hidden in D
+    columns", and "What limits the default on each data set").
 
     ``kl_warmup``: the fraction of training (of the steps, or of the time limit) over which
     the weight of the KL term rises linearly from 0 to ``kld_weight`` (0: no warm-up).

@@ -49,9 +49,9 @@ def _default() -> RunConfig:
     #   hidden in D columns leaves variance in every direction;
     # - for a data file, its columns decorrelated (data.decorrelate, resolved per data): a
     #   user's columns mix structure and noise along any direction;
-    # - a decoder sigma(z) for a file or 3+ columns (decoder_std_mode None: resolved per
-    #   data): it fits mixtures, products of clusters and the 3-D sheet better, and the 2-D
-    #   built-in sets a little worse.
+    # - a decoder sigma(z) for data of 3+ columns (decoder_std_mode None: resolved per data):
+    #   it fits mixtures, products of clusters and the 3-D sheet better, and 2-D sets a little
+    #   worse.
     return RunConfig(
         preset="default",
         data=DataConfig(name="swiss_roll", noise=None, n_train=None, standardize=True),
