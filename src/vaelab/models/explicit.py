@@ -11,9 +11,9 @@ decoder block's Linear run as one layer from the narrow z (:class:`_Pair`): that
 full-width products of one of the seed model's three 128-wide layers. Two losses are covered,
 each in closed form with its gradients, for one model or stacked weights (a leading model
 axis, :mod:`vaelab.training.stack`): the seed's ``seed_mse`` with the N(0, I) prior, below,
-and the IWAE bound (any k, fixed or learned sigma) with the N(0, I) or the mixture prior, as
-the default preset trains (:meth:`ExplicitStep._iwae_step`). Any other loss trains through
-autograd (:mod:`vaelab.training.plan`).
+and the IWAE bound (any k, a fixed, learned or z-dependent sigma) with the N(0, I) or the
+mixture prior, as the default preset trains (:meth:`ExplicitStep._iwae_step`). Any other
+loss trains through autograd (:mod:`vaelab.training.plan`).
 
 The closed-form seed loss, per model, on a batch of N standardised points u of dimension D (nats
 per point; the convention of :func:`vaelab.objectives.seed_loss`)::
@@ -225,11 +225,11 @@ class ExplicitStep:
     ``params``: the networks' weights and biases by name (:func:`net_parameter_names`), as
     ``model.named_parameters()`` gives them, or stacked along a leading model axis
     (``torch.func.stack_module_state``; the closed-form losses only). ``extras``: the
-    likelihood's and prior's tensors by name (``obs_std_raw`` or the ``obs_std_fixed`` buffer,
-    ``prior.*``), stacked as ``params`` are, which the closed-form IWAE bound reads and whose
-    gradients it stores. Calling it with a batch ``x`` (``[N, D]``, or ``[M, N, D]``
-    stacked), the noise ``eps`` (``[N, d]``, ``[S, N, d]`` for S draws per point, or with a
-    leading M) and the KL weight (a float, or ``[M]``) stores every gradient in
+    likelihood's and prior's tensors by name (``obs_std_raw``, the ``obs_std_fixed`` buffer or
+    sigma(z)'s ``std_head.*``, ``prior.*``), stacked as ``params`` are, which the closed-form
+    IWAE bound reads and whose gradients it stores. Calling it with a batch ``x`` (``[N, D]``,
+    or ``[M, N, D]`` stacked), the noise ``eps`` (``[N, d]``, ``[S, N, d]`` for S draws per
+    point, or with a leading M) and the KL weight (a float, or ``[M]``) stores every gradient in
     ``param.grad`` and returns the loss terms (``[4]`` / ``[M, 4]``, in
     :class:`~vaelab.objectives.LossTerms` order) and z.
 
