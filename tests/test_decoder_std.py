@@ -135,7 +135,7 @@ def test_gradients_reach_the_head():
      "gaussian' or 'iwae"),
     (dict(learn_decoder_std=False), "learn_decoder_std"),
     (dict(min_decoder_std=0.0), "min_decoder_std > 0"),
-    (dict(decoder_std_mode="per_dimension"), "is not one of: global, latent"),
+    (dict(decoder_std_mode="per_dimension"), "is not one of: global, latent, full"),
 ])
 def test_combinations_that_make_no_sense_are_refused(loss, message):
     with pytest.raises(ConfigError, match=message):

@@ -31,8 +31,9 @@ DATA_BACKENDS = ("torch", "sklearn")
 LOSSES = ("seed_mse", "gaussian", "iwae")
 ACTIVATIONS = ("leaky_relu", "relu", "silu", "gelu", "elu", "tanh", "softplus")
 PRIORS = ("standard", "mixture", "flow")
-#: loss.decoder_std_mode: the decoder's sigma one per dimension, or a function of z (LossConfig)
-DECODER_STD_MODES = ("global", "latent")
+#: loss.decoder_std_mode: the decoder's sigma one per dimension, a function of z, or a full
+#: covariance that is a function of z (LossConfig)
+DECODER_STD_MODES = ("global", "latent", "full")
 #: train.compile: compile the step (``auto``: long closed-form CPU runs; TrainConfig)
 COMPILE_MODES = ("auto", "on", "off")
 #: train.cuda_graph: replay the step as one CUDA graph (``auto``: on CUDA wherever it can)
@@ -123,6 +124,13 @@ class LossConfig:
     the estimators of log p(x) and ``sample`` alike; the hand-written gradients
     (``train.gradients = 'explicit'``) cover it with the ``iwae`` loss (with ``gaussian`` it
     trains through autograd).
+    ``full``: a full covariance that depends on z, N(x; mean(z), L(z) L(z)^T) in
+    standardised units, L(z) lower triangular with the diagonal ``min_decoder_std`` +
+    softplus(.) and the D (D - 1) / 2 entries below it read from h / width by the same head
+    (they start at 0: training starts from ``latent``). Noise that is correlated across
+    columns, such as a mixture of full-covariance clusters, needs no latent dimension to carry
+    it. It needs what ``latent`` needs, costs D (D - 1) / 2 more outputs and a triangular
+    solve per point, and trains through autograd (no hand-written gradients cover it).
     None (the default preset's): ``latent`` for data of 3 or more columns, a file's or a
     built-in set's, else ``global`` (measured in BENCHMARKS.md, "A 2-D structure hidden in D
     columns", and "What limits the default on each data set").
@@ -326,7 +334,7 @@ class RunConfig:
                "loss.decoder_std", lo.decoder_std, "must be > loss.min_decoder_std")
         if lo.decoder_std_mode is not None:  # None: the data decides (resolve.prepare)
             _choice("loss.decoder_std_mode", lo.decoder_std_mode, DECODER_STD_MODES)
-        if lo.decoder_std_mode == "latent":
+        if lo.decoder_std_mode in ("latent", "full"):
             _check(lo.name != "seed_mse", "loss.decoder_std_mode", lo.decoder_std_mode,
                    "needs loss.name 'gaussian' or 'iwae' (seed_mse's variance is fixed by "
                    "kld_weight)")

@@ -57,6 +57,11 @@ def decoder_words(cfg: RunConfig) -> str:
         where = f"D = {dim}: " if dim else ""
         return (f"a Gaussian decoder whose variance is implied by the loss "
                 f"({where}sigma^2 = D x {lo.kld_weight:g} / 2, fixed)")
+    if lo.decoder_std_mode == "full":
+        start = "" if lo.decoder_std is None else f" from sigma = {lo.decoder_std:g}"
+        return (f"a Gaussian decoder whose full covariance depends on z (a learned Cholesky "
+                f"factor from a head on the decoder, started{start}, diagonal floor "
+                f"{lo.min_decoder_std:g})")
     if lo.decoder_std_mode == "latent":
         start = "" if lo.decoder_std is None else f" from {lo.decoder_std:g}"
         return (f"a Gaussian decoder whose sigma depends on z (a learned head on the "

@@ -40,7 +40,8 @@ def build_model(config: RunConfig) -> BaseVAE:
     else:
         std = lo.decoder_std if lo.decoder_std is not None else math.sqrt(d / 2.0)
         model.configure_likelihood(std, learn=lo.learn_decoder_std, min_std=lo.min_decoder_std,
-                                   per_point=lo.decoder_std_mode == "latent")
+                                   per_point=lo.decoder_std_mode in ("latent", "full"),
+                                   full=lo.decoder_std_mode == "full")
     model.configure_objective(lo.name, lo.kld_weight, lo.k)
     if config.data.standardize:
         model.enable_standardization()

@@ -20,7 +20,10 @@ internal units) is either fixed — for the seed's MSE loss, sqrt(D * kld_weight
 under which that loss is an ELBO — or learned, ``sigma = min_std + softplus(raw)``, which keeps
 the likelihood bounded; or, with :meth:`BaseVAE.configure_likelihood` ``per_point=True``, a
 function of z: ``sigma(z) = min_std + softplus(std_head(h(z) / width))``, h the decoder's last
-hidden layer. :meth:`BaseVAE.decode_params_internal` is the one place that gives (mean, sigma) of
+hidden layer; or, with ``full=True``, a full covariance that depends on z,
+p(u|z) = N(u; mean(z), L(z) L(z)^T), L(z) lower triangular with the diagonal
+``min_std + softplus(.)`` and the entries below it linear, all read from h(z) / width by one
+head. :meth:`BaseVAE.decode_params_internal` is the one place that gives (mean, sigma or L) of
 p(x|z): the loss, the estimators of log p(x) and :meth:`BaseVAE.sample` all read it there.
 """
 
@@ -40,6 +43,7 @@ from vaelab.objectives import (
     LossTerms,
     gaussian_log_likelihood,
     gaussian_loss,
+    gaussian_tril_log_likelihood,
     iwae_loss,
     kl_to_standard_normal,
     log_normal_diag,
@@ -93,6 +97,7 @@ class BaseVAE(nn.Module, ABC):
         self.min_std = 0.0
         self.register_buffer("obs_std_fixed", torch.ones(in_channels))
         self.std_head: nn.Linear | None = None  # sigma(z)'s head (configure_likelihood)
+        self.full_covariance = False  # the head gives L(z) of a full covariance
         self.objective = "seed_mse"
         self.kld_weight = 1.0
         self.samples = 1  # posterior samples per point in the training loss (IWAE's k)
@@ -181,24 +186,33 @@ class BaseVAE(nn.Module, ABC):
 
     # -- likelihood --------------------------------------------------------------------------
     def configure_likelihood(self, std: float | torch.Tensor, learn: bool = False,
-                             min_std: float = 0.0, per_point: bool = False) -> None:
+                             min_std: float = 0.0, per_point: bool = False,
+                             full: bool = False) -> None:
         """Fix sigma (internal units) or learn it from ``std``, floored at ``min_std``.
 
         ``per_point``: sigma is a function of z, ``min_std + softplus(std_head(h / width))``,
         h the decoder's last hidden layer; the head's weights start at 0 and its bias at ``std``, so
-        sigma(z) starts as the global sigma (no random draw: the RNG stream is unchanged)."""
+        sigma(z) starts as the global sigma (no random draw: the RNG stream is unchanged).
+        ``full`` (with ``per_point``): the head also gives the D (D - 1) / 2 entries below the
+        diagonal of L(z), the Cholesky factor of a full covariance L L^T; they start at 0, so
+        training starts from the diagonal sigma(z)."""
         std_t = torch.as_tensor(std, dtype=torch.float32).expand(self.in_channels).clone()
         if not (std_t > min_std).all():
             raise ValueError(f"decoder std {std} must exceed its floor {min_std}")
         if per_point and not (learn and min_std > 0):
             raise ValueError("a decoder sigma(z) is learned and needs a floor min_std > 0")
+        if full and not per_point:
+            raise ValueError("a full decoder covariance is a function of z (per_point=True)")
         self.learn_std, self.min_std = learn, float(min_std)
         if per_point:
-            head = nn.Linear(self.feature_width(), self.in_channels)
+            d = self.in_channels
+            head = nn.Linear(self.feature_width(), d + (d * (d - 1) // 2 if full else 0))
             with torch.no_grad():
                 head.weight.zero_()
-                head.bias.copy_(torch.log(torch.expm1(std_t - min_std)))
+                head.bias.zero_()
+                head.bias[:d].copy_(torch.log(torch.expm1(std_t - min_std)))
             self.std_head = head
+            self.full_covariance = full
         elif learn:
             # sigma = min_std + softplus(raw); invert softplus for the initial value
             raw = torch.log(torch.expm1(std_t - min_std))
@@ -223,6 +237,7 @@ class BaseVAE(nn.Module, ABC):
     def decode_params_internal(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, sigma) of p(u|z) in internal units: the mean ``[..., D]`` and sigma, either
         ``[..., D]`` like the mean (sigma(z)) or the global ``[D]``; both broadcast against u.
+        With a full covariance, L(z) ``[..., D, D]`` (lower triangular) in place of sigma.
         Every reader of the decoder's likelihood goes through here."""
         if self.std_head is None:
             return self.decode_internal(z), self.obs_std()
@@ -230,13 +245,23 @@ class BaseVAE(nn.Module, ABC):
         # the head reads h / width: Adam moves each of its weights by about lr a step, so
         # unscaled, the width's weights together would move sigma(z) width-times faster
         # than the global sigma's one parameter (measured: the posterior collapsed)
-        std = self.min_std + F.softplus(self.std_head(h / h.shape[-1]))
-        return self.mean_from_features(h), std
+        a = self.std_head(h / h.shape[-1])
+        d = self.in_channels
+        std = self.min_std + F.softplus(a[..., :d])
+        if not self.full_covariance:
+            return self.mean_from_features(h), std
+        rows, cols = torch.tril_indices(d, d, -1, device=a.device)
+        below = a.new_zeros(*a.shape[:-1], d, d)
+        below[..., rows, cols] = a[..., d:]
+        return self.mean_from_features(h), below + torch.diag_embed(std)
 
     def log_likelihood_internal(self, u: torch.Tensor, u_hat: torch.Tensor,
                                 std: torch.Tensor | None = None) -> torch.Tensor:
         """log N(u; u_hat, diag std^2) summed over data dimensions, internal units, nats;
-        ``std`` None: the global sigma (:meth:`obs_std`)."""
+        ``std`` None: the global sigma (:meth:`obs_std`). With a full covariance ``std`` is
+        L(z) and this is log N(u; u_hat, L L^T)."""
+        if self.full_covariance:
+            return gaussian_tril_log_likelihood(u, u_hat, std)
         return gaussian_log_likelihood(u, u_hat, self.obs_std() if std is None else std)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -403,7 +428,9 @@ class BaseVAE(nn.Module, ABC):
         noisy = self.sample_noise(noise)
         u, std = self._decode_bounded(z, with_std=noisy)
         if noisy:  # a draw from p(u|z): sigma global or sigma(z), as the likelihood's
-            u = u + std * torch.randn(u.shape, generator=generator, device=device)
+            eps = torch.randn(u.shape, generator=generator, device=device)
+            u = u + ((std @ eps.unsqueeze(-1)).squeeze(-1) if self.full_covariance
+                     else std * eps)
         return self.unstandardize(u)
 
     @torch.no_grad()

@@ -276,6 +276,9 @@ class ExplicitStep:
         self.grad_names = list(self.p)
         if self.std_head is not None and self.kind != "iwae":
             raise ValueError("explicit gradients cover a decoder sigma(z) with the iwae loss")
+        if template.full_covariance:
+            raise ValueError("explicit gradients cover a diagonal decoder sigma, not a full "
+                             "covariance")
         if self.kind == "iwae":
             if self.std_head is not None:
                 self.grad_names += list(self.std_head.names)

@@ -41,4 +41,22 @@ def gaussian_log_likelihood(u: torch.Tensor, u_hat: torch.Tensor,
     return (-0.5 * ((u - u_hat) / std) ** 2 - torch.log(std) - 0.5 * LOG_2PI).sum(-1)
 
 
-__all__ = ["LOG_2PI", "gaussian_log_likelihood", "log_normal_diag", "standard_normal_log_prob"]
+def gaussian_tril_log_likelihood(u: torch.Tensor, u_hat: torch.Tensor,
+                                 scale_tril: torch.Tensor) -> torch.Tensor:
+    """log N(u; u_hat, L L^T) with L = ``scale_tril`` (``[..., D, D]``, lower triangular, a
+    positive diagonal), nats; broadcasts over the leading dimensions.
+
+    The likelihood of a decoder with a full covariance: -|L^-1 (u - u_hat)|^2 / 2
+    - sum log diag L - D log(2 pi) / 2. With a diagonal L it equals
+    :func:`gaussian_log_likelihood` with ``std = diag L``."""
+    r = (u - u_hat).unsqueeze(-1)
+    shape = torch.broadcast_shapes(r.shape[:-2], scale_tril.shape[:-2])
+    r = r.expand(*shape, *r.shape[-2:])
+    scale_tril = scale_tril.expand(*shape, *scale_tril.shape[-2:])
+    w = torch.linalg.solve_triangular(scale_tril, r, upper=False).squeeze(-1)
+    log_diag = torch.log(torch.diagonal(scale_tril, dim1=-2, dim2=-1))
+    return -0.5 * w.pow(2).sum(-1) - log_diag.sum(-1) - 0.5 * u_hat.shape[-1] * LOG_2PI
+
+
+__all__ = ["LOG_2PI", "gaussian_log_likelihood", "gaussian_tril_log_likelihood",
+           "log_normal_diag", "standard_normal_log_prob"]
