@@ -135,6 +135,8 @@ def train_bytes(config: RunConfig, models: int = 1) -> int:
     samples = config.loss.k if config.loss.name == "iwae" else 1
     rows = config.train.batch_size * samples
     activations = rows * (2 * (sum(enc[1:-1]) + sum(dec[1:-1])) + 3 * (enc[-1] + dec[-1]))
+    if config.loss.decoder_std_mode == "full":  # L(z), D x D per point, and its solve
+        activations += rows * 3 * enc[0] ** 2
     data = (config.data.n_train or 0) * enc[0]
     return FLOAT * models * (4 * params + activations + data)
 

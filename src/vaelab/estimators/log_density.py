@@ -42,7 +42,8 @@ MAX_VALUES = DEFAULT_MAX_ELEMENTS * 1024
 def _bounded(model: BaseVAE, max_elements: int) -> int:
     """``max_elements``, lowered for a model whose layers are so wide that that many points x
     samples would hold more than :data:`MAX_VALUES` activations."""
-    width = sum(p.shape[0] for p in model.parameters() if p.ndim == 2)
+    width = (sum(p.shape[0] for p in model.parameters() if p.ndim == 2)
+             + (model.likelihood_values() if isinstance(model, BaseVAE) else 0))
     return max(1, min(max_elements, MAX_VALUES // max(1, width)))
 
 

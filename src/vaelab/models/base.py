@@ -220,6 +220,11 @@ class BaseVAE(nn.Module, ABC):
         else:
             self.obs_std_fixed.copy_(std_t)
 
+    def likelihood_values(self) -> int:
+        """Values per point that p(x|z)'s parameters hold beyond the layers' outputs: L(z)'s
+        D x D for a full covariance, else 0 (what the chunked decoders and estimators count)."""
+        return self.in_channels ** 2 if self.full_covariance else 0
+
     @property
     def std_depends_on_z(self) -> bool:
         """Whether the decoder's sigma is a function of z (``decoder_std_mode = 'latent'``)."""
@@ -390,7 +395,8 @@ class BaseVAE(nn.Module, ABC):
         most :data:`DECODE_MAX_VALUES` activation values in flight: a large ``n`` or a wide
         decoder is decoded in chunks of rows (what a smaller call decodes at once, as before,
         so its numbers stay the same)."""
-        width = sum(p.shape[0] for p in self.parameters() if p.ndim == 2)
+        width = (sum(p.shape[0] for p in self.parameters() if p.ndim == 2)
+                 + self.likelihood_values())
         rows = max(1, DECODE_MAX_VALUES // max(1, width))
         def by_rows(tensors: list[torch.Tensor]) -> torch.Tensor:
             return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
