@@ -15,7 +15,7 @@ from vaelab.cli.main import main
 from vaelab.errors import ConfigError
 from vaelab.models import build_model
 from vaelab.models.explicit import ExplicitStep
-from vaelab.resolve import build_config
+from vaelab.resolve import FULL_COVARIANCE_MAX_COLUMNS, build_config
 from vaelab.training.loop import fit_standardization, principal_axes, resolve_config
 
 F64 = torch.float64
@@ -171,9 +171,15 @@ def test_a_run_saved_before_the_field_keeps_per_column_scaling(tmp_path):
                          json.dumps(data).encode()).data.decorrelate is None
 
 
-def test_the_default_preset_gives_3_columns_sigma_z_else_a_global_sigma(table, tmp_path):
+def test_the_default_preset_gives_files_a_full_covariance_built_ins_sigma_z(table, tmp_path):
     on_file = resolve_config(build_config("default", settings={"data": table}))
-    assert on_file.loss.decoder_std_mode == "latent" and on_file.data.decorrelate is True
+    assert on_file.loss.decoder_std_mode == "full" and on_file.data.decorrelate is True
+    wide = tmp_path / "wide.csv"
+    rows = np.random.default_rng(0).normal(size=(100, FULL_COVARIANCE_MAX_COLUMNS + 1))
+    np.savetxt(wide, rows, delimiter=",", comments="",
+               header=",".join(f"c{j}" for j in range(rows.shape[1])))
+    on_wide = resolve_config(build_config("default", settings={"data": str(wide)}))
+    assert on_wide.loss.decoder_std_mode == "latent"  # a D x D factor per point costs D^2
     two = tmp_path / "two.csv"
     np.savetxt(two, _correlated(100).numpy()[:, :2], delimiter=",", header="a,b", comments="")
     on_two = resolve_config(build_config("default", settings={"data": str(two)}))

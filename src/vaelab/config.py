@@ -131,9 +131,10 @@ class LossConfig:
     columns, such as a mixture of full-covariance clusters, needs no latent dimension to carry
     it. It needs what ``latent`` needs, costs D (D - 1) / 2 more outputs and a triangular
     solve per point, and trains through autograd (no hand-written gradients cover it).
-    None (the default preset's): ``latent`` for data of 3 or more columns, a file's or a
-    built-in set's, else ``global`` (measured in BENCHMARKS.md, "A 2-D structure hidden in D
-    columns", and "What limits the default on each data set").
+    None (the default preset's): for data of 3 or more columns ``full`` for a data file (up to
+    16 columns) and ``latent`` for a built-in set, else ``global`` (measured in BENCHMARKS.md,
+    "A 2-D structure hidden in D columns", and "What limits the default on each data set";
+    :func:`vaelab.resolve.std_mode_for`).
 
     ``kl_warmup``: the fraction of training (of the steps, or of the time limit) over which
     the weight of the KL term rises linearly from 0 to ``kld_weight`` (0: no warm-up).

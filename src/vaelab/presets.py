@@ -49,9 +49,11 @@ def _default() -> RunConfig:
     #   hidden in D columns leaves variance in every direction;
     # - for a data file, its columns decorrelated (data.decorrelate, resolved per data): a
     #   user's columns mix structure and noise along any direction;
-    # - a decoder sigma(z) for data of 3+ columns (decoder_std_mode None: resolved per data):
-    #   it fits mixtures, products of clusters and the 3-D sheet better, and 2-D sets a little
-    #   worse.
+    # - for data of 3+ columns a decoder whose noise depends on z (decoder_std_mode None:
+    #   resolved per data): a full covariance for a data file (up to 16 columns), whose noise
+    #   may be correlated in any direction (it fits mixtures of full-covariance clusters far
+    #   better), sigma(z) for the built-in 3-D sheet (as good there, and compiled); 2-D sets
+    #   keep the global sigma, which fits them a little better.
     return RunConfig(
         preset="default",
         data=DataConfig(name="swiss_roll", noise=None, n_train=None, standardize=True),

@@ -113,18 +113,27 @@ def latent_for(latent_dim: int | None, columns: int) -> int:
     return latent_dim if latent_dim is not None else max(2, columns)
 
 
-def std_mode_for(loss: LossConfig, columns: int) -> str:
-    """``loss.decoder_std_mode``, or where it is None (the default preset's) ``latent`` for
-    data of 3 or more columns (a file's or a built-in set's) where the loss can have a
-    sigma(z) (gaussian or iwae, a learned sigma with a floor above 0), and ``global``
-    otherwise. Measured: sigma(z) fits a user's mixtures and products of clusters, hidden
-    rolls at D = 10 and the 3-D sheet better, and the 2-D Swiss roll (a file's too) and rings
-    a little worse (BENCHMARKS.md, "A 2-D structure hidden in D columns" and "What limits the
-    default on each data set")."""
+#: the most columns for which the default gives a data file a full decoder covariance: its
+#: L(z) costs D (D - 1) / 2 head outputs and a D x D triangular solve per point
+FULL_COVARIANCE_MAX_COLUMNS = 16
+
+
+def std_mode_for(loss: LossConfig, columns: int, is_file: bool = False) -> str:
+    """``loss.decoder_std_mode``, or where it is None (the default preset's), for data of 3 or
+    more columns where the loss can have a sigma(z) (gaussian or iwae, a learned sigma with a
+    floor above 0): ``full`` for a data file of up to :data:`FULL_COVARIANCE_MAX_COLUMNS`
+    columns, ``latent`` for a built-in set (or a wider file); ``global`` for 2 columns.
+    Measured (BENCHMARKS.md, "A 2-D structure hidden in D columns" and "What limits the default
+    on each data set"): a full covariance fits a user's mixtures of full-covariance clusters
+    far better than sigma(z) and the hidden rolls and products as well; on the built-in 3-D
+    sheet it gains nothing over sigma(z) at twice the training time (autograd), and sigma(z)
+    fits the 2-D Swiss roll and rings a little worse than the global sigma."""
     if loss.decoder_std_mode is not None:
         return loss.decoder_std_mode
     can = loss.name != "seed_mse" and loss.learn_decoder_std and loss.min_decoder_std > 0
-    return "latent" if columns >= 3 and can else "global"
+    if columns < 3 or not can:
+        return "global"
+    return "full" if is_file and columns <= FULL_COVARIANCE_MAX_COLUMNS else "latent"
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
@@ -167,7 +176,7 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     model_cfg = dataclasses.replace(config.model, in_channels=source.dim,
                                     latent_dim=latent_for(config.model.latent_dim, source.dim))
     loss_cfg = dataclasses.replace(
-        config.loss, decoder_std_mode=std_mode_for(config.loss, source.dim))
+        config.loss, decoder_std_mode=std_mode_for(config.loss, source.dim, is_file))
     resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg, loss=loss_cfg)
     check_model_name(resolved.model.name)
     plan_for([resolved], source, device)  # a combination that cannot run is refused here
