@@ -83,6 +83,8 @@ class ModelConfig:
     RealNVP flow of ``prior_layers`` affine couplings of width ``prior_hidden`` on N(0, I).
     A learned prior can fill the holes that the aggregate posterior leaves in N(0, I), which
     a standard-normal VAE decodes into points between the data's modes.
+    ``prior_components=None`` (the default preset's): 128 for 2-D data, 16 for 3 or more
+    columns (:func:`vaelab.resolve.components_for`).
     """
 
     name: str = "simple"
@@ -92,7 +94,7 @@ class ModelConfig:
     decoder_hidden_dims: list[int] | None = None
     activation: str = "leaky_relu"
     prior: str = "standard"
-    prior_components: int = 16
+    prior_components: int | None = 16
     prior_layers: int = 4
     prior_hidden: int = 64
 
@@ -318,7 +320,8 @@ class RunConfig:
         _check(m.prior != "flow" or m.latent_dim is None or m.latent_dim >= 2, "model.prior",
                m.prior,
                "needs model.latent_dim >= 2 (use 'mixture' for a 1-D latent)")
-        _check(m.prior_components >= 1, "model.prior_components", m.prior_components,
+        _check(m.prior_components is None or m.prior_components >= 1,
+               "model.prior_components", m.prior_components,
                "must be >= 1")
         _check(m.prior_layers >= 1, "model.prior_layers", m.prior_layers, "must be >= 1")
         _check(m.prior_hidden >= 1, "model.prior_hidden", m.prior_hidden, "must be >= 1")

@@ -40,9 +40,11 @@ def _default() -> RunConfig:
     # - the IWAE bound with k = 4 (instead of the ELBO): trains log p(x) itself, the largest
     #   single gain; k = 8 at half the batch is no better for the same cost;
     # - three hidden layers of 128 (LeakyReLU): depth fits the roll's curve better than width;
-    # - a learned prior, a mixture of 16 diagonal Gaussians: fills the holes the aggregate
+    # - a learned prior, a mixture of diagonal Gaussians: fills the holes the aggregate
     #   posterior leaves in N(0, I), which otherwise decode to points between the arms (it
-    #   beat a small flow prior, and costs less per step);
+    #   beat a small flow prior, and costs less per step); prior_components None: 128 for 2-D
+    #   data, where each is a region the decoder maps to one piece of the data, 16 from 3
+    #   columns on;
     # - many small steps (batch 128) with a cosine decay: the step count, not the batch,
     #   limits the fit on a fixed time budget;
     # - a latent as wide as the data (latent_dim None: D columns, at least 2): a structure
@@ -58,7 +60,7 @@ def _default() -> RunConfig:
         preset="default",
         data=DataConfig(name="swiss_roll", noise=None, n_train=None, standardize=True),
         model=ModelConfig(name="simple", latent_dim=None, hidden_dims=[128, 128, 128],
-                          activation="leaky_relu", prior="mixture", prior_components=16),
+                          activation="leaky_relu", prior="mixture", prior_components=None),
         loss=LossConfig(name="iwae", k=4, kld_weight=1.0, decoder_std=0.1,
                         learn_decoder_std=True, min_decoder_std=1e-3, decoder_std_mode=None),
         optim=OptimConfig(lr=3e-3, scheduler="cosine", min_lr_ratio=0.0, warmup=0.0),

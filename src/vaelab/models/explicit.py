@@ -619,26 +619,37 @@ def _prior_terms(kind: type, tensors: Mapping[str, torch.Tensor], z: torch.Tenso
     """
     if kind is StandardNormalPrior:  # log N(z; 0, I), d/dz = -z
         return standard_normal_log_prob(z), z.neg(), lambda c: {}
-    # mixture: log p = logsumexp_c (log pi_c + log N(z; m_c, diag s_c^2)), gamma = posterior
+    # mixture: log p = logsumexp_c (log pi_c + log N(z; m_c, diag s_c^2)), gamma = posterior.
+    # With a = 1 / s^2 the square expands, sum_d (z - m)^2 a = z^2 . a - 2 z . (m a) + m^2 . a,
+    # so every (point, component) pair is one small matrix product: [z^2, z] @ [-a / 2, m a]^T,
+    # not a [points, C, d] tensor (measured: the step's prior cost grew with C, not any more).
     means, log_stds, logits = (tensors[f"prior.{k}"] for k in ("means", "log_stds", "logits"))
-    inv_s = _for_draws(torch.exp(-log_stds), lead, 2)  # [(M, 1, 1,) C, d]
-    scaled = (z.unsqueeze(-2) - _for_draws(means, lead, 2)) * inv_s  # [(M,) S, N, C, d]
+    a = torch.exp(-2.0 * log_stds)  # [(M,) C, d]
+    ma = means * a
     log_pi = torch.log_softmax(logits, -1)  # [(M,) C]
-    const = log_pi - log_stds.sum(-1) - 0.5 * LOG_2PI * means.shape[-1]
-    joint = torch.add(_for_draws(const, lead, 2), scaled.square().sum(-1), alpha=-0.5)
-    log_p = torch.logsumexp(joint, dim=-1)  # [(M,) S, N]
-    gamma = torch.exp(joint - log_p.unsqueeze(-1))  # [(M,) S, N, C]
-    over_s = scaled * inv_s  # (z - m_c) / s_c^2
-    dlogp_dz = -(gamma.unsqueeze(-1) * over_s).sum(-2)
+    const = (log_pi - log_stds.sum(-1) - 0.5 * LOG_2PI * means.shape[-1]
+             - 0.5 * (means * ma).sum(-1))
+    shape = z.shape[:-1]  # [(M,) S, N]
+    zf = z.reshape(*z.shape[:lead], -1, z.shape[-1])  # [(M,) S*N, d]
+    zz = torch.cat((zf.square(), zf), -1)  # [(M,) S*N, 2d]
+    weights = torch.cat((-0.5 * a, ma), -1).transpose(-1, -2)  # [(M,) 2d, C]
+    joint = torch.matmul(zz, weights) + const.unsqueeze(-2)  # [(M,) S*N, C]
+    log_p = torch.logsumexp(joint, dim=-1)  # [(M,) S*N]
+    gamma = torch.exp(joint - log_p.unsqueeze(-1))  # [(M,) S*N, C]
+    # d log p / dz = -sum_c gamma (z - m_c) a_c = gamma @ (m a) - z * (gamma @ a)
+    dlogp_dz = torch.matmul(gamma, ma) - zf * torch.matmul(gamma, a)
 
     def grads(c: torch.Tensor) -> dict[str, torch.Tensor]:
-        # d log p / d means = gamma over_s; / d log_stds = gamma (scaled^2 - 1);
-        # / d logits = gamma - pi
-        cg = c.unsqueeze(-1) * gamma  # [(M,) S, N, C]
-        w = cg.unsqueeze(-1)
-        return {"prior.means": (w * over_s).sum((-4, -3)),
-                "prior.log_stds": (w * (scaled.square() - 1.0)).sum((-4, -3)),
-                "prior.logits": cg.sum((-3, -2))
+        # d log p / d means = gamma (z - m) a; / d log_stds = gamma ((z - m)^2 a - 1);
+        # / d logits = gamma - pi; each summed over the points with c, by the same expansion
+        cg = c.reshape(*c.shape[:lead], -1).unsqueeze(-1) * gamma  # [(M,) S*N, C]
+        total = cg.sum(-2).unsqueeze(-1)  # [(M,) C, 1]
+        cg_t = cg.transpose(-1, -2)
+        cz, cz2 = torch.matmul(cg_t, zf), torch.matmul(cg_t, zf.square())  # [(M,) C, d]
+        return {"prior.means": a * (cz - means * total),
+                "prior.log_stds": a * (cz2 - 2.0 * means * cz + means.square() * total) - total,
+                "prior.logits": total.squeeze(-1)
                 - c.sum((-2, -1)).unsqueeze(-1) * torch.exp(log_pi)}
 
+    log_p, dlogp_dz = log_p.view(shape), dlogp_dz.view(*shape, z.shape[-1])
     return log_p, dlogp_dz, grads
