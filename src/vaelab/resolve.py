@@ -116,10 +116,10 @@ def latent_for(latent_dim: int | None, columns: int) -> int:
 def components_for(components: int | None, columns: int) -> int:
     """``model.prior_components``, or where it is None (the default preset's) 128 for 2-D data
     and 16 for 3 or more columns. Measured (BENCHMARKS.md, "The prior's components, the steps
-    and other levers on the 2-D sets"): on every 2-D set more components fit as well or better
-    (rings 0.043 -> 0.012 nats, checkerboard 0.138 -> 0.102), each a region of the latent
-    space the decoder maps to one piece of the data; on files of 8 columns 64 components did
-    not help (mixtures, products), and there the prior's cost grows with the columns."""
+    and other levers on the 2-D sets"): on every 2-D set more components fit as well or better,
+    most where the data has many separate pieces (rings, the checkerboard), each a region of
+    the latent space the decoder maps to one piece of the data; on data of 3 to 8 columns
+    more components did not help (the 3-D sheet, a file's mixtures and products)."""
     if components is not None:
         return components
     return 128 if columns <= 2 else 16
