@@ -163,7 +163,10 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--decoder-std-mode", choices=list(DECODER_STD_MODES),
                    help="global: one learned decoder sigma per data dimension; latent: "
                    "sigma(z) from a head on the decoder, floored at loss.min_decoder_std, so "
-                   "the decoder can be sharp where the data is thin (gaussian or iwae loss)")
+                   "the decoder can be sharp where the data is thin (gaussian or iwae loss); "
+                   "full: a full covariance L(z) L(z)^T from that head, for noise correlated "
+                   "across columns (autograd). Default: full for a data file of 3-16 "
+                   "columns, latent for a built-in set of 3+, else global")
     g.add_argument("--seed", type=nonnegative_int, help="fixes data, initialisation, noise")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--compile", choices=["auto", "on", "off"],
