@@ -227,7 +227,8 @@ class BaseVAE(nn.Module, ABC):
 
     @property
     def std_depends_on_z(self) -> bool:
-        """Whether the decoder's sigma is a function of z (``decoder_std_mode = 'latent'``)."""
+        """Whether the decoder's sigma is a function of z (``decoder_std_mode`` ``latent`` or
+        ``full``)."""
         return self.std_head is not None
 
     def obs_std(self) -> torch.Tensor:
