@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from vaelab.models.base import BaseVAE
+from vaelab.models.base import BaseVAE, values_per_row
 from vaelab.objectives import LOG_2PI, kl_to_standard_normal
 
 #: points x samples evaluated at once; each costs about (hidden widths) floats of activations
@@ -42,9 +42,7 @@ MAX_VALUES = DEFAULT_MAX_ELEMENTS * 1024
 def _bounded(model: BaseVAE, max_elements: int) -> int:
     """``max_elements``, lowered for a model whose layers are so wide that that many points x
     samples would hold more than :data:`MAX_VALUES` activations."""
-    width = (sum(p.shape[0] for p in model.parameters() if p.ndim == 2)
-             + (model.likelihood_values() if isinstance(model, BaseVAE) else 0))
-    return max(1, min(max_elements, MAX_VALUES // max(1, width)))
+    return max(1, min(max_elements, MAX_VALUES // max(1, values_per_row(model))))
 
 
 def _spans(n: int, size: int) -> Iterator[tuple[int, int]]:

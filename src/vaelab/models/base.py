@@ -57,6 +57,16 @@ OBJECTIVES = LOSSES  # the objectives a model computes: the loss names a config 
 DECODE_MAX_VALUES = 1 << 26
 
 
+def values_per_row(module: nn.Module) -> int:
+    """Activation values one row (a point x sample) holds in a pass of ``module``: the outputs
+    of its layers (rows of its 2-D weights) and, for a VAE with a full decoder covariance,
+    L(z)'s D x D. What the chunked decoders and estimators of log p(x) count."""
+    width = sum(p.shape[0] for p in module.parameters() if p.ndim == 2)
+    if isinstance(module, BaseVAE) and module.full_covariance:
+        width += module.in_channels ** 2
+    return width
+
+
 class Encoding(NamedTuple):
     """Parameters of q(z|x) = N(mu, diag exp(log_var))."""
 
@@ -219,11 +229,6 @@ class BaseVAE(nn.Module, ABC):
             self.obs_std_raw = nn.Parameter(raw)
         else:
             self.obs_std_fixed.copy_(std_t)
-
-    def likelihood_values(self) -> int:
-        """Values per point that p(x|z)'s parameters hold beyond the layers' outputs: L(z)'s
-        D x D for a full covariance, else 0 (what the chunked decoders and estimators count)."""
-        return self.in_channels ** 2 if self.full_covariance else 0
 
     @property
     def std_depends_on_z(self) -> bool:
@@ -396,9 +401,7 @@ class BaseVAE(nn.Module, ABC):
         most :data:`DECODE_MAX_VALUES` activation values in flight: a large ``n`` or a wide
         decoder is decoded in chunks of rows (what a smaller call decodes at once, as before,
         so its numbers stay the same)."""
-        width = (sum(p.shape[0] for p in self.parameters() if p.ndim == 2)
-                 + self.likelihood_values())
-        rows = max(1, DECODE_MAX_VALUES // max(1, width))
+        rows = max(1, DECODE_MAX_VALUES // max(1, values_per_row(self)))
         def by_rows(tensors: list[torch.Tensor]) -> torch.Tensor:
             return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 

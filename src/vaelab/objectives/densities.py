@@ -49,10 +49,7 @@ def gaussian_tril_log_likelihood(u: torch.Tensor, u_hat: torch.Tensor,
     The likelihood of a decoder with a full covariance: -|L^-1 (u - u_hat)|^2 / 2
     - sum log diag L - D log(2 pi) / 2. With a diagonal L it equals
     :func:`gaussian_log_likelihood` with ``std = diag L``."""
-    r = (u - u_hat).unsqueeze(-1)
-    shape = torch.broadcast_shapes(r.shape[:-2], scale_tril.shape[:-2])
-    r = r.expand(*shape, *r.shape[-2:])
-    scale_tril = scale_tril.expand(*shape, *scale_tril.shape[-2:])
+    r = (u - u_hat).unsqueeze(-1)  # solve_triangular broadcasts the leading dimensions
     w = torch.linalg.solve_triangular(scale_tril, r, upper=False).squeeze(-1)
     log_diag = torch.log(torch.diagonal(scale_tril, dim1=-2, dim2=-1))
     return -0.5 * w.pow(2).sum(-1) - log_diag.sum(-1) - 0.5 * u_hat.shape[-1] * LOG_2PI
