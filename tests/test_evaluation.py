@@ -187,9 +187,42 @@ def test_evaluate_on_a_file_scores_the_baselines_beside_the_model(file_run, tmp_
                 best if margin > 2 * b[best]["model_minus_baseline_stderr"] else "tie")
     assert b["best"] == expected and b["verdict"] in text
     assert "1200 training rows" in b["fitted_on"]  # the run's own training split
+    # beside them, the model on as many of its own training rows as it is scored on held out
+    t = report["training_rows"]
+    assert (t["n"], t["of"]) == (report["n"], 1200) == (300, 1200)
+    assert t["held_out_minus_training"] == pytest.approx(report["nll"] - t["nll"], abs=1e-9)
+    assert t["held_out_minus_training_stderr"] > 0 and t["verdict"] in text
+    assert f"{t['nll']:.4f}" in text and "of the 1200 the model trained on" in text
+    page = vaelab.load(file_run).report().html  # the run's page says the same
+    assert 'data-key="training_rows.nll"' in page and t["verdict"] in page
     assert main(["evaluate", str(file_run), "--k", "5", "--no-metrics", "--no-figures",
                  "--no-baselines", "--json", str(out)]) == 0
-    assert "baselines" not in json.loads(out.read_text())
+    assert not {"baselines", "training_rows"} & set(json.loads(out.read_text()))
+
+
+def test_training_rows_report_tells_memorising_from_generalising(file_run):
+    from vaelab.evaluation import training_rows_report
+
+    run = vaelab.load(file_run)
+    train = torch.from_numpy(np.load(file_run / "heldout.npy"))  # any rows stand in for them
+    from vaelab.estimators import log_density
+
+    held_nll = -log_density(run.model, train, "iwae", k=8, seed=0)
+    # the same rows on both sides (the subset is all of them, in another order, so other
+    # draws): a difference of the estimator's noise only, well within its standard error
+    same = training_rows_report(run.model, train, held_nll, k=8, seed=0)
+    assert same["n"] == same["of"] == len(train)
+    diff, se = same["held_out_minus_training"], same["held_out_minus_training_stderr"]
+    assert abs(diff) < se and "no sign of memorising" in same["verdict"]
+    # held-out rows a nat per row worse than the same rows seen: memorised, and said so
+    worse = training_rows_report(run.model, train, held_nll + 1.0, k=8, seed=0)
+    assert worse["held_out_minus_training"] == pytest.approx(1.0 + diff, abs=1e-6)
+    assert "partly memorised" in worse["verdict"]
+    assert f"{1.0 + diff:.4f}" in worse["verdict"]
+    # fewer held-out rows than training rows: a seeded subset of that many, the same each time
+    few = training_rows_report(run.model, train, held_nll[:50], k=8, seed=3)
+    assert few["n"] == 50 and few["nll"] == training_rows_report(
+        run.model, train, held_nll[:50], k=8, seed=3)["nll"]
 
 
 def test_baselines_need_a_files_training_rows(tiny_run_dir, capsys):

@@ -116,6 +116,12 @@ def _num(key: str, value: Any, text: str) -> str:
     return f'<td class="num" data-key="{esc(key)}"{raw}{sort}>{esc(text)}</td>'
 
 
+def _inline(key: str, value: Any, text: str) -> str:
+    """A number inside a sentence, keyed like a table's (:func:`_num`)."""
+    return f'<span class="num" data-key="{esc(key)}" data-value="{esc(repr(value))}">' \
+        f'{esc(text)}</span>'
+
+
 def _name(run: Run) -> str:
     return run.path.name if run.path is not None else "(not saved)"
 
@@ -218,6 +224,16 @@ def _evaluation(run: Run, saved: Saved) -> list[str]:
                               f"{r['model_minus_baseline']:+.4f} ± "
                               f"{r['model_minus_baseline_stderr']:.4f}")])
         out.append(table(["baseline", "NLL, nats per row", "model − baseline"], rows))
+    seen = ev.get("training_rows")
+    if seen:
+        out.append(f"<p>On {esc(seen['n'])} of the {esc(seen['of'])} rows it trained on, the "
+                   "model's NLL is " + _inline("training_rows.nll", seen["nll"],
+                                               f"{seen['nll']:.4f} ± {seen['nll_stderr']:.4f}")
+                   + " nats per row; held-out minus it: " + _inline(
+                       "training_rows.diff", seen["held_out_minus_training"],
+                       f"{seen['held_out_minus_training']:+.4f} ± "
+                       f"{seen['held_out_minus_training_stderr']:.4f}")
+                   + f". So {esc(seen['verdict'])}.</p>")
     metrics = ev.get("sample_metrics")
     if metrics:
         out.append(f"<p>Sample metrics: {metrics['n']} generated points against as many real "
