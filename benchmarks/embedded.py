@@ -163,7 +163,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--settings", nargs="+", default=["", "--latent-dim 2"],
-                    help="train options to compare ({D}: the table's columns)")
+                    help="train options to compare ({D}: the table's columns, {2D} twice "
+                         "that)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--train-gap", action="store_true",
@@ -188,7 +189,7 @@ def main() -> None:
             header = ",".join(f"c{j}" for j in range(dim))
             np.savetxt(csv, points, delimiter=",", header=header, comments="")
             for i, settings in enumerate(args.settings):
-                s = settings.replace("{D}", str(dim))
+                s = settings.replace("{2D}", str(2 * dim)).replace("{D}", str(dim))
                 out = Path(tmp) / f"run-{kind}{dim}-{i}"
                 result = run_one(csv, out, s, args.steps, args.k)
                 rep = result["report"]
