@@ -37,6 +37,7 @@ CASES = [
     ("default", {"decoder_std_mode": "latent"}),  # sigma(z): its head and the decoder's h
     ("default", {"decoder_std_mode": "latent", "prior": "standard", "latent_dim": 12,
                  "hidden_dims": [32, 16]}),
+    ("default", {"decoder_std_mode": "full"}),  # L(z): the head's entry below the diagonal
 ]
 
 
@@ -111,6 +112,7 @@ def test_stacked_explicit_gradients_are_each_models_own():
     {"prior": "standard", "iwae_k": 2, "loss.learn_decoder_std": False,
      "loss.decoder_std": 0.3},
     {"decoder_std_mode": "latent"},  # each model's own sigma(z) head
+    {"decoder_std_mode": "full"},  # each model's own L(z)
 ])
 def test_stacked_iwae_gradients_are_each_models_own(settings):
     """The closed-form IWAE bound on stacked weights: model m's terms and gradients (network,

@@ -17,7 +17,7 @@ from vaelab.errors import ConfigError
 from vaelab.estimators import log_density
 from vaelab.models import build_model
 from vaelab.resolve import build_config
-from vaelab.training.plan import AUTOGRAD, explicit_blocker, plan_step
+from vaelab.training.plan import explicit_blocker, plan_step
 
 FULL = dict(name="iwae", k=3, decoder_std=0.5, learn_decoder_std=True, min_decoder_std=0.05,
             decoder_std_mode="full")
@@ -111,14 +111,52 @@ def test_gradients_reach_the_entries_below_the_diagonal():
     assert model.std_head.weight.grad[D:].abs().sum() > 0
 
 
-def test_it_trains_through_autograd_and_explicit_gradients_refuse_it():
+def test_it_trains_on_explicit_gradients_that_are_autograds():
+    """The closed-form step (models/explicit.py) takes L(z): in float64 its loss terms and
+    every gradient (the head's entries below the diagonal included) are autograd's, for one
+    model with rotated columns and for a stack of models, each its own."""
+    from torch.func import stack_module_state
+
+    from vaelab.models.explicit import ExplicitStep, split_parameters
+
     cfg = build_config("default", None, {"decoder_std_mode": "full", "data": "swiss_roll_3d"})
-    assert "full" in explicit_blocker(cfg)
-    assert plan_step([cfg], torch.device("cpu"), fixed_set=False).gradients == AUTOGRAD
-    explicit = build_config("default", None, {"decoder_std_mode": "full",
-                                              "data": "swiss_roll_3d", "gradients": "explicit"})
-    with pytest.raises(ConfigError, match="full"):
-        plan_step([explicit], torch.device("cpu"), fixed_set=False)
+    assert explicit_blocker(cfg) is None
+    assert plan_step([cfg], torch.device("cpu"), fixed_set=False).gradients == "explicit"
+
+    model = _model().double()
+    step = ExplicitStep.for_model(model)
+    x = torch.randn(40, D, dtype=torch.float64) * 3
+    eps = torch.randn(3, 40, 2, dtype=torch.float64)
+    terms = model.loss(model(x, eps=eps, samples=3))
+    reference = torch.autograd.grad(terms.loss, list(model.parameters()))
+    got, _ = step(x, eps, 1.0)
+    torch.testing.assert_close(got, torch.stack(tuple(terms)).detach(), rtol=1e-12, atol=1e-12)
+    for (name, p), g in zip(model.named_parameters(), reference, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12, msg=name)
+    assert model.std_head.weight.grad[D:].abs().sum() > 0  # L's entries below the diagonal
+
+    models = []
+    for i in range(3):
+        m = _model().double()
+        with torch.no_grad():
+            m.std_head.weight.normal_(0.0, 0.3 * 16, generator=torch.Generator().manual_seed(i))
+        models.append(m)
+    weights = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
+    xs = torch.randn(3, 40, D, dtype=torch.float64) * 3
+    eps = torch.randn(3, 3, 40, 2, dtype=torch.float64)
+    params, buffers = stack_module_state(models)
+    net, extras = split_parameters(models[0], params, buffers)
+    stacked = ExplicitStep(models[0], net, buffers["data_shift"], buffers["data_scale"],
+                           extras=extras, rotation=buffers["data_rotation"])
+    terms, _ = stacked(xs, eps, weights)
+    for i, m in enumerate(models):
+        own = m.loss(m(xs[i], eps=eps[i], samples=3), kld_weight=float(weights[i]))
+        torch.testing.assert_close(terms[i], torch.stack(tuple(own)).detach(), rtol=1e-12,
+                                   atol=1e-12)
+        grads = torch.autograd.grad(own.loss, list(m.parameters()))
+        for (name, _), g in zip(m.named_parameters(), grads, strict=True):
+            torch.testing.assert_close(params[name].grad[i], g, rtol=1e-10, atol=1e-12,
+                                       msg=name)
     with pytest.raises(ConfigError, match="learn_decoder_std"):
         RunConfig(loss=LossConfig(**{**FULL, "learn_decoder_std": False})).validate()
 

@@ -276,9 +276,12 @@ class ExplicitStep:
         self.grad_names = list(self.p)
         if self.std_head is not None and self.kind != "iwae":
             raise ValueError("explicit gradients cover a decoder sigma(z) with the iwae loss")
-        if template.full_covariance:
-            raise ValueError("explicit gradients cover a diagonal decoder sigma, not a full "
-                             "covariance")
+        # a full covariance L(z) L(z)^T: the head's outputs past the D of the diagonal are
+        # L's entries below it, row-major (as BaseVAE.decode_params_internal places them)
+        self.full = template.full_covariance
+        if self.full:
+            d = template.in_channels
+            self.tril_rows, self.tril_cols = torch.tril_indices(d, d, -1)
         if self.kind == "iwae":
             if self.std_head is not None:
                 self.grad_names += list(self.std_head.names)
@@ -501,8 +504,21 @@ class ExplicitStep:
         else:  # sigma(z) = min + softplus(a), a = head(h / width), per draw and point
             h_scaled = dec_in[-1] / self.width  # [(M,) S * N, W]
             a = self.std_head.forward(h_scaled)
-            sigma = sigma_b = (self.min_std + torch.nn.functional.softplus(a)).view(u_hat.shape)
-        r = (u.unsqueeze(-3) - u_hat) / sigma_b  # [(M,) S, N, D]
+            dim = u_hat.shape[-1]
+            a_diag = a[..., :dim] if self.full else a
+            sigma = sigma_b = (self.min_std + torch.nn.functional.softplus(a_diag)
+                               ).view(u_hat.shape)
+        if self.full:  # r = L^-1 (u - u_hat), L = below + diag(sigma); v = L^-T r
+            below = a[..., dim:].reshape(*u_hat.shape[:-1], -1)
+            tril = torch.diag_embed(sigma)
+            tril[..., self.tril_rows, self.tril_cols] = below
+            r = torch.linalg.solve_triangular(
+                tril, (u.unsqueeze(-3) - u_hat).unsqueeze(-1), upper=False)
+            v = torch.linalg.solve_triangular(tril.mT, r, upper=True).squeeze(-1)
+            r = r.squeeze(-1)
+        else:
+            r = (u.unsqueeze(-3) - u_hat) / sigma_b  # [(M,) S, N, D]
+        # (with L: -|r|^2 / 2 - sum log diag L, the same sum as a diagonal sigma's)
         log_lik = _log_likelihood(r, sigma, self.log_scale_sum, lead)
         log_q = _log_q(eps, log_var)
         log_p, dlogp_dz, prior_grads = _prior_terms(self.prior_kind, self.extras, z, lead)
@@ -517,10 +533,18 @@ class ExplicitStep:
 
         alpha = torch.exp(log_w - lse.unsqueeze(-2)).mul_(1.0 / n)  # -d loss / d log_w
         a_lik = alpha.unsqueeze(-1)  # -d loss / d log_lik, [(M,) S, N, 1]
-        g_u_hat = _flush_tiny(a_lik * r / sigma_b).neg_()
+        # d log_lik / d u_hat: L^-T r, which is r / sigma for a diagonal L
+        g_u_hat = _flush_tiny(a_lik * (v if self.full else r / sigma_b)).neg_()
         grads: dict[str, torch.Tensor] = {}
         g_last = None
-        if self.std_head is not None:  # d loss / d sigma(z) = -alpha (r^2 - 1) / sigma
+        if self.full:  # d log_lik / d L = v r^T below the diagonal, v r - 1 / sigma on it
+            g_diag = (-(a_lik * (v * r - 1.0 / sigma_b))).mul_(
+                torch.sigmoid(a_diag.reshape(r.shape)))
+            g_below = -(a_lik * v[..., self.tril_rows] * r[..., self.tril_cols])
+            g_a = torch.cat((g_diag, g_below), dim=-1)
+            g_h = self.std_head.backward(g_a.view(a.shape), h_scaled, True, grads)
+            g_last = g_h.div_(self.width)
+        elif self.std_head is not None:  # d loss / d sigma(z) = -alpha (r^2 - 1) / sigma
             g_a = (-(a_lik * (r.square() - 1.0)) / sigma_b).mul_(torch.sigmoid(a.view(r.shape)))
             g_h = self.std_head.backward(g_a.view(a.shape), h_scaled, True, grads)
             g_last = g_h.div_(self.width)

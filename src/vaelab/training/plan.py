@@ -83,9 +83,6 @@ def explicit_blocker(config: RunConfig) -> str | None:
         return f"model.name is {m.name!r} (explicit gradients cover 'simple')"
     if m.activation not in ("leaky_relu", "relu"):
         return f"model.activation is {m.activation!r} (explicit gradients cover leaky_relu, relu)"
-    if config.loss.decoder_std_mode == "full":
-        return ("loss.decoder_std_mode is 'full' (explicit gradients cover a diagonal decoder "
-                "sigma, global or sigma(z))")
     if not (closed_form(config) or iwae_closed_form(config)):
         return ("explicit gradients cover the closed-form losses: loss.name 'seed_mse' with the "
                 "standard prior, or 'iwae' with the standard or mixture prior")
