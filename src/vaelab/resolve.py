@@ -138,8 +138,9 @@ def std_mode_for(loss: LossConfig, columns: int, is_file: bool = False) -> str:
     Measured (BENCHMARKS.md, "A 2-D structure hidden in D columns" and "What limits the default
     on each data set"): a full covariance fits a user's mixtures of full-covariance clusters
     far better than sigma(z) and the hidden rolls and products as well; on the built-in 3-D
-    sheet it gains nothing over sigma(z) at twice the training time (autograd), and sigma(z)
-    fits the 2-D Swiss roll and rings a little worse than the global sigma."""
+    sheet it gained nothing over sigma(z) (measured when it trained through autograd, at
+    twice the time), and sigma(z) fits the 2-D Swiss roll and rings a little worse than the
+    global sigma."""
     if loss.decoder_std_mode is not None:
         return loss.decoder_std_mode
     can = loss.name != "seed_mse" and loss.learn_decoder_std and loss.min_decoder_std > 0

@@ -165,7 +165,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
                    "sigma(z) from a head on the decoder, floored at loss.min_decoder_std, so "
                    "the decoder can be sharp where the data is thin (gaussian or iwae loss); "
                    "full: a full covariance L(z) L(z)^T from that head, for noise correlated "
-                   "across columns (autograd). Default: full for a data file of 3-16 "
+                   "across columns. Default: full for a data file of 3-16 "
                    "columns, latent for a built-in set of 3+, else global")
     g.add_argument("--seed", type=nonnegative_int, help="fixes data, initialisation, noise")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
