@@ -281,7 +281,9 @@ class ExplicitStep:
         self.full = template.full_covariance
         if self.full:
             d = template.in_channels
-            self.tril_rows, self.tril_cols = torch.tril_indices(d, d, -1)
+            # on the weights' device: a host index would be a copy inside a CUDA graph
+            device = next(iter(self.extras.values())).device
+            self.tril_rows, self.tril_cols = torch.tril_indices(d, d, -1, device=device)
         if self.kind == "iwae":
             if self.std_head is not None:
                 self.grad_names += list(self.std_head.names)
