@@ -490,9 +490,11 @@ class ExplicitStep:
             log_w   = log_lik - b (log_q - log_p),  alpha = softmax over s of log_w
             loss    = -mean over n of (logsumexp over s of log_w - log S)
 
-        so d loss / d log_w = -alpha / N. Written in eps (z = mu + exp(lv / 2) eps), log_q
-        depends on lv alone: its gradient is -b/2 per latent dimension and point (the alphas
-        of a point sum to 1), and z's gradient comes from the decoder and log p only.
+        so d loss / d log_w = -alpha / N. With a full covariance L(z) (lower triangular, its
+        diagonal sigma(z)), r = L^-1 (u - u_hat) and the same sums hold. Written in eps
+        (z = mu + exp(lv / 2) eps), log_q depends on lv alone: its gradient is -b/2 per latent
+        dimension and point (the alphas of a point sum to 1), and z's gradient comes from the
+        decoder and log p only.
         """
         lead = x.ndim - 2  # 1 for a stack of models
         u, mu, log_var, z, u_hat, (enc_in, enc_out), (dec_in, dec_out) = self._draws_pass(x, eps)
