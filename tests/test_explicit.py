@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from gradients import assert_each_models_own
 from torch.func import stack_module_state
 
 import vaelab
@@ -141,14 +142,7 @@ def test_stacked_iwae_gradients_are_each_models_own(settings):
     assert step.kind == "iwae"
     terms, z = step(x, eps, weights)
     assert terms.shape == (3, 4) and z.shape == (3, k, 40, 2)
-    for i, m in enumerate(models):
-        own = m.loss(m(x[i], eps=eps[i], samples=k), kld_weight=float(weights[i]))
-        torch.testing.assert_close(terms[i], torch.stack(tuple(own)).detach(), rtol=1e-12,
-                                   atol=1e-12)
-        grads = torch.autograd.grad(own.loss, list(m.parameters()))
-        for (name, _), g in zip(m.named_parameters(), grads, strict=True):
-            torch.testing.assert_close(params[name].grad[i], g, rtol=1e-10, atol=1e-12,
-                                       msg=name)
+    assert_each_models_own(models, params, terms, x, eps, weights, k)
 
 
 def test_tiny_gradients_are_flushed_and_the_rest_kept():

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from gradients import assert_each_models_own
 from likelihoods import elbo_loss_by_hand
 from torch.distributions import MultivariateNormal
 
@@ -149,14 +150,7 @@ def test_it_trains_on_explicit_gradients_that_are_autograds():
     stacked = ExplicitStep(models[0], net, buffers["data_shift"], buffers["data_scale"],
                            extras=extras, rotation=buffers["data_rotation"])
     terms, _ = stacked(xs, eps, weights)
-    for i, m in enumerate(models):
-        own = m.loss(m(xs[i], eps=eps[i], samples=3), kld_weight=float(weights[i]))
-        torch.testing.assert_close(terms[i], torch.stack(tuple(own)).detach(), rtol=1e-12,
-                                   atol=1e-12)
-        grads = torch.autograd.grad(own.loss, list(m.parameters()))
-        for (name, _), g in zip(m.named_parameters(), grads, strict=True):
-            torch.testing.assert_close(params[name].grad[i], g, rtol=1e-10, atol=1e-12,
-                                       msg=name)
+    assert_each_models_own(models, params, terms, xs, eps, weights, 3)
     with pytest.raises(ConfigError, match="learn_decoder_std"):
         RunConfig(loss=LossConfig(**{**FULL, "learn_decoder_std": False})).validate()
 
