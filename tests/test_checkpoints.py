@@ -195,6 +195,7 @@ IN_PROCESS = {"steps": 240, "batch_size": 64, "log_every": 40, "frame_every": 80
     ("seed", {}),
     ("default", {}),
     ("seed", {"n_train": 500}),  # a fixed training set: its permutation is restored too
+    ("default", {"n_train": 500}),  # and the weights chosen on its validation rows so far
 ])
 def test_interrupted_in_process_resumes_to_the_same_state(tmp_path, monkeypatch, interrupt_at,
                                                          preset, extra):

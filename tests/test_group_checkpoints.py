@@ -50,6 +50,8 @@ def _assert_same_runs(a: list, b: list) -> None:
     {"sweep": {"lr": [1e-3, 3e-3]}, "preset": "seed"},  # one learning rate per model
     {"seeds": 2, "preset": "seed", "n_train": 300},  # fixed sets: each model's permutation
     {"seeds": 2, "preset": "default", "steps": 120},  # vmap + autograd, standardised data
+    # fixed sets with rows set aside: each model's best weights so far are restored too
+    {"seeds": 2, "preset": "default", "steps": 120, "n_train": 300},
 ])
 def test_an_interrupted_group_resumes_to_the_same_state(tmp_path, monkeypatch, interrupt_at,
                                                         kwargs):

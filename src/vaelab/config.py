@@ -210,6 +210,14 @@ class TrainConfig:
     eager run's, bit for bit. ``auto``: wherever the step allows it (a fresh batch every step,
     nothing compiled); ``on``: the same, and an error where it cannot; ``off``: eager.
 
+    ``validation``: the fraction of a fixed training set (a data file's training rows, or
+    ``data.n_train`` points) set aside, never trained on, to choose the weights the run
+    keeps: those of the step whose IWAE estimate of -log p(x) on these rows was best
+    (:mod:`vaelab.training.validation`). A small training set is learned by heart before
+    the steps are spent, at a point that depends on the data. ``0``: off, the last step's
+    weights. ``None`` (the default preset's): 0.1 for a fixed training set of 20 to 9,999
+    rows, else off (measured in BENCHMARKS.md, "A short file").
+
     ``gradients``: ``explicit`` runs the networks of a ``simple`` model (LeakyReLU or ReLU)
     forward and backward by hand, with no autograd graph, and takes the seed's loss and the
     IWAE bound with the standard or mixture prior in closed form (any other loss through
@@ -232,6 +240,7 @@ class TrainConfig:
     handoff: int = 0
     gradients: str = "auto"
     cuda_graph: str = "auto"
+    validation: float | None = 0.0
 
 
 @dataclass
@@ -375,6 +384,8 @@ class RunConfig:
                t.cuda_graph, "needs a CUDA device (train.device is 'cpu')")
         _check(t.handoff >= 0, "train.handoff", t.handoff,
                "must be >= 0 (0: no eager steps before the compiled step)")
+        _check(t.validation is None or 0.0 <= t.validation < 1.0, "train.validation",
+               t.validation, "must be at least 0 (0: off) and below 1, or null (automatic)")
         _check(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every,
                "must be >= 0 (0: a checkpoint only at the end or on an interrupt)")
         dev = t.device

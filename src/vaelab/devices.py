@@ -34,6 +34,7 @@ class Seeds(NamedTuple):
     display: int  # the fixed prior draws decoded in every display frame
     standardize: int  # the sample that fits the standardisation of an infinite source
     evaluation: int  # fresh test sets drawn by ``vaelab evaluate`` (never the training data)
+    validation: int  # the rows a fixed training set sets aside to choose the weights by
 
 
 def derive_seeds(seed: int) -> Seeds:

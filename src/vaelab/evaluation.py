@@ -181,6 +181,15 @@ def baseline_report(train: torch.Tensor, x: torch.Tensor, logq: torch.Tensor,
     return out
 
 
+def trained_rows(run: Run, train: torch.Tensor) -> torch.Tensor:
+    """The rows of a file's training split that ``run`` trained on: all but those it set
+    aside to choose its weights by (``train.validation``), which it never fitted."""
+    from vaelab.training.validation import split_validation
+
+    fraction = run.config.train.validation or 0.0
+    return split_validation(train, fraction, derive_seeds(run.config.train.seed).validation)[0]
+
+
 def training_rows_report(model: BaseVAE, train: torch.Tensor, held_nll: torch.Tensor, k: int,
                          seed: int = 0) -> dict[str, Any]:
     """The model's NLL (IWAE, ``k`` samples) on as many of its ``train`` rows as it was scored
@@ -265,7 +274,8 @@ def evaluate(run: Run, n: int = 10_000, k: int = 1000, seed: int = 0,
                               "was trained on a built-in source (its true entropy is the "
                               "reference)")
         report["baselines"] = baseline_report(data.train, x, logq, seed)
-        report["training_rows"] = training_rows_report(run.model, data.train, -logq, k, seed)
+        report["training_rows"] = training_rows_report(run.model, trained_rows(run, data.train),
+                                                       -logq, k, seed)
     if metrics and data.reference is not None:
         from vaelab.metrics import sample_report
 

@@ -52,6 +52,7 @@ SHORT_KEYS = {
     "handoff": "train.handoff",
     "cuda_graph": "train.cuda_graph",
     "gradients": "train.gradients",
+    "validation": "train.validation",
     "frame_every": "display.frame_every",
     "display_points": "display.points",
 }
@@ -149,6 +150,16 @@ def std_mode_for(loss: LossConfig, columns: int, is_file: bool = False) -> str:
     return "full" if is_file and columns <= FULL_COVARIANCE_MAX_COLUMNS else "latent"
 
 
+def training_rows(config: RunConfig, source: Any) -> int | None:
+    """The size of the run's fixed training set (a data file's rows less those held out,
+    or ``data.n_train``), None where it draws fresh batches."""
+    points = getattr(source, "points", None)
+    if points is not None:
+        n = int(points.shape[0])
+        return n - min(max(round(config.data.test_fraction * n), 1), n - 1) if n > 1 else n
+    return config.data.n_train
+
+
 def resolve_config(config: RunConfig) -> RunConfig:
     """Fill in what the data decides (``model.in_channels``, ``data.noise``,
     ``data.standardize``, ``data.decorrelate``) and check every name and the device, so that
@@ -165,6 +176,7 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     from vaelab.devices import resolve_device
     from vaelab.models import check_model_name
     from vaelab.training.plan import plan_for
+    from vaelab.training.validation import validation_for
 
     config.validate()
     device = resolve_device(config.train.device)
@@ -192,7 +204,10 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
         prior_components=components_for(config.model.prior_components, source.dim))
     loss_cfg = dataclasses.replace(
         config.loss, decoder_std_mode=std_mode_for(config.loss, source.dim, is_file))
-    resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg, loss=loss_cfg)
+    train_cfg = dataclasses.replace(config.train, validation=validation_for(
+        config.train.validation, training_rows(config, source)))
+    resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg, loss=loss_cfg,
+                                   train=train_cfg)
     check_model_name(resolved.model.name)
     plan_for([resolved], source, device)  # a combination that cannot run is refused here
     return resolved, source

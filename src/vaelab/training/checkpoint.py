@@ -50,7 +50,7 @@ FORMAT = "vaelab-checkpoint-3"
 #: earlier formats: -2 (its checksum covered the tensors only), -1 and the group's (before
 #: the one loop)
 OLD_FORMATS = ("vaelab-checkpoint-2", "vaelab-checkpoint-1", "vaelab-group-checkpoint-1")
-SECTIONS = ("params", "buffers", "optim", "rng", "stream", "metrics", "frame", "loop")
+SECTIONS = ("params", "buffers", "optim", "rng", "stream", "metrics", "frame", "loop", "best")
 
 
 @dataclass
@@ -65,6 +65,8 @@ class LoopState:
     metrics: list[list[dict[str, float]]]  # per model
     frames: list[list[Frame]]  # per model
     finished: bool = False
+    # the weights chosen on validation rows so far (:mod:`vaelab.training.validation`)
+    best: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -106,6 +108,7 @@ def save_checkpoint(path: Path, *, configs_json: list[str],
             -1, len(metric_fields))
     for m, frames in enumerate(loop.frames):
         tensors.update(frame_tensors(frames, f"frame/{m}/"))
+    tensors.update({f"best/{k}": cpu(v) for k, v in (loop.best or {}).items()})
     meta = {"format": FORMAT, "vaelab_version": __version__, "step": str(loop.step),
             "count": str(loop.count), "elapsed_s": repr(loop.elapsed_s),
             "stream_pos": json.dumps([s._pos for s in streams or []]),
@@ -195,7 +198,7 @@ def read_checkpoint(path: Path, metric_fields: tuple[str, ...]) -> Checkpoint:
             raise RunError(f"{path}: unexpected tensor 'stream/{name}'")
         perms[int(m)] = t
     loop = LoopState(step, elapsed, sums, count, bad_step, metrics,
-                     [parse_frames(path, f) for f in frames], finished)
+                     [parse_frames(path, f) for f in frames], finished, parts["best"] or None)
     return Checkpoint(path, configs_json, loop,
                       {"params": parts["params"], "buffers": parts["buffers"]},
                       _read_adam(path, parts["optim"]), parts["rng"], perms, stream_pos)
@@ -221,9 +224,11 @@ def _read_adam(path: Path, optim: dict[str, torch.Tensor]) -> AdamState:
 
 def check_checkpoint(ckpt: Checkpoint, *, configs_json: list[str],
                      weights: dict[str, dict[str, torch.Tensor]], adam: AdamState,
-                     generators: dict[str, torch.Generator], streams: list | None) -> None:
+                     generators: dict[str, torch.Generator], streams: list | None,
+                     best: dict[str, torch.Tensor] | None = None) -> None:
     """Check every part of ``ckpt`` against the live loop (RunError naming the first
-    mismatch), so that restoring it cannot fail half-way."""
+    mismatch), so that restoring it cannot fail half-way. ``best``: the live loop's
+    validation state (:mod:`vaelab.training.validation`), None where it has none."""
     where = ckpt.path
     if len(ckpt.configs_json) != len(configs_json) or not all(
             RunConfig.from_json(live).matches_json(saved)
@@ -260,6 +265,17 @@ def check_checkpoint(ckpt: Checkpoint, *, configs_json: list[str],
             raise RunError(f"{where}: stream/{m}/perm is not a permutation of the training set")
         if pos > perm.numel():
             raise RunError(f"{where}: the position {pos} in stream/{m}/perm is out of range")
+    found_best = ckpt.loop.best or {}
+    if set(found_best) != set(best or {}):
+        raise RunError(f"{where}: its validation state (best/...) does not match the run's "
+                       "train.validation")
+    for name, t in (best or {}).items():
+        if name == "scores":  # (+inf until a model's first check)
+            f = found_best[name]
+            if f.shape != t.shape or f.dtype != t.dtype or torch.isnan(f).any():
+                raise RunError(f"{where}: best/scores is not one score per model")
+            continue
+        _same_tensor(where, f"best/{name}", found_best[name], t)
 
 
 def set_generator_states(where: Path, generators: dict[str, torch.Generator],

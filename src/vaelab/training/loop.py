@@ -58,6 +58,7 @@ from vaelab.training.plan import EAGER, plan_for
 from vaelab.training.stack import ModelStack
 from vaelab.training.step import Prepared, build_step, to_stderr
 from vaelab.training.tally import Tally
+from vaelab.training.validation import BestWeights, check_every, split_validation
 
 #: columns of the metrics file, in order
 METRIC_FIELDS = ("step", "lr", "loss", "reconstruction", "kld", "neg_elbo", "elapsed_s")
@@ -213,6 +214,11 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     # permutation stream; a fresh source is drawn for all models at once
     gens = [make_generator(s.data, device) for s in seeds]
     fixed = [training_points(c, source, g, device) for c, g in zip(configs, gens, strict=True)]
+    # rows set aside from a fixed training set to choose the weights by (train.validation)
+    held: list[torch.Tensor | None] = [None] * m_count
+    for i, (c, s) in enumerate(zip(configs, seeds, strict=True)):
+        if fixed[i] is not None and c.train.validation:
+            fixed[i], held[i] = split_validation(fixed[i], c.train.validation, s.validation)
     if first.data.standardize:
         for model, points, s in zip(models, fixed, seeds, strict=True):
             fit_standardization(model, points if points is not None else source.sample(
@@ -229,6 +235,9 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     stack = ModelStack(models)
     optimizer = Adam(list(stack.params.values()), [c.optim.lr for c in configs])
     configs_json = [c.to_json() for c in configs]
+    best = BestWeights(held, stack.state(), check_every(tc.steps, tc.log_every),
+                       seeds[0].validation)
+    best_state = best.state() if best.active else None
     state = LoopState(0, 0.0, torch.zeros(m_count, len(LossTerms._fields)), 0,
                       torch.zeros(m_count, dtype=torch.long), [[] for _ in configs],
                       [[] for _ in configs])
@@ -240,9 +249,12 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
 
     if resume is not None:
         check_checkpoint(resume, configs_json=configs_json, weights=stack.state(),
-                         adam=adam_view(), generators=generators, streams=streams)
+                         adam=adam_view(), generators=generators, streams=streams,
+                         best=best_state)
         set_generator_states(resume.path, generators, resume.rng)
         stack.load_state(resume.weights)
+        if best_state is not None:
+            best.load(resume.loop.best)
         optimizer.import_state(resume.adam)
         for m, stream in enumerate(streams or []):
             stream._perm = resume.perms[m].to(stream.points.device)
@@ -337,7 +349,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             return
         check_finite()
         loop_state = LoopState(step, time.perf_counter() - t0, sums, count, bad_step, metrics,
-                               frames, finished)
+                               frames, finished, best.state() if best.active else None)
         save_checkpoint(checkpoint_path, configs_json=configs_json, weights=stack.state(),
                         adam=adam_view(), generators=generators, streams=streams,
                         loop=loop_state, metric_fields=METRIC_FIELDS)
@@ -436,6 +448,9 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
                                         kld=f"{row['kld']:.4f}", refresh=False)
                     sums.zero_()
                     count = 0
+                    if best.due(step, last):  # (on the training clock: it is the run's work)
+                        stack.sync()
+                        best.check(step, models, stack.state())
                     if watcher is not None and not last:
                         stack.sync()
                         watcher(step, models)
@@ -451,6 +466,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             background.stop()
     check_finite()
     stack.sync()
+    kept = best.restore(stack) if best.active else [False] * m_count
     by_time = step != max_steps
     paced = pace.finish(step, limit, by_time)
     results = []
@@ -472,6 +488,9 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             "final": metrics[i][-1],
             "torch_version": torch.__version__,
         }
+        chosen = best.summary(i, step)
+        if chosen is not None:
+            summary["validation"] = {**chosen, "restored": kept[i]}
         if group or m_count > 1:
             summary["group"] = {"models": m_count, "index": i,
                                 "model_steps_per_second": (round(m_count * step / seconds, 1)

@@ -1,0 +1,163 @@
+"""The weights a run keeps, chosen on rows held out of its training set.
+
+A small fixed training set (a short data file) is learned by heart long before the step
+budget is spent: the model's fit to fresh rows peaks and then worsens while its fit to the
+rows it sees keeps improving, and where the peak lies depends on the data, not only on its
+size. So a run with ``train.validation = f > 0`` sets a fraction f of its training rows aside
+(never trained on, and distinct from the rows ``vaelab evaluate`` holds out), scores them
+every few metrics rows, and keeps the weights of the best score, which are the run's model
+at the end. The score is the mean IWAE estimate of -log p(x) on those rows, in nats per row
+in the data's units, with ``VALIDATION_K`` samples drawn from a fixed seed (the same draws
+at every check, so two checks differ by the weights alone).
+
+Each model of a group has its own rows, score and best step. The best weights are part of
+the checkpoint, so a resumed run keeps the same ones as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelab.estimators import log_density
+from vaelab.models import BaseVAE
+
+#: importance samples per row of the validation score (the bound tightens with K; this many
+#: rank checkpoints as the held-out NLL does, at a small cost per check)
+VALIDATION_K = 16
+#: the most validation rows scored per check (a fixed subset beyond it: the score's
+#: standard error is then far below the differences that matter between checkpoints)
+MAX_SCORED_ROWS = 2000
+#: checks over a step-limited run (each at a metrics row)
+CHECKS = 48
+#: a fixed training set of fewer rows than this gets validation rows under the default
+#: preset (``train.validation = None``); larger ones were not seen to overfit within the
+#: default's steps (BENCHMARKS.md, "A short file: the weights chosen on rows set aside")
+AUTO_BELOW_ROWS = 10_000
+#: the fraction set aside then
+AUTO_FRACTION = 0.1
+#: fewest rows for which rows are set aside at all
+MIN_ROWS = 20
+
+
+def validation_for(fraction: float | None, train_rows: int | None) -> float:
+    """``train.validation``, or where it is None (the default preset's) ``AUTO_FRACTION``
+    for a fixed training set of ``MIN_ROWS`` to ``AUTO_BELOW_ROWS`` rows, else 0 (fresh
+    batches from a built-in set cannot be learned by heart, and a large file was not)."""
+    if fraction is not None:
+        return fraction
+    if train_rows is None or not MIN_ROWS <= train_rows < AUTO_BELOW_ROWS:
+        return 0.0
+    return AUTO_FRACTION
+
+
+def split_validation(points: torch.Tensor, fraction: float, seed: int
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(train, validation)`` rows of a fixed training set: ``round(fraction * n)`` rows
+    (at least 1, leaving at least 1) at the first positions of a permutation drawn from
+    ``seed``, each part in its original order; ``(points, None)`` for a fraction of 0 or
+    fewer than 2 rows."""
+    n = int(points.shape[0])
+    if fraction <= 0 or n < 2:
+        return points, None
+    count = min(max(round(fraction * n), 1), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    held = torch.from_numpy(np.sort(perm[:count])).to(points.device)
+    kept = torch.from_numpy(np.sort(perm[count:])).to(points.device)
+    return points[kept], points[held]
+
+
+def check_every(steps: int | None, log_every: int) -> int:
+    """Steps between checks: about ``CHECKS`` over a step-limited run, at metrics rows (a
+    multiple of ``log_every``); every fifth row for a run limited by time alone."""
+    if steps is None:
+        return 5 * log_every
+    return max(1, math.ceil(steps / CHECKS / log_every)) * log_every
+
+
+class BestWeights:
+    """Each model's best validation score so far, its step, and its weights then."""
+
+    def __init__(self, rows: list[torch.Tensor | None], weights: dict[str, dict[str,
+                 torch.Tensor]], every: int, seed: int) -> None:
+        self.rows = [None if r is None else r[:MAX_SCORED_ROWS] for r in rows]
+        self.counts = [0 if r is None else int(r.shape[0]) for r in rows]
+        self.every, self.seed = every, seed
+        self.weights = {kind: {k: v.detach().clone() for k, v in named.items()}
+                        for kind, named in weights.items()}
+        m = len(rows)
+        self.scores = torch.full((m,), math.inf, dtype=torch.float64)
+        self.steps = torch.zeros(m, dtype=torch.long)
+        self.last = [math.nan] * m  # each model's score at the latest check
+
+    @property
+    def active(self) -> bool:
+        return any(r is not None for r in self.rows)
+
+    def due(self, step: int, last: bool) -> bool:
+        return self.active and (last or step % self.every == 0)
+
+    @torch.no_grad()
+    def check(self, step: int, models: list[BaseVAE],
+              live: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Score each model on its rows; where better than its best, keep its weights
+        (``live``: the loop's weights with a model axis, the modules synced to them)."""
+        for m, (model, rows) in enumerate(zip(models, self.rows, strict=True)):
+            if rows is None:
+                continue
+            logq = log_density(model, rows, "iwae", k=VALIDATION_K, seed=self.seed)
+            score = float(-logq.double().mean())
+            self.last[m] = score
+            if math.isfinite(score) and score < float(self.scores[m]):
+                self.scores[m], self.steps[m] = score, step
+                for kind, named in live.items():
+                    for name, t in named.items():
+                        self.weights[kind][name][m].copy_(t[m])
+
+    def restore(self, stack: Any) -> list[bool]:
+        """Put each model's best weights back (where it has a best step); which changed."""
+        live = stack.state()
+        changed = []
+        with torch.no_grad():
+            for m in range(len(self.rows)):
+                use = self.rows[m] is not None and int(self.steps[m]) > 0
+                if use:
+                    for kind, named in live.items():
+                        for name, t in named.items():
+                            t[m].copy_(self.weights[kind][name][m])
+                changed.append(use)
+        stack.sync()
+        return changed
+
+    def summary(self, m: int, final_step: int) -> dict[str, Any] | None:
+        """What the run's summary says of model ``m``'s choice (None without rows)."""
+        if self.rows[m] is None:
+            return None
+        best = int(self.steps[m])
+        return {"rows": self.counts[m], "scored_rows": int(self.rows[m].shape[0]),
+                "k": VALIDATION_K, "every": self.every, "best_step": best,
+                "best_nll": round(float(self.scores[m]), 6),
+                "final_step": final_step, "final_nll": round(self.last[m], 6),
+                "kept": "best" if best != final_step else "final"}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint keeps (``best/...``)."""
+        out = {f"{kind}/{k}": v for kind, named in self.weights.items()
+               for k, v in named.items()}
+        out["scores"], out["steps"] = self.scores, self.steps
+        return out
+
+    def load(self, saved: dict[str, torch.Tensor]) -> None:
+        """Take a checkpoint's ``best/...`` tensors (shapes checked by the caller)."""
+        for kind, named in self.weights.items():
+            for k, v in named.items():
+                v.copy_(saved[f"{kind}/{k}"])
+        self.scores.copy_(saved["scores"])
+        self.steps.copy_(saved["steps"])
+
+
+__all__ = ["AUTO_BELOW_ROWS", "AUTO_FRACTION", "BestWeights", "CHECKS", "VALIDATION_K",
+           "check_every", "split_validation", "validation_for"]

@@ -1,0 +1,204 @@
+"""Rows set aside from a fixed training set choose the weights a run keeps
+(``train.validation``, :mod:`vaelab.training.validation`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaelab.cli.main import main
+from vaelab.devices import derive_seeds
+from vaelab.errors import ConfigError
+from vaelab.estimators import log_density
+from vaelab.resolve import build_config, prepare
+from vaelab.runs import load_run, train_group, train_run
+from vaelab.training.validation import (
+    AUTO_BELOW_ROWS,
+    VALIDATION_K,
+    check_every,
+    split_validation,
+    validation_for,
+)
+
+SHORT = {"steps": 300, "batch_size": 32, "log_every": 20, "frame_every": 0,
+         "display_points": 50, "device": "cpu"}
+
+
+@pytest.fixture
+def small_file(tmp_path: Path) -> Path:
+    """250 rows of a 3-column table: a set small enough to be learned by heart."""
+    rng = np.random.default_rng(3)
+    x = np.column_stack([rng.normal(size=250), rng.gamma(2.0, size=250),
+                         rng.uniform(-1, 1, size=250)])
+    path = tmp_path / "small.csv"
+    np.savetxt(path, x, delimiter=",", header="a,b,c", comments="")
+    return path
+
+
+def test_the_default_sets_rows_aside_only_for_a_small_fixed_training_set():
+    assert validation_for(None, None) == 0.0  # fresh batches of a built-in set
+    assert validation_for(None, 19) == 0.0
+    assert validation_for(None, 20) == 0.1
+    assert validation_for(None, AUTO_BELOW_ROWS - 1) == 0.1
+    assert validation_for(None, AUTO_BELOW_ROWS) == 0.0
+    assert validation_for(0.25, 50_000) == 0.25  # an explicit setting is kept
+    assert validation_for(0.0, 100) == 0.0
+
+
+def test_resolving_fills_it_in_per_data(small_file, tmp_path):
+    assert prepare(build_config("default", settings={"data": str(small_file)}))[0] \
+        .train.validation == 0.1
+    assert prepare(build_config("default"))[0].train.validation == 0.0  # the Swiss roll
+    assert prepare(build_config("default", settings={"n_train": 800}))[0] \
+        .train.validation == 0.1
+    assert prepare(build_config("seed", settings={"n_train": 800}))[0] \
+        .train.validation == 0.0  # the seed preset stays the blog's run
+    off = build_config("default", settings={"data": str(small_file), "validation": 0})
+    assert prepare(off)[0].train.validation == 0.0
+    big = tmp_path / "big.csv"
+    np.savetxt(big, np.random.default_rng(0).normal(size=(13_000, 2)), delimiter=",")
+    assert prepare(build_config("default", settings={"data": str(big)}))[0] \
+        .train.validation == 0.0  # 10,400 training rows
+
+
+def test_resolving_twice_changes_nothing(small_file):
+    once = prepare(build_config("default", settings={"data": str(small_file)}))[0]
+    assert prepare(once)[0].to_json() == once.to_json()
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5])
+def test_a_bad_fraction_is_refused(value):
+    with pytest.raises(ConfigError, match="train.validation"):
+        build_config("default", settings={"validation": value}).validate()
+
+
+def test_a_bad_fraction_on_the_command_line_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--validation", "2", "--out", "unused"])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert "--validation" in err and "Traceback" not in err
+
+
+def test_the_split_is_disjoint_ordered_and_fixed_by_its_seed():
+    points = torch.arange(100, dtype=torch.float32).unsqueeze(1)
+    train, held = split_validation(points, 0.1, seed=7)
+    assert held is not None and len(held) == 10 and len(train) == 90
+    assert set(held.flatten().tolist()).isdisjoint(train.flatten().tolist())
+    assert sorted(held.flatten().tolist()) == held.flatten().tolist()  # original order
+    assert torch.equal(split_validation(points, 0.1, seed=7)[1], held)
+    assert not torch.equal(split_validation(points, 0.1, seed=8)[1], held)
+    assert split_validation(points, 0.0, seed=7)[1] is None
+    assert len(split_validation(points[:2], 0.01, seed=7)[1]) == 1  # at least one row each
+
+
+def test_checks_fall_on_metrics_rows():
+    assert check_every(24_000, 100) == 500
+    assert check_every(300, 20) == 20
+    assert check_every(None, 100) == 500
+    assert check_every(24_000, 100) % 100 == 0
+
+
+def test_the_run_keeps_the_weights_that_fit_the_rows_set_aside_best(small_file, tmp_path):
+    torch.set_num_threads(1)
+    cfg = build_config("default", settings={**SHORT, "data": str(small_file)})
+    run = train_run(cfg, tmp_path / "r", progress=False, figures=False)
+    v = run.summary["validation"]
+    resolved = run.config
+    assert resolved.train.validation == 0.1
+    # the rows set aside: 10 % of the file's training rows, drawn as the loop draws them
+    source = prepare(cfg)[1]
+    from vaelab.data.pipeline import training_points
+
+    rows = training_points(resolved, source, torch.Generator(), torch.device("cpu"))
+    _, held = split_validation(rows, 0.1, derive_seeds(resolved.train.seed).validation)
+    assert v["rows"] == len(held) == 20
+    assert 0 < v["best_step"] <= 300 and v["best_step"] % v["every"] == 0
+    # (with this seed an earlier step is best, so the restore itself is under test)
+    assert v["kept"] == "best" and v["best_step"] < 300 and v["restored"]
+    assert v["best_nll"] <= v["final_nll"]
+    # the saved model is the one of the best step: scoring it again gives the best score
+    saved = load_run(tmp_path / "r")
+    again = -log_density(saved.model, held, "iwae", k=VALIDATION_K,
+                         seed=derive_seeds(resolved.train.seed).validation).double().mean()
+    assert float(again) == pytest.approx(v["best_nll"], abs=1e-5)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["validation"]["best_step"] == v["best_step"]
+
+
+def test_without_rows_set_aside_the_last_step_is_kept(small_file, tmp_path):
+    torch.set_num_threads(1)
+    cfg = build_config("default", settings={**SHORT, "data": str(small_file),
+                                            "validation": 0})
+    run = train_run(cfg, tmp_path / "r", progress=False, figures=False)
+    assert "validation" not in run.summary
+
+
+def test_the_rows_set_aside_are_not_trained_on(small_file, tmp_path, monkeypatch):
+    """The fixed set the loop draws batches from lacks exactly the rows set aside."""
+    from vaelab.data import FixedSetStream
+    from vaelab.training import loop as loop_module
+
+    seen: list[torch.Tensor] = []
+
+    class Recording(FixedSetStream):
+        def __init__(self, points, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+            seen.append(points.clone())
+            super().__init__(points, *args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "FixedSetStream", Recording)
+    cfg = build_config("default", settings={**SHORT, "steps": 40, "data": str(small_file)})
+    train_run(cfg, tmp_path / "r", progress=False, figures=False)
+    resolved, source = prepare(cfg)
+    from vaelab.data.pipeline import training_points
+
+    rows = training_points(resolved, source, torch.Generator(), torch.device("cpu"))
+    kept, held = split_validation(rows, 0.1, derive_seeds(resolved.train.seed).validation)
+    assert len(seen) == 1 and torch.equal(seen[0], kept)
+    trained = {tuple(r) for r in seen[0].tolist()}
+    assert not any(tuple(r) in trained for r in held.tolist())
+
+
+def test_each_model_of_a_group_chooses_on_its_own_rows(small_file, tmp_path):
+    torch.set_num_threads(1)
+    base = build_config("default", settings={**SHORT, "data": str(small_file)})
+    from vaelab.groups import seed_group
+
+    runs = train_group(seed_group(base, 2), tmp_path / "g", progress=False, figures=False)
+    chosen = [r.summary["validation"] for r in runs]
+    assert all(c["rows"] == 20 for c in chosen)
+    for run, c in zip(runs, chosen, strict=True):
+        seed = derive_seeds(run.config.train.seed).validation
+        source = prepare(run.config)[1]
+        from vaelab.data.pipeline import training_points
+
+        rows = training_points(run.config, source, torch.Generator(), torch.device("cpu"))
+        _, held = split_validation(rows, 0.1, seed)
+        again = -log_density(load_run(run.path).model, held, "iwae", k=VALIDATION_K,
+                             seed=derive_seeds(runs[0].config.train.seed).validation)
+        assert float(again.double().mean()) == pytest.approx(c["best_nll"], abs=1e-5)
+
+
+def test_the_command_says_which_step_it_kept(small_file, tmp_path, capsys):
+    assert main(["train", "--data", str(small_file), "--steps", "200", "--batch-size", "32",
+                 "--log-every", "20", "--out", str(tmp_path / "r"), "--quiet",
+                 "--no-figures", "--no-report", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "20 training rows set aside" in out
+
+
+def test_evaluate_scores_training_rows_without_the_rows_set_aside(small_file, tmp_path):
+    """``vaelab evaluate``'s NLL on the training rows is on rows the model fitted: the rows
+    set aside, which it never fitted, are not among them."""
+    from vaelab.evaluation import evaluate
+
+    torch.set_num_threads(1)
+    cfg = build_config("default", settings={**SHORT, "steps": 40, "data": str(small_file)})
+    run = train_run(cfg, tmp_path / "r", progress=False, figures=False)
+    report = evaluate(load_run(tmp_path / "r"), k=20, metrics=False)
+    # 250 rows: 50 held out, 200 training rows of which 20 were set aside
+    assert report["training_rows"]["of"] == 180 == 200 - run.summary["validation"]["rows"]
