@@ -202,3 +202,13 @@ def test_evaluate_scores_training_rows_without_the_rows_set_aside(small_file, tm
     report = evaluate(load_run(tmp_path / "r"), k=20, metrics=False)
     # 250 rows: 50 held out, 200 training rows of which 20 were set aside
     assert report["training_rows"]["of"] == 180 == 200 - run.summary["validation"]["rows"]
+
+
+def test_the_report_says_which_step_it_kept(small_file, tmp_path):
+    torch.set_num_threads(1)
+    cfg = build_config("default", settings={**SHORT, "data": str(small_file)})
+    run = train_run(cfg, tmp_path / "r", progress=False, figures=False)
+    v = run.summary["validation"]
+    html = load_run(tmp_path / "r").report().html
+    assert f"kept the weights of step {v['best_step']:,}" in html
+    assert "20 training rows set aside" in html

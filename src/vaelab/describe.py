@@ -119,6 +119,20 @@ def training_words(cfg: RunConfig) -> str:
             f"batch {t.batch_size}, seed {t.seed}")
 
 
+def kept_words(summary: dict[str, Any]) -> str | None:
+    """Which step's weights a run kept, where it chose them on training rows set aside
+    (``train.validation``; its summary's ``validation``); None where it did not."""
+    v = summary.get("validation")
+    if not v:
+        return None
+    rows = f"{v['rows']:,} training rows set aside"
+    if v["kept"] == "best":
+        return (f"kept the weights of step {v['best_step']:,}, whose IWAE NLL on {rows} was "
+                f"the best ({v['best_nll']:.4f} nats/row; {v['final_nll']:.4f} at step "
+                f"{v['final_step']:,})")
+    return f"kept the last step's weights, the best on {rows} ({v['best_nll']:.4f} nats/row)"
+
+
 def settings_changed(cfg: RunConfig) -> list[tuple[str, Any, Any]]:
     """``(dotted path, the preset's value, the run's value)`` for each setting that differs
     from the run's preset (from the built-in defaults for a config without one)."""

@@ -576,17 +576,11 @@ def _report_compile(summary: dict[str, Any]) -> None:
 
 def _report_validation(summary: dict[str, Any]) -> None:
     """Say which step's weights the run kept, where it chose them on rows set aside."""
-    v = summary.get("validation")
-    if not v:
-        return
-    what = f"{v['rows']:,} training rows set aside"
-    if v["kept"] == "best":
-        print(f"kept the weights of step {v['best_step']:,}, whose IWAE NLL on {what} was "
-              f"the best ({v['best_nll']:.4f} nats/row; {v['final_nll']:.4f} at step "
-              f"{v['final_step']:,})")
-    else:
-        print(f"kept the last step's weights, the best on {what} "
-              f"({v['best_nll']:.4f} nats/row)")
+    from vaelab.describe import kept_words
+
+    words = kept_words(summary)
+    if words:
+        print(words)
 
 
 def _report_group(runs: list[Any]) -> int:

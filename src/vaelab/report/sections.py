@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaelab.describe import (
     data_words,
+    kept_words,
     model_words,
     objective_short,
     objective_words,
@@ -173,8 +174,11 @@ def _trained(run: Run) -> list[str]:
         stopped = str(s.get("stopped_by", "steps")).replace("_", " ")
         elbo = (f"; final -ELBO {final['neg_elbo']:.3f} nats per point (train batches)"
                 if "neg_elbo" in final else "")
+        kept = kept_words(s)
+        kept = f" It {kept}." if kept else ""
         out.append(f"<p>Trained {s['steps']} steps in {s.get('train_seconds', 0):.1f} s on "
-                   f"{esc(s.get('device', '?'))} (stopped by {esc(stopped)}){esc(elbo)}.</p>")
+                   f"{esc(s.get('device', '?'))} (stopped by {esc(stopped)}){esc(elbo)}."
+                   f"{esc(kept)}</p>")
     changed = settings_changed(cfg)
     base = f"the {cfg.preset} preset" if cfg.preset else "the built-in defaults (no preset)"
     if changed:
