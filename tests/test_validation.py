@@ -103,31 +103,67 @@ def test_checks_fall_on_metrics_rows():
     assert check_every(24_000, 100) % 100 == 0
 
 
-def test_the_run_keeps_the_weights_that_fit_the_rows_set_aside_best(small_file, tmp_path):
+#: a table of 120 rows (96 training rows, half of them set aside) trained long enough to be
+#: learned by heart: the last step fits the rows set aside far worse than an early one
+OVERFIT = {**SHORT, "steps": 3000, "validation": 0.5}
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("overfit")
+    rng = np.random.default_rng(3)
+    x = np.column_stack([rng.normal(size=120), rng.gamma(2.0, size=120),
+                         rng.uniform(-1, 1, size=120)])
+    path = tmp / "tiny.csv"
+    np.savetxt(path, x, delimiter=",", header="a,b,c", comments="")
+    cfg = build_config("default", settings={**OVERFIT, "data": str(path)})
+    return train_run(cfg, tmp / "r", progress=False, figures=False)
+
+
+def _held_rows(run) -> torch.Tensor:  # noqa: ANN001
+    """The rows ``run`` set aside, drawn again as the loop drew them."""
+    from vaelab.data.pipeline import training_points
+
+    resolved, source = run.config, prepare(run.config)[1]
+    rows = training_points(resolved, source, torch.Generator(), torch.device("cpu"))
+    return split_validation(rows, resolved.train.validation,
+                            derive_seeds(resolved.train.seed).validation)[1]
+
+
+def _score(run, rows: torch.Tensor, seed: int) -> float:  # noqa: ANN001
+    """The saved model's validation score on ``rows``, as the loop computes it."""
+    model = load_run(run.path).model
+    return float(-log_density(model, rows, "iwae", k=VALIDATION_K, seed=seed).double().mean())
+
+
+def test_the_run_keeps_the_weights_that_fit_the_rows_set_aside_best(overfit_run):
+    v = overfit_run.summary["validation"]
+    held = _held_rows(overfit_run)
+    assert v["rows"] == len(held) == 48
+    assert v["kept"] == "best" and v["kept_step"] == v["best_step"] < 3000 and v["restored"]
+    assert v["best_step"] % v["every"] == 0
+    assert v["final_minus_best"] > 2 * v["final_minus_best_stderr"] > 0
+    assert v["final_nll"] - v["best_nll"] == pytest.approx(v["final_minus_best"], abs=1e-5)
+    # the saved model is the best step's: scoring it again gives the best score
+    seed = derive_seeds(overfit_run.config.train.seed).validation
+    assert _score(overfit_run, held, seed) == pytest.approx(v["best_nll"], abs=1e-5)
+    summary = json.loads((overfit_run.path / "summary.json").read_text())
+    assert summary["validation"]["best_step"] == v["best_step"]
+
+
+def test_a_best_check_within_its_noise_keeps_the_last_step(small_file, tmp_path):
+    """A check better than the last step by less than twice the standard error of their
+    difference does not replace it: the last step's weights are kept, and saved."""
     torch.set_num_threads(1)
     cfg = build_config("default", settings={**SHORT, "data": str(small_file)})
     run = train_run(cfg, tmp_path / "r", progress=False, figures=False)
     v = run.summary["validation"]
-    resolved = run.config
-    assert resolved.train.validation == 0.1
-    # the rows set aside: 10 % of the file's training rows, drawn as the loop draws them
-    source = prepare(cfg)[1]
-    from vaelab.data.pipeline import training_points
-
-    rows = training_points(resolved, source, torch.Generator(), torch.device("cpu"))
-    _, held = split_validation(rows, 0.1, derive_seeds(resolved.train.seed).validation)
-    assert v["rows"] == len(held) == 20
-    assert 0 < v["best_step"] <= 300 and v["best_step"] % v["every"] == 0
-    # (with this seed an earlier step is best, so the restore itself is under test)
-    assert v["kept"] == "best" and v["best_step"] < 300 and v["restored"]
-    assert v["best_nll"] <= v["final_nll"]
-    # the saved model is the one of the best step: scoring it again gives the best score
-    saved = load_run(tmp_path / "r")
-    again = -log_density(saved.model, held, "iwae", k=VALIDATION_K,
-                         seed=derive_seeds(resolved.train.seed).validation).double().mean()
-    assert float(again) == pytest.approx(v["best_nll"], abs=1e-5)
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["validation"]["best_step"] == v["best_step"]
+    assert v["rows"] == 20 and v["best_step"] < v["final_step"] == 300  # (with this seed)
+    assert v["final_minus_best"] <= 2 * v["final_minus_best_stderr"]
+    assert v["kept"] == "final" and v["kept_step"] == 300 and not v["restored"]
+    seed = derive_seeds(run.config.train.seed).validation
+    assert _score(run, _held_rows(run), seed) == pytest.approx(v["final_nll"], abs=1e-5)
 
 
 def test_without_rows_set_aside_the_last_step_is_kept(small_file, tmp_path):
@@ -163,24 +199,19 @@ def test_the_rows_set_aside_are_not_trained_on(small_file, tmp_path, monkeypatch
     assert not any(tuple(r) in trained for r in held.tolist())
 
 
-def test_each_model_of_a_group_chooses_on_its_own_rows(small_file, tmp_path):
-    torch.set_num_threads(1)
-    base = build_config("default", settings={**SHORT, "data": str(small_file)})
+def test_each_model_of_a_group_chooses_on_its_own_rows(overfit_run, tmp_path):
     from vaelab.groups import seed_group
 
-    runs = train_group(seed_group(base, 2), tmp_path / "g", progress=False, figures=False)
+    torch.set_num_threads(1)
+    runs = train_group(seed_group(overfit_run.config, 2), tmp_path / "g", progress=False,
+                       figures=False)
     chosen = [r.summary["validation"] for r in runs]
-    assert all(c["rows"] == 20 for c in chosen)
+    assert all(c["rows"] == 48 for c in chosen)
+    assert chosen[0]["best_step"] != chosen[1]["best_step"]  # (with these seeds)
+    seed = derive_seeds(runs[0].config.train.seed).validation  # the group's scoring draws
     for run, c in zip(runs, chosen, strict=True):
-        seed = derive_seeds(run.config.train.seed).validation
-        source = prepare(run.config)[1]
-        from vaelab.data.pipeline import training_points
-
-        rows = training_points(run.config, source, torch.Generator(), torch.device("cpu"))
-        _, held = split_validation(rows, 0.1, seed)
-        again = -log_density(load_run(run.path).model, held, "iwae", k=VALIDATION_K,
-                             seed=derive_seeds(runs[0].config.train.seed).validation)
-        assert float(again.double().mean()) == pytest.approx(c["best_nll"], abs=1e-5)
+        kept = c["best_nll"] if c["kept"] == "best" else c["final_nll"]
+        assert _score(run, _held_rows(run), seed) == pytest.approx(kept, abs=1e-5)
 
 
 def test_the_command_says_which_step_it_kept(small_file, tmp_path, capsys):
@@ -204,11 +235,8 @@ def test_evaluate_scores_training_rows_without_the_rows_set_aside(small_file, tm
     assert report["training_rows"]["of"] == 180 == 200 - run.summary["validation"]["rows"]
 
 
-def test_the_report_says_which_step_it_kept(small_file, tmp_path):
-    torch.set_num_threads(1)
-    cfg = build_config("default", settings={**SHORT, "data": str(small_file)})
-    run = train_run(cfg, tmp_path / "r", progress=False, figures=False)
-    v = run.summary["validation"]
-    html = load_run(tmp_path / "r").report().html
+def test_the_report_says_which_step_it_kept(overfit_run):
+    v = overfit_run.summary["validation"]
+    html = load_run(overfit_run.path).report().html
     assert f"kept the weights of step {v['best_step']:,}" in html
-    assert "20 training rows set aside" in html
+    assert "48 training rows set aside" in html

@@ -129,8 +129,13 @@ def kept_words(summary: dict[str, Any]) -> str | None:
     if v["kept"] == "best":
         return (f"kept the weights of step {v['best_step']:,}, whose IWAE NLL on {rows} was "
                 f"the best ({v['best_nll']:.4f} nats/row; {v['final_nll']:.4f} at step "
-                f"{v['final_step']:,})")
-    return f"kept the last step's weights, the best on {rows} ({v['best_nll']:.4f} nats/row)"
+                f"{v['final_step']:,}, worse by {v['final_minus_best']:.4f} ± "
+                f"{v['final_minus_best_stderr']:.4f})")
+    if v["best_step"] == v["final_step"]:
+        return f"kept the last step's weights, the best on {rows} ({v['final_nll']:.4f} nats/row)"
+    return (f"kept the last step's weights: on {rows} ({v['final_nll']:.4f} nats/row) they "
+            f"are within {v['final_minus_best']:.4f} ± {v['final_minus_best_stderr']:.4f} of "
+            f"the best check's (step {v['best_step']:,}), whose weights carry more noise")
 
 
 def settings_changed(cfg: RunConfig) -> list[tuple[str, Any, Any]]:

@@ -466,7 +466,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             background.stop()
     check_finite()
     stack.sync()
-    kept = best.restore(stack) if best.active else [False] * m_count
+    kept = best.restore(stack, step) if best.active else [False] * m_count
     by_time = step != max_steps
     paced = pace.finish(step, limit, by_time)
     results = []
@@ -488,7 +488,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             "final": metrics[i][-1],
             "torch_version": torch.__version__,
         }
-        chosen = best.summary(i, step)
+        chosen = best.summary(i)
         if chosen is not None:
             summary["validation"] = {**chosen, "restored": kept[i]}
         if group or m_count > 1:

@@ -10,6 +10,13 @@ at the end. The score is the mean IWAE estimate of -log p(x) on those rows, in n
 in the data's units, with ``VALIDATION_K`` samples drawn from a fixed seed (the same draws
 at every check, so two checks differ by the weights alone).
 
+The best check is kept only where it beats the last step clearly: by more than
+``MARGIN_STDERRS`` standard errors of the two checks' paired difference on these rows. A
+check's weights carry the noise of the learning rate at their step, which the schedule's
+decay at the end averages away, and the best of many noisy scores is flattered by its luck;
+where the training set is large enough not to be learned by heart, the last step's weights
+fit fresh rows better (BENCHMARKS.md, "A short file").
+
 Each model of a group has its own rows, score and best step. The best weights are part of
 the checkpoint, so a resumed run keeps the same ones as an uninterrupted run would.
 """
@@ -41,6 +48,9 @@ AUTO_BELOW_ROWS = 10_000
 AUTO_FRACTION = 0.1
 #: fewest rows for which rows are set aside at all
 MIN_ROWS = 20
+#: the best check replaces the last step's weights only when better by this many standard
+#: errors of their paired difference
+MARGIN_STDERRS = 2.0
 
 
 def validation_for(fraction: float | None, train_rows: int | None) -> float:
@@ -79,7 +89,8 @@ def check_every(steps: int | None, log_every: int) -> int:
 
 
 class BestWeights:
-    """Each model's best validation score so far, its step, and its weights then."""
+    """Each model's best validation score so far, its step, its weights and per-row scores
+    then, and the per-row scores of the latest check."""
 
     def __init__(self, rows: list[torch.Tensor | None], weights: dict[str, dict[str,
                  torch.Tensor]], every: int, seed: int) -> None:
@@ -91,7 +102,11 @@ class BestWeights:
         m = len(rows)
         self.scores = torch.full((m,), math.inf, dtype=torch.float64)
         self.steps = torch.zeros(m, dtype=torch.long)
-        self.last = [math.nan] * m  # each model's score at the latest check
+        # -log q(x) per scored row (float64, on the CPU): at the best check, at the latest
+        self.best_rows = {i: torch.zeros(len(r), dtype=torch.float64)
+                          for i, r in enumerate(self.rows) if r is not None}
+        self.last_rows = {i: t.clone() for i, t in self.best_rows.items()}
+        self.chosen: list[dict[str, Any] | None] = [None] * m
 
     @property
     def active(self) -> bool:
@@ -108,22 +123,36 @@ class BestWeights:
         for m, (model, rows) in enumerate(zip(models, self.rows, strict=True)):
             if rows is None:
                 continue
-            logq = log_density(model, rows, "iwae", k=VALIDATION_K, seed=self.seed)
-            score = float(-logq.double().mean())
-            self.last[m] = score
+            nll = -log_density(model, rows, "iwae", k=VALIDATION_K, seed=self.seed)
+            nll = nll.detach().double().cpu()
+            self.last_rows[m] = nll
+            score = float(nll.mean())
             if math.isfinite(score) and score < float(self.scores[m]):
                 self.scores[m], self.steps[m] = score, step
+                self.best_rows[m] = nll.clone()
                 for kind, named in live.items():
                     for name, t in named.items():
                         self.weights[kind][name][m].copy_(t[m])
 
-    def restore(self, stack: Any) -> list[bool]:
-        """Put each model's best weights back (where it has a best step); which changed."""
+    def restore(self, stack: Any, final_step: int) -> list[bool]:
+        """Put back each model's best weights where they beat the last step's clearly (see
+        the module's docstring); which models changed. The choice is in :meth:`summary`."""
         live = stack.state()
         changed = []
         with torch.no_grad():
             for m in range(len(self.rows)):
-                use = self.rows[m] is not None and int(self.steps[m]) > 0
+                use = False
+                if self.rows[m] is not None:
+                    best = int(self.steps[m])
+                    diff = self.last_rows[m] - self.best_rows[m]  # last minus best, per row
+                    n = len(diff)
+                    margin = float(diff.mean())
+                    se = float(diff.std() / math.sqrt(n)) if n > 1 else math.inf
+                    use = (0 < best != final_step and math.isfinite(margin)
+                           and margin > MARGIN_STDERRS * se)
+                    self.chosen[m] = {"best_step": best, "margin": margin, "margin_stderr": se,
+                                      "kept_step": best if use else final_step,
+                                      "final_step": final_step}
                 if use:
                     for kind, named in live.items():
                         for name, t in named.items():
@@ -132,22 +161,29 @@ class BestWeights:
         stack.sync()
         return changed
 
-    def summary(self, m: int, final_step: int) -> dict[str, Any] | None:
-        """What the run's summary says of model ``m``'s choice (None without rows)."""
-        if self.rows[m] is None:
+    def summary(self, m: int) -> dict[str, Any] | None:
+        """What the run's summary says of model ``m``'s choice (None without rows; after
+        :meth:`restore`)."""
+        chosen = self.chosen[m]
+        if self.rows[m] is None or chosen is None:
             return None
-        best = int(self.steps[m])
+        kept_best = chosen["kept_step"] != chosen["final_step"]
         return {"rows": self.counts[m], "scored_rows": int(self.rows[m].shape[0]),
-                "k": VALIDATION_K, "every": self.every, "best_step": best,
-                "best_nll": round(float(self.scores[m]), 6),
-                "final_step": final_step, "final_nll": round(self.last[m], 6),
-                "kept": "best" if best != final_step else "final"}
+                "k": VALIDATION_K, "every": self.every,
+                "best_step": chosen["best_step"], "best_nll": round(float(self.scores[m]), 6),
+                "final_step": chosen["final_step"],
+                "final_nll": round(float(self.last_rows[m].mean()), 6),
+                "final_minus_best": round(chosen["margin"], 6),
+                "final_minus_best_stderr": round(chosen["margin_stderr"], 6),
+                "kept": "best" if kept_best else "final", "kept_step": chosen["kept_step"]}
 
     def state(self) -> dict[str, torch.Tensor]:
         """The tensors a checkpoint keeps (``best/...``)."""
         out = {f"{kind}/{k}": v for kind, named in self.weights.items()
                for k, v in named.items()}
         out["scores"], out["steps"] = self.scores, self.steps
+        for m, t in self.best_rows.items():
+            out[f"rows/{m}/best"], out[f"rows/{m}/last"] = t, self.last_rows[m]
         return out
 
     def load(self, saved: dict[str, torch.Tensor]) -> None:
@@ -157,7 +193,11 @@ class BestWeights:
                 v.copy_(saved[f"{kind}/{k}"])
         self.scores.copy_(saved["scores"])
         self.steps.copy_(saved["steps"])
+        for m in self.best_rows:
+            self.best_rows[m] = saved[f"rows/{m}/best"].clone()
+            self.last_rows[m] = saved[f"rows/{m}/last"].clone()
 
 
-__all__ = ["AUTO_BELOW_ROWS", "AUTO_FRACTION", "BestWeights", "CHECKS", "VALIDATION_K",
+__all__ = ["AUTO_BELOW_ROWS", "AUTO_FRACTION", "BestWeights", "CHECKS", "MARGIN_STDERRS",
+           "VALIDATION_K",
            "check_every", "split_validation", "validation_for"]
