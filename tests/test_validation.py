@@ -60,9 +60,9 @@ def test_resolving_fills_it_in_per_data(small_file, tmp_path):
     off = build_config("default", settings={"data": str(small_file), "validation": 0})
     assert prepare(off)[0].train.validation == 0.0
     big = tmp_path / "big.csv"
-    np.savetxt(big, np.random.default_rng(0).normal(size=(13_000, 2)), delimiter=",")
+    np.savetxt(big, np.random.default_rng(0).normal(size=(5_000, 2)), delimiter=",")
     assert prepare(build_config("default", settings={"data": str(big)}))[0] \
-        .train.validation == 0.0  # 10,400 training rows
+        .train.validation == 0.0  # 4,000 training rows
 
 
 def test_resolving_twice_changes_nothing(small_file):
@@ -143,7 +143,7 @@ def test_the_run_keeps_the_weights_that_fit_the_rows_set_aside_best(overfit_run)
     assert v["rows"] == len(held) == 48
     assert v["kept"] == "best" and v["kept_step"] == v["best_step"] < 3000 and v["restored"]
     assert v["best_step"] % v["every"] == 0
-    assert v["final_minus_best"] > 2 * v["final_minus_best_stderr"] > 0
+    assert v["final_minus_best"] > v["final_minus_best_stderr"] > 0
     assert v["final_nll"] - v["best_nll"] == pytest.approx(v["final_minus_best"], abs=1e-5)
     # the saved model is the best step's: scoring it again gives the best score
     seed = derive_seeds(overfit_run.config.train.seed).validation
@@ -153,14 +153,14 @@ def test_the_run_keeps_the_weights_that_fit_the_rows_set_aside_best(overfit_run)
 
 
 def test_a_best_check_within_its_noise_keeps_the_last_step(small_file, tmp_path):
-    """A check better than the last step by less than twice the standard error of their
+    """A check better than the last step by less than the standard error of their
     difference does not replace it: the last step's weights are kept, and saved."""
     torch.set_num_threads(1)
     cfg = build_config("default", settings={**SHORT, "data": str(small_file)})
     run = train_run(cfg, tmp_path / "r", progress=False, figures=False)
     v = run.summary["validation"]
     assert v["rows"] == 20 and v["best_step"] < v["final_step"] == 300  # (with this seed)
-    assert v["final_minus_best"] <= 2 * v["final_minus_best_stderr"]
+    assert v["final_minus_best"] <= v["final_minus_best_stderr"]
     assert v["kept"] == "final" and v["kept_step"] == 300 and not v["restored"]
     seed = derive_seeds(run.config.train.seed).validation
     assert _score(run, _held_rows(run), seed) == pytest.approx(v["final_nll"], abs=1e-5)

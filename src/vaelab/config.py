@@ -215,7 +215,7 @@ class TrainConfig:
     keeps: those of the step whose IWAE estimate of -log p(x) on these rows was best
     (:mod:`vaelab.training.validation`). A small training set is learned by heart before
     the steps are spent, at a point that depends on the data. ``0``: off, the last step's
-    weights. ``None`` (the default preset's): 0.1 for a fixed training set of 20 to 9,999
+    weights. ``None`` (the default preset's): 0.1 for a fixed training set of 20 to 3,999
     rows, else off (measured in BENCHMARKS.md, "A short file").
 
     ``gradients``: ``explicit`` runs the networks of a ``simple`` model (LeakyReLU or ReLU)

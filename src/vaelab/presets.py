@@ -56,7 +56,7 @@ def _default() -> RunConfig:
     #   may be correlated in any direction (it fits mixtures of full-covariance clusters far
     #   better), sigma(z) for the built-in 3-D sheet (as good there, and compiled); 2-D sets
     #   keep the global sigma, which fits them a little better;
-    # - a short file (a fixed training set below 10,000 rows) sets a tenth of its training
+    # - a short file (a fixed training set below 4,000 rows) sets a tenth of its training
     #   rows aside and keeps the weights that fit them best (validation None: resolved per
     #   data): such a file is learned by heart long before 24,000 steps.
     return RunConfig(

@@ -43,14 +43,14 @@ CHECKS = 48
 #: a fixed training set of fewer rows than this gets validation rows under the default
 #: preset (``train.validation = None``); larger ones were not seen to overfit within the
 #: default's steps (BENCHMARKS.md, "A short file: the weights chosen on rows set aside")
-AUTO_BELOW_ROWS = 10_000
+AUTO_BELOW_ROWS = 4_000
 #: the fraction set aside then
 AUTO_FRACTION = 0.1
 #: fewest rows for which rows are set aside at all
 MIN_ROWS = 20
 #: the best check replaces the last step's weights only when better by this many standard
 #: errors of their paired difference
-MARGIN_STDERRS = 2.0
+MARGIN_STDERRS = 1.0
 
 
 def validation_for(fraction: float | None, train_rows: int | None) -> float:
