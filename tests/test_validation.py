@@ -24,8 +24,9 @@ from vaelab.training.validation import (
     validation_for,
 )
 
+#: (the widths fixed, so that the choices below do not follow the short-file widths rule)
 SHORT = {"steps": 300, "batch_size": 32, "log_every": 20, "frame_every": 0,
-         "display_points": 50, "device": "cpu"}
+         "display_points": 50, "device": "cpu", "hidden_dims": [128, 128, 128]}
 
 
 @pytest.fixture
@@ -240,3 +241,27 @@ def test_the_report_says_which_step_it_kept(overfit_run):
     html = load_run(overfit_run.path).report().html
     assert f"kept the weights of step {v['best_step']:,}" in html
     assert "48 training rows set aside" in html
+
+
+# -- a short file's layers ------------------------------------------------------------------
+
+def test_a_short_file_gets_narrower_layers_and_a_longer_one_the_defaults(small_file, tmp_path):
+    from vaelab.presets import DEFAULT_WIDTHS, SHORT_FILE_ROWS, SHORT_FILE_WIDTHS
+    from vaelab.resolve import widths_for
+
+    assert widths_for(None, None) == DEFAULT_WIDTHS  # fresh batches of a built-in set
+    assert widths_for(None, SHORT_FILE_ROWS - 1) == SHORT_FILE_WIDTHS == [64, 64, 64]
+    assert widths_for(None, SHORT_FILE_ROWS) == DEFAULT_WIDTHS == [128, 128, 128]
+    assert widths_for([32, 16], 100) == [32, 16]  # an explicit setting is kept
+    short = prepare(build_config("default", settings={"data": str(small_file)}))[0]
+    assert short.model.hidden_dims == [64, 64, 64]
+    assert prepare(build_config("default"))[0].model.hidden_dims == [128, 128, 128]
+    assert prepare(build_config("seed", settings={"n_train": 500}))[0] \
+        .model.hidden_dims == [128, 128]  # the seed preset stays the blog's run
+    mine = build_config("default", settings={"data": str(small_file), "hidden_dims": [128]})
+    assert prepare(mine)[0].model.hidden_dims == [128]
+    run = train_run(build_config("default", settings={**SHORT, "steps": 20, "hidden_dims": None,
+                                                      "data": str(small_file)}),
+                    tmp_path / "r", progress=False, figures=False)
+    assert run.model.hidden_dims == [64, 64, 64]
+    assert [block[0].out_features for block in run.model.encoder] == [64, 64, 64]

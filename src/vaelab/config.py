@@ -84,12 +84,14 @@ class ModelConfig:
     A learned prior can fill the holes that the aggregate posterior leaves in N(0, I), which
     a standard-normal VAE decodes into points between the data's modes.
     ``prior_components=None`` (the default preset's): 128 for 2-D data, 16 for 3 or more
-    columns (:func:`vaelab.resolve.components_for`).
+    columns (:func:`vaelab.resolve.components_for`). ``hidden_dims=None`` (the default
+    preset's): three layers of 128, or of 64 for a fixed training set of fewer than 4,000
+    rows, which the wider layers learn by heart (:func:`vaelab.resolve.widths_for`).
     """
 
     name: str = "simple"
     latent_dim: int | None = 2
-    hidden_dims: list[int] = field(default_factory=lambda: [128, 128])
+    hidden_dims: list[int] | None = field(default_factory=lambda: [128, 128])
     in_channels: int | None = None
     decoder_hidden_dims: list[int] | None = None
     activation: str = "leaky_relu"
@@ -313,8 +315,9 @@ class RunConfig:
         _choice("data.backend", d.backend, DATA_BACKENDS)
         _check(m.latent_dim is None or m.latent_dim >= 1, "model.latent_dim", m.latent_dim,
                "must be >= 1")
-        _check(len(m.hidden_dims) >= 1, "model.hidden_dims", m.hidden_dims, "must not be empty")
-        for h in m.hidden_dims:
+        _check(m.hidden_dims is None or len(m.hidden_dims) >= 1, "model.hidden_dims",
+               m.hidden_dims, "must not be empty")
+        for h in m.hidden_dims or []:
             _check(h >= 1, "model.hidden_dims", m.hidden_dims, "entries must be >= 1")
         _check(m.in_channels is None or m.in_channels >= 1, "model.in_channels",
                m.in_channels, "must be >= 1")

@@ -12,7 +12,8 @@ from vaelab.errors import ConfigError
 
 #: filled in from the data when a run starts (:func:`vaelab.resolve.prepare`), so a preset's
 #: ``None`` there is not a setting the user changed
-_RESOLVED = {"model.in_channels", "data.noise", "data.standardize"}
+_RESOLVED = {"model.in_channels", "data.noise", "data.standardize", "model.hidden_dims",
+             "train.validation"}
 
 
 def prior_short(cfg: RunConfig) -> str:
@@ -105,8 +106,9 @@ def data_words(cfg: RunConfig) -> str:
 def model_words(cfg: RunConfig) -> str:
     m = cfg.model
     dim = m.in_channels if m.in_channels is not None else "D"
-    enc = " -> ".join(str(v) for v in [dim, *m.hidden_dims, m.latent_dim])
-    dec_dims = m.decoder_hidden_dims or list(reversed(m.hidden_dims))
+    hidden = m.hidden_dims if m.hidden_dims is not None else ["(by the data)"]
+    enc = " -> ".join(str(v) for v in [dim, *hidden, m.latent_dim])
+    dec_dims = m.decoder_hidden_dims or list(reversed(hidden))
     dec = " -> ".join(str(v) for v in [m.latent_dim, *dec_dims, dim])
     return f"a {m.name} VAE: encoder {enc}, decoder {dec} ({m.activation})"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from vaelab.config import RunConfig
 from vaelab.errors import ConfigError
+from vaelab.presets import DEFAULT_WIDTHS
 
 #: bytes per value: vaelab trains and evaluates in float32
 FLOAT = 4
@@ -118,8 +119,9 @@ def _layers(config: RunConfig) -> tuple[list[int], list[int]]:
     m = config.model
     d = m.in_channels or 2
     latent = m.latent_dim or d
-    decoder = list(m.decoder_hidden_dims) if m.decoder_hidden_dims else list(m.hidden_dims)[::-1]
-    return [d, *m.hidden_dims, 2 * latent], [latent, *decoder, d]
+    hidden = list(m.hidden_dims) if m.hidden_dims is not None else DEFAULT_WIDTHS  # (the most)
+    decoder = list(m.decoder_hidden_dims) if m.decoder_hidden_dims else hidden[::-1]
+    return [d, *hidden, 2 * latent], [latent, *decoder, d]
 
 
 def _parameters(widths: list[int]) -> int:

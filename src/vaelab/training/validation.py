@@ -31,6 +31,7 @@ import torch
 
 from vaelab.estimators import log_density
 from vaelab.models import BaseVAE
+from vaelab.presets import SHORT_FILE_ROWS
 
 #: importance samples per row of the validation score (the bound tightens with K; this many
 #: rank checkpoints as the held-out NLL does, at a small cost per check)
@@ -43,7 +44,7 @@ CHECKS = 48
 #: a fixed training set of fewer rows than this gets validation rows under the default
 #: preset (``train.validation = None``); larger ones were not seen to overfit within the
 #: default's steps (BENCHMARKS.md, "A short file: the weights chosen on rows set aside")
-AUTO_BELOW_ROWS = 4_000
+AUTO_BELOW_ROWS = SHORT_FILE_ROWS
 #: the fraction set aside then
 AUTO_FRACTION = 0.1
 #: fewest rows for which rows are set aside at all
