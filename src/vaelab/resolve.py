@@ -170,8 +170,8 @@ def widths_for(hidden_dims: list[int] | None, train_rows: int | None) -> list[in
     """``model.hidden_dims``, or where it is None (the default preset's) three layers of 128,
     or of 64 for a fixed training set of fewer than ``SHORT_FILE_ROWS`` rows. Measured
     (BENCHMARKS.md, "A short file"): on files of 1,000 to 3,000 rows the narrower layers fit
-    fresh rows better on 8 of 12 tables and sizes (the 6-D roll by far), worse on 3; on
-    16,000 rows they do not learn the 6-D product at all."""
+    fresh rows better on most tables (the 6-D roll by far; not the 4-D product at the
+    shortest); on 16,000 rows they do not learn the 6-D product at all."""
     if hidden_dims is not None:
         return list(hidden_dims)
     short = train_rows is not None and train_rows < SHORT_FILE_ROWS
