@@ -145,8 +145,8 @@ def std_mode_for(loss: LossConfig, columns: int, is_file: bool = False) -> str:
     Measured (BENCHMARKS.md, "A 2-D structure hidden in D columns" and "What limits the default
     on each data set"): a full covariance fits a user's mixtures of full-covariance clusters
     far better than sigma(z) and the hidden rolls and products as well; on the built-in 3-D
-    sheet it gained nothing over sigma(z) (measured when it trained through autograd, at
-    twice the time), and sigma(z) fits the 2-D Swiss roll and rings a little worse than the
+    sheet it gained nothing over sigma(z) (measured when it trained through autograd), and
+    sigma(z) fits the 2-D Swiss roll and rings a little worse than the
     global sigma."""
     if loss.decoder_std_mode is not None:
         return loss.decoder_std_mode
@@ -159,10 +159,12 @@ def std_mode_for(loss: LossConfig, columns: int, is_file: bool = False) -> str:
 def training_rows(config: RunConfig, source: Any) -> int | None:
     """The size of the run's fixed training set (a data file's rows less those held out,
     or ``data.n_train``), None where it draws fresh batches."""
+    from vaelab.data.files import split_count
+
     points = getattr(source, "points", None)
     if points is not None:
         n = int(points.shape[0])
-        return n - min(max(round(config.data.test_fraction * n), 1), n - 1) if n > 1 else n
+        return n - split_count(n, config.data.test_fraction) if n > 1 else n
     return config.data.n_train
 
 

@@ -451,6 +451,12 @@ def fingerprint(points: np.ndarray | torch.Tensor, names: list[str] | None) -> d
             "column_names": names}
 
 
+def split_count(n: int, fraction: float) -> int:
+    """How many of ``n`` rows :func:`split_points` puts in its second part:
+    ``round(fraction * n)``, clamped to ``[1, n - 1]`` so each part has at least one row."""
+    return min(max(round(fraction * n), 1), n - 1)
+
+
 def split_points(points: np.ndarray | torch.Tensor, n_test_fraction: float = 0.2, *,
                  seed: int) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]:
     """Split ``points`` ``[N, D]`` into ``(train, test)``, deterministically from ``seed``.
@@ -477,7 +483,7 @@ def split_points(points: np.ndarray | torch.Tensor, n_test_fraction: float = 0.2
     n = int(points.shape[0])
     if n < MIN_POINTS:
         raise ValueError(f"need at least {MIN_POINTS} points to split, got {n}")
-    n_test = min(max(round(fraction * n), 1), n - 1)
+    n_test = split_count(n, fraction)
     perm = np.random.default_rng(seed).permutation(n)
     test_idx = np.sort(perm[:n_test])
     train_idx = np.sort(perm[n_test:])

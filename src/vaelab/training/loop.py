@@ -448,11 +448,13 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
                                         kld=f"{row['kld']:.4f}", refresh=False)
                     sums.zero_()
                     count = 0
-                    if best.due(step, last):  # (on the training clock: it is the run's work)
-                        stack.sync()
+                    checking = best.due(step, last)  # (on the training clock: the run's work)
+                    watching = watcher is not None and not last
+                    if checking or watching:
+                        stack.sync()  # (the modules, which both read, from the stacked weights)
+                    if checking:
                         best.check(step, models, stack.state())
-                    if watcher is not None and not last:
-                        stack.sync()
+                    if watching:
                         watcher(step, models)
                 if last:
                     break

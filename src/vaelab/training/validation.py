@@ -26,9 +26,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
+from vaelab.data.files import split_points
 from vaelab.estimators import log_density
 from vaelab.models import BaseVAE
 from vaelab.presets import SHORT_FILE_ROWS
@@ -67,18 +67,12 @@ def validation_for(fraction: float | None, train_rows: int | None) -> float:
 
 def split_validation(points: torch.Tensor, fraction: float, seed: int
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(train, validation)`` rows of a fixed training set: ``round(fraction * n)`` rows
-    (at least 1, leaving at least 1) at the first positions of a permutation drawn from
-    ``seed``, each part in its original order; ``(points, None)`` for a fraction of 0 or
-    fewer than 2 rows."""
-    n = int(points.shape[0])
-    if fraction <= 0 or n < 2:
+    """``(train, validation)`` rows of a fixed training set, split as a data file's rows are
+    split into training and held-out rows (:func:`vaelab.data.files.split_points`, here from
+    ``seed``); ``(points, None)`` for a fraction of 0 or fewer than 2 rows."""
+    if fraction <= 0 or int(points.shape[0]) < 2:
         return points, None
-    count = min(max(round(fraction * n), 1), n - 1)
-    perm = np.random.default_rng(seed).permutation(n)
-    held = torch.from_numpy(np.sort(perm[:count])).to(points.device)
-    kept = torch.from_numpy(np.sort(perm[count:])).to(points.device)
-    return points[kept], points[held]
+    return split_points(points, fraction, seed=seed)
 
 
 def check_every(steps: int | None, log_every: int) -> int:
