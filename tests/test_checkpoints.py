@@ -360,6 +360,18 @@ def test_divergence_through_the_cli_is_one_line(tmp_path):
     assert "diverged at step" in proc.stderr and "--lr" in proc.stderr
 
 
+def test_divergence_at_a_frame_is_one_line_not_a_failed_draw(tmp_path, capsys):
+    """A frame decodes draws of the learned prior; with non-finite weights the mixture's
+    draw used to fail with a traceback before the loop's check said what happened."""
+    from vaelab.cli.main import main
+
+    assert main(["train", "--data", "moons", "--steps", "20", "--lr", "1e9",
+                 "--frame-every", "1", "--batch-size", "32", "--quiet", "--no-figures",
+                 "--no-report", "--compile", "off", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "diverged at step" in err[0] and "--lr" in err[0]
+
+
 # -- the command line ------------------------------------------------
 
 @pytest.mark.parametrize("extra,message", [

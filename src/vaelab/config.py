@@ -220,6 +220,14 @@ class TrainConfig:
     weights. ``None`` (the default preset's): 0.1 for a fixed training set of 20 to 3,999
     rows, else off (measured in BENCHMARKS.md, "A short file").
 
+    ``restarts``: how many initial weights to try before training. The run's own and
+    ``restarts - 1`` more drawn from its seed train together for the first twelfth of the
+    run's steps; the one with the lowest training loss over that probe's last quarter is kept
+    and the run trains from it as usual (:mod:`vaelab.training.restarts`). Where a run ends
+    can depend on its initial weights more than on any setting. ``1``: the run's own, no
+    probe. ``None`` (the default preset's): 4 for a fixed training set, else 1 (measured in
+    BENCHMARKS.md, "Restarts"). Needs ``steps``.
+
     ``gradients``: ``explicit`` runs the networks of a ``simple`` model (LeakyReLU or ReLU)
     forward and backward by hand, with no autograd graph, and takes the seed's loss and the
     IWAE bound with the standard or mixture prior in closed form (any other loss through
@@ -243,6 +251,7 @@ class TrainConfig:
     gradients: str = "auto"
     cuda_graph: str = "auto"
     validation: float | None = 0.0
+    restarts: int | None = 1
 
 
 @dataclass
@@ -389,6 +398,10 @@ class RunConfig:
                "must be >= 0 (0: no eager steps before the compiled step)")
         _check(t.validation is None or 0.0 <= t.validation < 1.0, "train.validation",
                t.validation, "must be at least 0 (0: off) and below 1, or null (automatic)")
+        _check(t.restarts is None or t.restarts >= 1, "train.restarts", t.restarts,
+               "must be >= 1 (1: the run's own initial weights only), or null (automatic)")
+        _check(t.restarts in (None, 1) or t.steps is not None, "train.restarts", t.restarts,
+               "needs train.steps: its probe is a share of the run's steps")
         _check(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every,
                "must be >= 0 (0: a checkpoint only at the end or on an interrupt)")
         dev = t.device

@@ -59,6 +59,7 @@ SHORT_KEYS = {
     "cuda_graph": "train.cuda_graph",
     "gradients": "train.gradients",
     "validation": "train.validation",
+    "restarts": "train.restarts",
     "frame_every": "display.frame_every",
     "display_points": "display.points",
 }
@@ -196,6 +197,7 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     from vaelab.devices import resolve_device
     from vaelab.models import check_model_name
     from vaelab.training.plan import plan_for
+    from vaelab.training.restarts import restarts_for
     from vaelab.training.validation import validation_for
 
     config.validate()
@@ -226,8 +228,9 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
         prior_components=components_for(config.model.prior_components, source.dim))
     loss_cfg = dataclasses.replace(
         config.loss, decoder_std_mode=std_mode_for(config.loss, source.dim, is_file))
-    train_cfg = dataclasses.replace(config.train, validation=validation_for(
-        config.train.validation, rows))
+    train_cfg = dataclasses.replace(
+        config.train, validation=validation_for(config.train.validation, rows),
+        restarts=restarts_for(config.train.restarts, rows, config.train.steps))
     resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg, loss=loss_cfg,
                                    train=train_cfg)
     check_model_name(resolved.model.name)

@@ -147,6 +147,11 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
                    "learned by heart before the steps are spent. "
                    "0: off, the last step's weights. Default preset: 0.1 below 4,000 "
                    "training rows, else off")
+    g.add_argument("--restarts", type=positive_int, metavar="N",
+                   help="try N initial weights (the run's own and N - 1 more from its seed) "
+                   "for the first twelfth of the steps and train the one whose training loss "
+                   "is lowest: where a run ends can depend on them. 1: the run's own only. "
+                   "Default preset: 4 for a data file or --n-train, else 1")
     g.add_argument("--batch-size", type=positive_int, help="points per step")
     g.add_argument("--lr", type=positive_float, help="Adam learning rate")
     g.add_argument("--scheduler", choices=list(SCHEDULERS), help="learning-rate schedule")
@@ -410,7 +415,7 @@ _TRAIN_FLAGS = ("data", "noise", "n_train", "data_backend", "decorrelate", "step
                 "batch_size", "lr", "scheduler", "step_size", "gamma", "lr_warmup", "latent_dim",
                 "hidden_dims", "decoder_hidden_dims", "activation", "prior", "loss", "iwae_k",
                 "kl_warmup", "kld_weight", "decoder_std_mode", "seed", "device", "compile",
-                "handoff", "cuda_graph", "gradients", "validation",
+                "handoff", "cuda_graph", "gradients", "validation", "restarts",
                 "log_every", "checkpoint_every", "frame_every")
 
 
@@ -455,6 +460,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{final['loss']:.4f} (reconstruction {final['reconstruction']:.4f}, "
           f"KLD {final['kld']:.4f}, -ELBO {final['neg_elbo']:.3f} nats/point)")
     _report_compile(s)
+    _report_restarts(s)
     _report_validation(s)
     print(f"run saved to {run.path}")
     _write_report(args, [run], run.path)
@@ -575,6 +581,15 @@ def _report_compile(summary: dict[str, Any]) -> None:
               "the training clock started (--compile off trains eagerly)")
 
 
+def _report_restarts(summary: dict[str, Any]) -> None:
+    """Say which initial weights the run trained, where it tried several."""
+    from vaelab.training.restarts import restart_words
+
+    words = restart_words(summary)
+    if words:
+        print(words)
+
+
 def _report_validation(summary: dict[str, Any]) -> None:
     """Say which step's weights the run kept, where it chose them on rows set aside."""
     from vaelab.describe import kept_words
@@ -594,6 +609,9 @@ def _report_group(runs: list[Any]) -> int:
         v = run.summary.get("validation") or {}
         kept = (f", weights of step {v['best_step']:,} (best on its validation rows)"
                 if v.get("kept") == "best" else "")
+        r = run.summary.get("restarts") or {}
+        if r.get("candidates", 1) > 1:
+            kept += f", initial weights {r['chosen']} of {r['candidates']} tried"
         print(f"  {run.path.name}: final loss {f['loss']:.4f}, "
               f"-ELBO {f['neg_elbo']:.3f} nats/point{kept} -> {run.path}")
     return 0

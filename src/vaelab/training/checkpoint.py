@@ -13,8 +13,11 @@ model tensor with a leading model axis (tensor names, then the string metadata):
     loop/sums [M, T], loop/bad_step [M]  loss sums since the last row; first non-finite step
     metrics/<m>                          model m's metrics rows so far, float64
     frame/<m>/<step>/<panel>             model m's display frames so far
+    best/...                             the weights chosen on validation rows so far
     metadata: format, vaelab_version, step, count, elapsed_s, stream_pos (JSON list),
-              finished, configs (JSON list of the models' config.json texts), sha256 (of the
+              finished, configs (JSON list of the models' config.json texts), restarts
+              (JSON list, per model its probe's choice of initial weights, where one
+              probed; for its summary: the weights themselves are above), sha256 (of the
               other metadata and of every tensor's name, dtype, shape and bytes: a flipped
               bit or an edited step count is caught)
 
@@ -31,6 +34,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -67,6 +71,8 @@ class LoopState:
     finished: bool = False
     # the weights chosen on validation rows so far (:mod:`vaelab.training.validation`)
     best: dict[str, torch.Tensor] | None = None
+    # per model, the probe's choice of initial weights (:mod:`vaelab.training.restarts`)
+    restarts: list[dict[str, Any] | None] | None = None
 
 
 @dataclass
@@ -113,6 +119,8 @@ def save_checkpoint(path: Path, *, configs_json: list[str],
             "count": str(loop.count), "elapsed_s": repr(loop.elapsed_s),
             "stream_pos": json.dumps([s._pos for s in streams or []]),
             "finished": "1" if loop.finished else "0", "configs": json.dumps(configs_json)}
+    if loop.restarts:
+        meta["restarts"] = json.dumps(loop.restarts)
     meta["sha256"] = tensors_digest(tensors, meta)  # the metadata's values are covered too
     # (a killed run's temporary checkpoint goes: the run's lock makes this its one writer)
     try:
@@ -157,6 +165,7 @@ def read_checkpoint(path: Path, metric_fields: tuple[str, ...]) -> Checkpoint:
         finished = meta["finished"] == "1"
         configs_json = json.loads(meta["configs"])
         stream_pos = json.loads(meta["stream_pos"])
+        restarts = json.loads(meta["restarts"]) if "restarts" in meta else None
     except (KeyError, ValueError):
         raise RunError(f"{path}: its metadata is incomplete or malformed") from None
     if (not isinstance(configs_json, list) or not configs_json
@@ -167,6 +176,10 @@ def read_checkpoint(path: Path, metric_fields: tuple[str, ...]) -> Checkpoint:
     if step < 0 or count < 0 or not math.isfinite(elapsed) or elapsed < 0:
         raise RunError(f"{path}: its metadata holds impossible values (step {step})")
     m_count = len(configs_json)
+    if restarts is not None and (not isinstance(restarts, list) or len(restarts) != m_count
+                                 or not all(r is None or isinstance(r, dict)
+                                            for r in restarts)):
+        raise RunError(f"{path}: its metadata holds a malformed record of restarts")
     parts: dict[str, dict[str, torch.Tensor]] = {k: {} for k in SECTIONS}
     for name, t in tensors.items():
         kind, _, rest = name.partition("/")
@@ -198,7 +211,8 @@ def read_checkpoint(path: Path, metric_fields: tuple[str, ...]) -> Checkpoint:
             raise RunError(f"{path}: unexpected tensor 'stream/{name}'")
         perms[int(m)] = t
     loop = LoopState(step, elapsed, sums, count, bad_step, metrics,
-                     [parse_frames(path, f) for f in frames], finished, parts["best"] or None)
+                     [parse_frames(path, f) for f in frames], finished, parts["best"] or None,
+                     restarts)
     return Checkpoint(path, configs_json, loop,
                       {"params": parts["params"], "buffers": parts["buffers"]},
                       _read_adam(path, parts["optim"]), parts["rng"], perms, stream_pos)

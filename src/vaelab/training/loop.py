@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from vaelab.config import RunConfig
 from vaelab.data import DataSource, FixedSetStream, FreshStream
 from vaelab.data.pipeline import training_points
-from vaelab.devices import derive_seeds, make_generator, resolve_device
+from vaelab.devices import Seeds, derive_seeds, make_generator, resolve_device
 from vaelab.errors import TrainingDiverged, TrainingInterrupted
 from vaelab.frames import Frame
 from vaelab.groups import check_group
@@ -55,6 +55,13 @@ from vaelab.training.graphs import GraphedStep
 from vaelab.training.optim import Adam, AdamState
 from vaelab.training.pace import Pace
 from vaelab.training.plan import EAGER, plan_for
+from vaelab.training.restarts import (
+    candidate_seed,
+    choose,
+    probe_score,
+    probe_steps,
+    restart_summary,
+)
 from vaelab.training.stack import ModelStack
 from vaelab.training.step import Prepared, build_step, to_stderr
 from vaelab.training.tally import Tally
@@ -183,10 +190,17 @@ def fit(config: RunConfig, *, progress: bool = True,
 def fit_models(configs: list[RunConfig], *, progress: bool = True,
                on_log: Callable[[int, dict[str, float]], None] | None = None,
                source: DataSource | None = None, checkpoint_path: Path | None = None,
-               resume: Checkpoint | None = None, group: bool = False) -> list[TrainResult]:
+               resume: Checkpoint | None = None, group: bool = False,
+               inits: list[int] | None = None,
+               stop_after: int | None = None) -> list[TrainResult]:
     """Train every config of ``configs`` (one, or a group: see the module docstring) in one
     loop; one :class:`TrainResult` per config, in order. ``on_log(m, row)`` receives model
     m's metrics rows as they are made.
+
+    A config with ``train.restarts`` above 1 first chooses its initial weights by a probe
+    (:mod:`vaelab.training.restarts`); ``inits`` gives each model's initialisation seed
+    instead (the probe's candidates), and ``stop_after`` ends the loop after that many steps
+    of the run's schedule (the probe's length).
 
     ``source``: the data source :func:`prepare` built (then ``configs`` must be the resolved
     configs); without it, both are made here. ``checkpoint_path``: write a checkpoint there
@@ -208,8 +222,19 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     plan = plan_for(configs, source, device)
     m_count = len(configs)
     seeds = [derive_seeds(c.train.seed) for c in configs]
+    # the initial weights: the run's own, or those its probe chose (train.restarts); a
+    # resumed run reads its weights from the checkpoint, and the choice for its summary
+    if resume is not None:
+        restarts = resume.loop.restarts or [None] * m_count
+    elif inits is None:
+        restarts = _probe(configs, source, seeds, progress)
+    else:
+        restarts = [None] * m_count
+    if inits is None:
+        inits = [candidate_seed(s.init, r["chosen"]) if r else s.init
+                 for s, r in zip(seeds, restarts, strict=True)]
 
-    models = [init_model(c, s.init).to(device) for c, s in zip(configs, seeds, strict=True)]
+    models = [init_model(c, i).to(device) for c, i in zip(configs, inits, strict=True)]
     # a fixed training set (n_train, or a file's split) is each model's own, as is its
     # permutation stream; a fresh source is drawn for all models at once
     gens = [make_generator(s.data, device) for s in seeds]
@@ -349,7 +374,8 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             return
         check_finite()
         loop_state = LoopState(step, time.perf_counter() - t0, sums, count, bad_step, metrics,
-                               frames, finished, best.state() if best.active else None)
+                               frames, finished, best.state() if best.active else None,
+                               restarts if any(restarts) else None)
         save_checkpoint(checkpoint_path, configs_json=configs_json, weights=stack.state(),
                         adam=adam_view(), generators=generators, streams=streams,
                         loop=loop_state, metric_fields=METRIC_FIELDS)
@@ -421,9 +447,10 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
 
                 # the step that reaches max_steps, or that ends after the time limit is
                 # spent, is the last (logged, framed)
-                last = step == max_steps or (limit is not None and
-                                             time.perf_counter() - t0 >= limit)
+                last = step == max_steps or step == stop_after or (
+                    limit is not None and time.perf_counter() - t0 >= limit)
                 if frame_every and (step == 1 or step % frame_every == 0) or last:
+                    check_finite()  # (a frame decodes draws of the prior: finite weights only)
                     stack.sync()
                     xs, zs = stack.per_model(x), stack.per_model(z)
                     zs = zs if stack.samples is None else zs[:, 0]
@@ -469,7 +496,7 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
     check_finite()
     stack.sync()
     kept = best.restore(stack, step) if best.active else [False] * m_count
-    by_time = step != max_steps
+    by_time = step not in (max_steps, stop_after)
     paced = pace.finish(step, limit, by_time)
     results = []
     for i, (cfg, model) in enumerate(zip(configs, models, strict=True)):
@@ -490,6 +517,8 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             "final": metrics[i][-1],
             "torch_version": torch.__version__,
         }
+        if restarts[i] is not None:
+            summary["restarts"] = restarts[i]
         chosen = best.summary(i)
         if chosen is not None:
             summary["validation"] = {**chosen, "restored": kept[i]}
@@ -501,6 +530,40 @@ def fit_models(configs: list[RunConfig], *, progress: bool = True,
             summary["resumed_from_step"] = resume.loop.step
         results.append(TrainResult(cfg, model, metrics[i], frames[i], summary))
     return results
+
+
+def _probe(configs: list[RunConfig], source: DataSource, seeds: list[Seeds],
+           progress: bool) -> list[dict[str, object] | None]:
+    """Each model's choice of initial weights (:mod:`vaelab.training.restarts`): its
+    ``train.restarts`` candidates trained at once, eagerly, for the probe's steps of its own
+    schedule on its own data; None for a model with one. A probe that diverges keeps the
+    run's own weights, whose run then reports its own failure."""
+    out: list[dict[str, object] | None] = [None] * len(configs)
+    for i, c in enumerate(configs):
+        count = c.train.restarts or 1
+        if count < 2 or c.train.steps is None:
+            continue
+        probe = probe_steps(c.train.steps, c.train.log_every)
+        quiet = dataclasses.replace(
+            c, train=dataclasses.replace(c.train, restarts=1, compile="off", handoff=0,
+                                         checkpoint_every=0),
+            display=dataclasses.replace(c.display, frame_every=0))
+        if progress:
+            to_stderr(f"trying {count} initial weights for {probe:,} steps"
+                      + (f" (model {i})" if len(configs) > 1 else ""))
+        started = time.perf_counter()
+        token = _ROW_WATCHER.set(None)  # (a sweep's watcher sees the run, not its probe)
+        try:
+            results = fit_models([quiet] * count, progress=False, source=source,
+                                 inits=[candidate_seed(seeds[i].init, j) for j in range(count)],
+                                 stop_after=probe)
+            scores = [probe_score(r.metrics, probe) for r in results]
+        except TrainingDiverged:
+            scores = [float("inf")] * count
+        finally:
+            _ROW_WATCHER.reset(token)
+        out[i] = restart_summary(scores, choose(scores), probe, time.perf_counter() - started)
+    return out
 
 
 def fit_group(configs: list[RunConfig], *, progress: bool = True,
