@@ -40,10 +40,9 @@ def _one(csv: Path, out: Path, settings: str, seed: int, k: int) -> dict:
            *shlex.split(settings)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     score = out / "score.npy"
-    code = ("import numpy as np, torch, vaelab; r = vaelab.load(%r); "
-            "x = torch.as_tensor(np.load(%r), dtype=torch.float32); "
-            "np.save(%r, r.log_prob(x, k=%d).double().numpy())"
-            % (str(out), str(out / "heldout.npy"), str(score), k))
+    code = (f"import numpy as np, torch, vaelab; r = vaelab.load({str(out)!r}); "
+            f"x = torch.as_tensor(np.load({str(out / 'heldout.npy')!r}), dtype=torch.float32); "
+            f"np.save({str(score)!r}, r.log_prob(x, k={k}).double().numpy())")
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     summary = json.loads((out / "summary.json").read_text())
     return {"log_q": np.load(score), "train_seconds": summary["train_seconds"],
@@ -76,9 +75,10 @@ def main() -> None:
                        header=",".join(f"c{j}" for j in range(dim)), comments="")
             jobs = [(i, s) for i in range(len(args.settings)) for s in args.seeds]
             with ThreadPoolExecutor(args.jobs) as pool:
-                done = dict(zip(jobs, pool.map(
-                    lambda job: _one(csv, Path(tmp) / f"{kind}{dim}-{job[0]}-{job[1]}",
-                                     args.settings[job[0]], job[1], args.k), jobs)))
+                futures = {(i, s): pool.submit(_one, csv, Path(tmp) / f"{kind}{dim}-{i}-{s}",
+                                               args.settings[i], s, args.k)
+                           for i, s in jobs}
+                done = {job: f.result() for job, f in futures.items()}
             for i, settings in enumerate(args.settings):
                 cells, gaps, seconds = [], [], []
                 for s in args.seeds:

@@ -197,9 +197,11 @@ def test_impossible_gradient_settings_are_refused_by_name():
 @pytest.mark.parametrize("preset", ["seed", "default"])
 def test_explicit_and_autograd_training_agree(preset):
     """Same start, same batches: the two paths stay together (up to float rounding, which
-    grows over training, so only the first steps are compared closely). Adam's first steps
-    move a weight whose gradient is ~0 by about +-lr whatever its size, so rounding can flip
-    such a weight's step: the weights are compared against how far training moved them."""
+    grows over training, so only the first metrics row is compared closely: to 0.1 %, later
+    ones to 1 %, where a wrong gradient is off by far more; on an AMD EPYC the default's
+    second row differed by 0.27 %). Adam's first steps move a weight whose gradient is ~0 by
+    about +-lr whatever its size, so rounding can flip such a weight's step: each weight
+    tensor's difference is compared against how far training moved it, both as norms."""
     torch.set_num_threads(1)
     settings = {"steps": 30, "batch_size": 64, "log_every": 10, "frame_every": 0,
                 "device": "cpu"}
@@ -208,12 +210,16 @@ def test_explicit_and_autograd_training_agree(preset):
     start = vaelab.train(preset=preset, progress=False, **{**settings, "steps": 1})
     assert runs["explicit"].summary["gradients"] == "explicit"
     assert runs["autograd"].summary["gradients"] == "autograd"
-    for a, b in zip(runs["explicit"].metrics, runs["autograd"].metrics, strict=True):
+    for row, (a, b) in enumerate(zip(runs["explicit"].metrics, runs["autograd"].metrics,
+                                     strict=True)):
         for key in ("loss", "reconstruction", "kld", "neg_elbo"):
-            assert a[key] == pytest.approx(b[key], rel=1e-3), (a["step"], key)
+            assert a[key] == pytest.approx(b[key], rel=1e-3 if row == 0 else 1e-2), (
+                a["step"], key)
     for name, value in runs["autograd"].model.state_dict().items():
-        moved = (value - start.model.state_dict()[name]).abs().max()
-        apart = (runs["explicit"].model.state_dict()[name] - value).abs().max()
+        # over the tensor: a tipped weight or two among thousands moves the largest
+        # element's difference (on an AMD EPYC, 11 % of the largest move), not the norm's
+        moved = (value - start.model.state_dict()[name]).norm()
+        apart = (runs["explicit"].model.state_dict()[name] - value).norm()
         assert apart <= 0.05 * moved, (name, float(apart), float(moved))
 
 
