@@ -19,13 +19,11 @@ from vaelab.runs import load_run, resume_run, train_group, train_run
 from vaelab.training.checkpoint import CHECKPOINT_FILE
 from vaelab.training.loop import fit, fit_models
 from vaelab.training.restarts import (
-    AUTO_RESTARTS,
     candidate_seed,
     choose,
     probe_score,
     probe_steps,
     restart_words,
-    restarts_for,
 )
 
 SHORT = {"steps": 240, "batch_size": 32, "log_every": 20, "frame_every": 0,
@@ -51,25 +49,15 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_the_default_tries_several_only_for_a_fixed_training_set():
-    assert restarts_for(None, 16_000, 24_000) == AUTO_RESTARTS > 1
-    assert restarts_for(None, None, 24_000) == 1  # fresh batches of a built-in set
-    assert restarts_for(None, 16_000, None) == 1  # a run limited by time alone
-    assert restarts_for(2, None, 24_000) == 2  # an explicit setting is kept
-    assert restarts_for(1, 16_000, 24_000) == 1
-
-
-def test_resolving_fills_it_in_per_data(table):
+def test_every_preset_trains_its_own_initial_weights_unless_told(table):
     def resolved(preset: str, **settings: object) -> int:
         return prepare(build_config(preset, settings=settings))[0].train.restarts
 
-    assert resolved("default", data=str(table)) == AUTO_RESTARTS
-    assert resolved("default", n_train=800) == AUTO_RESTARTS
-    assert resolved("default") == 1  # the Swiss roll, fresh batches
-    assert resolved("default", data=str(table), time_limit=5.0) == 1  # no steps
-    assert resolved("default", data=str(table), restarts=1) == 1
+    assert resolved("default", data=str(table)) == 1
+    assert resolved("default") == 1
     assert resolved("seed", n_train=800) == 1  # the seed preset stays the blog's run
-    once = prepare(build_config("default", settings={"data": str(table)}))[0]
+    assert resolved("default", data=str(table), restarts=3) == 3
+    once = prepare(build_config("default", settings={"data": str(table), "restarts": 3}))[0]
     assert prepare(once)[0].to_json() == once.to_json()
 
 

@@ -26,8 +26,7 @@ from vaelab.training.validation import (
 
 #: (the widths fixed, so that the choices below do not follow the short-file widths rule)
 SHORT = {"steps": 300, "batch_size": 32, "log_every": 20, "frame_every": 0,
-         "display_points": 50, "device": "cpu", "hidden_dims": [128, 128, 128],
-         "restarts": 1}  # (the trajectories below are this seed's own initial weights)
+         "display_points": 50, "device": "cpu", "hidden_dims": [128, 128, 128]}
 
 
 @pytest.fixture

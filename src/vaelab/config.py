@@ -224,9 +224,9 @@ class TrainConfig:
     ``restarts - 1`` more drawn from its seed train together for the first twelfth of the
     run's steps; the one with the lowest training loss over that probe's last quarter is kept
     and the run trains from it as usual (:mod:`vaelab.training.restarts`). Where a run ends
-    can depend on its initial weights more than on any setting. ``1``: the run's own, no
-    probe. ``None`` (the default preset's): 4 for a fixed training set, else 1 (measured in
-    BENCHMARKS.md, "Restarts"). Needs ``steps``.
+    can depend on its initial weights more than on any setting. ``1`` (every preset's): the
+    run's own, no probe; the probe's early loss was measured to pick a better start on some
+    tables and a slightly worse one on others (BENCHMARKS.md, "Restarts"). Needs ``steps``.
 
     ``gradients``: ``explicit`` runs the networks of a ``simple`` model (LeakyReLU or ReLU)
     forward and backward by hand, with no autograd graph, and takes the seed's loss and the
@@ -251,7 +251,7 @@ class TrainConfig:
     gradients: str = "auto"
     cuda_graph: str = "auto"
     validation: float | None = 0.0
-    restarts: int | None = 1
+    restarts: int = 1
 
 
 @dataclass
@@ -398,9 +398,9 @@ class RunConfig:
                "must be >= 0 (0: no eager steps before the compiled step)")
         _check(t.validation is None or 0.0 <= t.validation < 1.0, "train.validation",
                t.validation, "must be at least 0 (0: off) and below 1, or null (automatic)")
-        _check(t.restarts is None or t.restarts >= 1, "train.restarts", t.restarts,
-               "must be >= 1 (1: the run's own initial weights only), or null (automatic)")
-        _check(t.restarts in (None, 1) or t.steps is not None, "train.restarts", t.restarts,
+        _check(t.restarts >= 1, "train.restarts", t.restarts,
+               "must be >= 1 (1: the run's own initial weights only)")
+        _check(t.restarts == 1 or t.steps is not None, "train.restarts", t.restarts,
                "needs train.steps: its probe is a share of the run's steps")
         _check(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every,
                "must be >= 0 (0: a checkpoint only at the end or on an interrupt)")

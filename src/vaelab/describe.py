@@ -13,7 +13,7 @@ from vaelab.errors import ConfigError
 #: filled in from the data when a run starts (:func:`vaelab.resolve.prepare`), so a preset's
 #: ``None`` there is not a setting the user changed
 _RESOLVED = {"model.in_channels", "data.noise", "data.standardize", "model.hidden_dims",
-             "train.validation", "train.restarts"}
+             "train.validation"}
 
 
 def prior_short(cfg: RunConfig) -> str:

@@ -197,7 +197,6 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
     from vaelab.devices import resolve_device
     from vaelab.models import check_model_name
     from vaelab.training.plan import plan_for
-    from vaelab.training.restarts import restarts_for
     from vaelab.training.validation import validation_for
 
     config.validate()
@@ -228,9 +227,8 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
         prior_components=components_for(config.model.prior_components, source.dim))
     loss_cfg = dataclasses.replace(
         config.loss, decoder_std_mode=std_mode_for(config.loss, source.dim, is_file))
-    train_cfg = dataclasses.replace(
-        config.train, validation=validation_for(config.train.validation, rows),
-        restarts=restarts_for(config.train.restarts, rows, config.train.steps))
+    train_cfg = dataclasses.replace(config.train, validation=validation_for(
+        config.train.validation, rows))
     resolved = dataclasses.replace(config, data=data_cfg, model=model_cfg, loss=loss_cfg,
                                    train=train_cfg)
     check_model_name(resolved.model.name)

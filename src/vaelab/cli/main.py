@@ -150,8 +150,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--restarts", type=positive_int, metavar="N",
                    help="try N initial weights (the run's own and N - 1 more from its seed) "
                    "for the first twelfth of the steps and train the one whose training loss "
-                   "is lowest: where a run ends can depend on them. 1: the run's own only. "
-                   "Default preset: 4 for a data file or --n-train, else 1")
+                   "is lowest: where a run ends can depend on them (default 1: the run's "
+                   "own only)")
     g.add_argument("--batch-size", type=positive_int, help="points per step")
     g.add_argument("--lr", type=positive_float, help="Adam learning rate")
     g.add_argument("--scheduler", choices=list(SCHEDULERS), help="learning-rate schedule")

@@ -1,18 +1,18 @@
 """Restarts: try a few initial weights for the first steps, then train the best from the start.
 
 Where a run ends can depend on its initial weights more than on any setting: on a 6-column
-product of toy sets, four seeds of the default preset ended 0.14, 0.14, 0.45 and 0.65 nats
-from the true density, and the two that ended badly were behind from their first thousand
-steps (BENCHMARKS.md, "Restarts"). With ``train.restarts = R``, before the run starts, R
+product of toy sets, seeds of the default preset ended 0.12 to 0.59 nats from the true
+density (BENCHMARKS.md, "Restarts"). With ``train.restarts = R``, before the run starts, R
 candidate initialisations (the run's own, then R - 1 more drawn from its seed) train
 together as a group for the first :func:`probe_steps` steps of the run's own schedule, on
 the run's own data; the candidate whose training loss (the run's objective, in nats per
 point) averaged over the last quarter of those steps is lowest is kept, and the run then
 trains from its initial weights as any run does. So the run is an ordinary run from the
 chosen weights (a resumed one reads them from its checkpoint), and ``restarts = 1`` is the
-run without a probe.
+run without a probe (every preset's: the probe's early loss is a guess at the end, measured
+to pick better starts on some tables and slightly worse ones on others).
 
-This module holds the rule and the choice; the probe itself is a short group run of
+This module holds the choice; the probe itself is a short group run of
 :func:`vaelab.training.loop.fit_models`.
 """
 
@@ -23,22 +23,10 @@ from typing import Any
 
 import numpy as np
 
-#: candidates the default preset tries for a fixed training set (``restarts = None``)
-AUTO_RESTARTS = 4
 #: the probe's share of the run's steps
 PROBE_FRACTION = 1 / 12
 #: the probe's last part whose mean training loss ranks the candidates
 SCORED_FRACTION = 0.25
-
-
-def restarts_for(restarts: int | None, train_rows: int | None, steps: int | None) -> int:
-    """``train.restarts``, or where it is None (the default preset's) ``AUTO_RESTARTS`` for a
-    fixed training set (a data file's training rows, or ``data.n_train``) of a step-limited
-    run, else 1. Fresh batches of a built-in set were measured to end alike from any seed
-    (BENCHMARKS.md), and a run limited by time alone has no steps to take a share of."""
-    if restarts is not None:
-        return restarts
-    return AUTO_RESTARTS if train_rows is not None and steps is not None else 1
 
 
 def probe_steps(steps: int, log_every: int) -> int:
@@ -96,5 +84,5 @@ def restart_words(summary: dict[str, Any]) -> str | None:
             f"({r['probe_seconds']:.1f} s) and trained {which}: training loss {loss}{spread}")
 
 
-__all__ = ["AUTO_RESTARTS", "PROBE_FRACTION", "candidate_seed", "choose", "probe_score",
-           "probe_steps", "restart_summary", "restart_words", "restarts_for"]
+__all__ = ["PROBE_FRACTION", "candidate_seed", "choose", "probe_score", "probe_steps",
+           "restart_summary", "restart_words"]
