@@ -151,6 +151,24 @@ def nll_on(out: Path, rows: np.ndarray, k: int) -> float:
     return json.loads(report.read_text())["nll"]
 
 
+def flow_gap(points: np.ndarray, out: Path, log_p: callable) -> str:
+    """A zuko neural spline flow (``flow_baseline.fit_flow``, its reference budget, one
+    thread) on the run's training rows: its gap on the run's held-out rows ± its standard
+    error, and its training seconds; the gap on as many training rows too."""
+    from flow_baseline import fit_flow
+
+    held = np.load(out / "heldout.npy").astype(np.float64)
+    seen = training_rows(points, out, len(points))
+    t0 = time.perf_counter()
+    flow = fit_flow(seen, seed=0)
+    seconds = time.perf_counter() - t0
+    d = log_p(held) - flow.log_prob(held)
+    own = seen[:len(held)]
+    d_seen = log_p(own) - flow.log_prob(own)
+    return (f"{d.mean():.4f} ± {d.std() / math.sqrt(len(d)):.4f} (training rows: "
+            f"{d_seen.mean():.4f}; {seconds:.0f} s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dims", type=int, nargs="+", default=[6])
@@ -170,6 +188,10 @@ def main() -> None:
     ap.add_argument("--train-gap", action="store_true",
                     help="also the model's gap on (up to as many as are held out of) its "
                          "training rows: how much better it fits the rows it saw")
+    ap.add_argument("--flow", action="store_true",
+                    help="also a neural spline flow (benchmarks/flow_baseline.py, its reference "
+                         "budget) fitted on the first setting's training rows, scored on its "
+                         "held-out rows: what a flow makes of the same table")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     tables = [(kd, d) for kd in args.kinds for d in args.dims]
@@ -180,8 +202,10 @@ def main() -> None:
             ap.error("--tables takes KIND:D, e.g. roll:3")
         if any(kd not in KINDS or d < 2 for kd, d in tables):
             ap.error(f"--tables: KIND one of {', '.join(sorted(KINDS))}, D >= 2")
+    flow_head = (" flow gap (training s) |", "---|") if args.flow else ("", "")
     lines = ["| kind | D | settings | model gap | GaussianMixture gap | KernelDensity gap | "
-             "C2ST | training (s) |", "|---|---|---|---|---|---|---|---|"]
+             "C2ST | training (s) |" + flow_head[0], "|---|---|---|---|---|---|---|---|"
+             + flow_head[1]]
     with tempfile.TemporaryDirectory() as tmp:
         for kind, dim in tables:
             points, log_p = make_table(dim, args.rows, args.seed, kind)
@@ -209,6 +233,8 @@ def main() -> None:
                         f"{gaps['gaussian_mixture']:.4f} | {gaps['kernel_density']:.4f} | "
                         f"{c2st if c2st is None else round(c2st, 3)} | "
                         f"{result['train_seconds']:.0f} |")
+                if args.flow:  # once per table, on the first setting's split
+                    line += (f" {flow_gap(points, out, log_p)} |" if i == 0 else " |")
                 print(line, flush=True)
                 lines.append(line)
     body = "\n".join(lines)
