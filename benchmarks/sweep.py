@@ -15,7 +15,10 @@ shutdown, the table, the report).
 
 Run::
 
-    python benchmarks/sweep.py [--out DIR] [--steps 3000]
+    python benchmarks/sweep.py [--out DIR] [--steps 3000] [--address HOST:PORT]
+
+``--address`` sends the sweep to a Ray cluster already running (``ray start --head``), as a
+user who runs many sweeps would: Ray's start and stop are then outside the command.
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="the sweep's directory (default: a temp dir)")
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--address", help="a running Ray cluster's HOST:PORT (default: start "
+                        "Ray on this machine, as vaelab sweep does)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="vaelab-sweep-bench-")) / "sweep"
     command = [sys.executable, "-m", "vaelab", "sweep", "--preset", "seed", "--device", "cpu",
                "--steps", str(args.steps), "--search", f"lr={LRS}",
-               "--search", f"kld_weight={KLD_WEIGHTS}", "--out", str(out)]
+               "--search", f"kld_weight={KLD_WEIGHTS}", "--out", str(out),
+               *(["--address", args.address] if args.address else [])]
     said: dict[str, float] = {}  # when the driver printed its lines (unbuffered)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t0 = time.time()
