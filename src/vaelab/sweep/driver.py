@@ -367,7 +367,10 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
                  configure_logging=True, _system_config=system)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VaelabError(f"cannot join the Ray cluster at {address}: {first}") from None
+        hint = ("" if not address or os.environ.get("RAY_AUTH_MODE") == "disabled" else
+                "; a cluster started with Ray's token authentication (its default) needs its "
+                "token in this shell, or RAY_AUTH_MODE=disabled for both on a trusted network")
+        raise VaelabError(f"cannot join the Ray cluster at {address}: {first}{hint}") from None
     try:
         if before is not None:
             before()
