@@ -61,12 +61,12 @@ def test_every_preset_trains_its_own_initial_weights_unless_told(table):
     assert prepare(once)[0].to_json() == once.to_json()
 
 
-def test_the_probe_is_a_twelfth_of_the_steps_in_whole_metrics_rows():
-    assert probe_steps(24_000, 100) == 2_000
-    assert probe_steps(240, 20) == 20
-    for steps, every in [(2, 100), (50, 7), (1_000, 1), (10, 10)]:
-        p = probe_steps(steps, every)
-        assert 1 <= p < steps
+def test_the_probe_is_a_twelfth_of_the_steps():
+    assert probe_steps(24_000) == 2_000
+    assert probe_steps(240) == 20
+    assert probe_steps(2) == 1
+    for steps in (2, 3, 11, 50, 1_000):
+        assert 1 <= probe_steps(steps) < steps
 
 
 def test_candidates_are_the_runs_own_initialisation_then_children_of_it():
@@ -112,6 +112,14 @@ def test_a_run_trains_the_chosen_candidate_from_its_initial_weights(table):
                               for j in range(3)], stop_after=20)
     assert [probe_score(p.metrics, 20) for p in probe] == pytest.approx(losses, rel=1e-6)
     assert restart_words(result.summary).startswith("tried 3 initial weights for 20 steps")
+
+
+def test_a_probe_shorter_than_a_metrics_interval_is_scored_on_its_last_step(table):
+    config = build_config("default", settings={"data": str(table), "restarts": 2,
+                                               **SHORT, "log_every": 100})
+    r = fit(config, progress=False).summary["restarts"]
+    assert r["probe_steps"] == 20
+    assert all(v is not None and math.isfinite(v) for v in r["probe_losses"])
 
 
 def test_one_restart_is_the_run_without_a_probe(table):

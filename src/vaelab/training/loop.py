@@ -543,7 +543,7 @@ def _probe(configs: list[RunConfig], source: DataSource, seeds: list[Seeds],
         count = c.train.restarts or 1
         if count < 2 or c.train.steps is None:
             continue
-        probe = probe_steps(c.train.steps, c.train.log_every)
+        probe = probe_steps(c.train.steps)
         quiet = dataclasses.replace(
             c, train=dataclasses.replace(c.train, restarts=1, compile="off", handoff=0,
                                          checkpoint_every=0),

@@ -29,11 +29,10 @@ PROBE_FRACTION = 1 / 12
 SCORED_FRACTION = 0.25
 
 
-def probe_steps(steps: int, log_every: int) -> int:
-    """The probe's length: ``PROBE_FRACTION`` of the run's steps, a whole number of metrics
-    rows (at least one), and never the whole run."""
-    rows = max(1, round(steps * PROBE_FRACTION / log_every))
-    return max(1, min(rows * log_every, steps - 1))
+def probe_steps(steps: int) -> int:
+    """The probe's length: ``PROBE_FRACTION`` of the run's steps, at least one, and never the
+    whole run. (Its last step is a metrics row, as a run's last step is.)"""
+    return max(1, min(round(steps * PROBE_FRACTION), steps - 1))
 
 
 def candidate_seed(init_seed: int, index: int) -> int:
