@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tables import write_table
 
 from vaelab.cli.main import main
 from vaelab.devices import derive_seeds
@@ -33,12 +34,7 @@ SHORT = {"steps": 240, "batch_size": 32, "log_every": 20, "frame_every": 0,
 @pytest.fixture
 def table(tmp_path: Path) -> Path:
     """600 rows of a 3-column table."""
-    rng = np.random.default_rng(5)
-    x = np.column_stack([rng.normal(size=600), rng.gamma(2.0, size=600),
-                         rng.uniform(-1, 1, size=600)])
-    path = tmp_path / "table.csv"
-    np.savetxt(path, x, delimiter=",", header="a,b,c", comments="")
-    return path
+    return write_table(tmp_path / "table.csv", 600, seed=5)
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:

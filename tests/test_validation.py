@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tables import write_table
 
 from vaelab.cli.main import main
 from vaelab.devices import derive_seeds
@@ -32,12 +33,7 @@ SHORT = {"steps": 300, "batch_size": 32, "log_every": 20, "frame_every": 0,
 @pytest.fixture
 def small_file(tmp_path: Path) -> Path:
     """250 rows of a 3-column table: a set small enough to be learned by heart."""
-    rng = np.random.default_rng(3)
-    x = np.column_stack([rng.normal(size=250), rng.gamma(2.0, size=250),
-                         rng.uniform(-1, 1, size=250)])
-    path = tmp_path / "small.csv"
-    np.savetxt(path, x, delimiter=",", header="a,b,c", comments="")
-    return path
+    return write_table(tmp_path / "small.csv", 250, seed=3)
 
 
 def test_the_default_sets_rows_aside_only_for_a_small_fixed_training_set():
@@ -113,11 +109,7 @@ OVERFIT = {**SHORT, "steps": 3000, "validation": 0.5}
 def overfit_run(tmp_path_factory):
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("overfit")
-    rng = np.random.default_rng(3)
-    x = np.column_stack([rng.normal(size=120), rng.gamma(2.0, size=120),
-                         rng.uniform(-1, 1, size=120)])
-    path = tmp / "tiny.csv"
-    np.savetxt(path, x, delimiter=",", header="a,b,c", comments="")
+    path = write_table(tmp / "tiny.csv", 120, seed=3)
     cfg = build_config("default", settings={**OVERFIT, "data": str(path)})
     return train_run(cfg, tmp / "r", progress=False, figures=False)
 
