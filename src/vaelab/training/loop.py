@@ -540,8 +540,8 @@ def _probe(configs: list[RunConfig], source: DataSource, seeds: list[Seeds],
     run's own weights, whose run then reports its own failure."""
     out: list[dict[str, object] | None] = [None] * len(configs)
     for i, c in enumerate(configs):
-        count = c.train.restarts or 1
-        if count < 2 or c.train.steps is None:
+        count = c.train.restarts  # (above 1 only with train.steps: RunConfig.validate)
+        if count < 2:
             continue
         probe = probe_steps(c.train.steps)
         quiet = dataclasses.replace(

@@ -1,8 +1,8 @@
 """Restarts: try a few initial weights for the first steps, then train the best from the start.
 
 Where a run ends can depend on its initial weights more than on any setting: on a 6-column
-product of toy sets, seeds of the default preset ended 0.12 to 0.59 nats from the true
-density (BENCHMARKS.md, "Restarts"). With ``train.restarts = R``, before the run starts, R
+product of toy sets, some seeds of the default preset ended several times farther from the
+true density than others (BENCHMARKS.md, "Restarts"). With ``train.restarts = R``, before the run starts, R
 candidate initialisations (the run's own, then R - 1 more drawn from its seed) train
 together as a group for the first :func:`probe_steps` steps of the run's own schedule, on
 the run's own data; the candidate whose training loss (the run's objective, in nats per
