@@ -2,9 +2,9 @@
 
 Where a run ends can depend on its initial weights more than on any setting: on a 6-column
 product of toy sets, some seeds of the default preset ended several times farther from the
-true density than others (BENCHMARKS.md, "Restarts"). With ``train.restarts = R``, before the run starts, R
-candidate initialisations (the run's own, then R - 1 more drawn from its seed) train
-together as a group for the first :func:`probe_steps` steps of the run's own schedule, on
+true density than others (BENCHMARKS.md, "Restarts"). With ``train.restarts = R``, before
+the run starts, R candidate initialisations (the run's own, then R - 1 more drawn from its
+seed) train together as a group for the first :func:`probe_steps` steps of the run's own schedule, on
 the run's own data; the candidate whose training loss (the run's objective, in nats per
 point) averaged over the last quarter of those steps is lowest is kept, and the run then
 trains from its initial weights as any run does. So the run is an ordinary run from the
