@@ -4,13 +4,13 @@ Where a run ends can depend on its initial weights more than on any setting: on 
 product of toy sets, some seeds of the default preset ended several times farther from the
 true density than others (BENCHMARKS.md, "Restarts"). With ``train.restarts = R``, before
 the run starts, R candidate initialisations (the run's own, then R - 1 more drawn from its
-seed) train together as a group for the first :func:`probe_steps` steps of the run's own schedule, on
-the run's own data; the candidate whose training loss (the run's objective, in nats per
-point) averaged over the last quarter of those steps is lowest is kept, and the run then
-trains from its initial weights as any run does. So the run is an ordinary run from the
-chosen weights (a resumed one reads them from its checkpoint), and ``restarts = 1`` is the
-run without a probe (every preset's: the probe's early loss is a guess at the end, measured
-to pick better starts on some tables and slightly worse ones on others).
+seed) train together as a group for the first :func:`probe_steps` steps of the run's own
+schedule, on the run's own data; the candidate whose training loss (the run's objective, in
+nats per point) averaged over the last quarter of those steps is lowest is kept, and the
+run then trains from its initial weights as any run does. So the run is an ordinary run
+from the chosen weights (a resumed one reads them from its checkpoint), and
+``restarts = 1`` is the run without a probe (every preset's: the probe's early loss is a guess at the
+end, measured to pick better starts on some tables and slightly worse ones on others).
 
 This module holds the choice; the probe itself is a short group run of
 :func:`vaelab.training.loop.fit_models`.
