@@ -9,8 +9,9 @@ schedule, on the run's own data; the candidate whose training loss (the run's ob
 nats per point) averaged over the last quarter of those steps is lowest is kept, and the
 run then trains from its initial weights as any run does. So the run is an ordinary run
 from the chosen weights (a resumed one reads them from its checkpoint), and
-``restarts = 1`` is the run without a probe (every preset's: the probe's early loss is a guess at the
-end, measured to pick better starts on some tables and slightly worse ones on others).
+``restarts = 1`` is the run without a probe (every preset's: the probe's early loss is a
+guess at the end, measured to pick better starts on some tables and slightly worse ones on
+others).
 
 This module holds the choice; the probe itself is a short group run of
 :func:`vaelab.training.loop.fit_models`.
