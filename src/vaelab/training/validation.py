@@ -83,6 +83,15 @@ def check_every(steps: int | None, log_every: int) -> int:
     return max(1, math.ceil(steps / CHECKS / log_every)) * log_every
 
 
+def _copy_model(dst: dict[str, dict[str, torch.Tensor]],
+                src: dict[str, dict[str, torch.Tensor]], m: int) -> None:
+    """Copy model ``m``'s slice of every tensor of ``src`` into ``dst`` (both ``{kind:
+    {name: [M, ...]}}``, the loop's weights with a model axis)."""
+    for kind, named in src.items():
+        for name, t in named.items():
+            dst[kind][name][m].copy_(t[m])
+
+
 class BestWeights:
     """Each model's best validation score so far, its step, its weights and per-row scores
     then, and the per-row scores of the latest check."""
@@ -125,9 +134,7 @@ class BestWeights:
             if math.isfinite(score) and score < float(self.scores[m]):
                 self.scores[m], self.steps[m] = score, step
                 self.best_rows[m] = nll.clone()
-                for kind, named in live.items():
-                    for name, t in named.items():
-                        self.weights[kind][name][m].copy_(t[m])
+                _copy_model(self.weights, live, m)
 
     def restore(self, stack: Any, final_step: int) -> list[bool]:
         """Put back each model's best weights where they beat the last step's clearly (see
@@ -149,9 +156,7 @@ class BestWeights:
                                       "kept_step": best if use else final_step,
                                       "final_step": final_step}
                 if use:
-                    for kind, named in live.items():
-                        for name, t in named.items():
-                            t[m].copy_(self.weights[kind][name][m])
+                    _copy_model(live, self.weights, m)
                 changed.append(use)
         stack.sync()
         return changed
