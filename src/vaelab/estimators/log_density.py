@@ -15,7 +15,8 @@ CPU. Log-weights are computed in the model's dtype and reduced (logsumexp, means
   samples for the same precision: the seed's "slow route".
 
 Memory stays bounded: at most ``max_elements`` (points x samples) are in flight at once,
-whatever N and K are (K up to 10,000 and beyond).
+whatever N and K are (K up to 10,000 and beyond). The chunks fix the random draws; on the CPU
+each chunk's network passes then run in blocks that fit the cache (the same numbers, sooner).
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ DEFAULT_MAX_ELEMENTS = 1 << 17
 #: activation values (points x samples x layer widths) in flight at once: a wide model's
 #: chunks hold fewer points x samples than ``max_elements`` (a narrow one's are unchanged)
 MAX_VALUES = DEFAULT_MAX_ELEMENTS * 1024
+
+
+#: activation values (rows x the model's layer widths) one network pass holds on the CPU: a
+#: chunk is evaluated in blocks of this size, whose activations stay in the cache, where one
+#: pass over the whole chunk would stream every layer's output through memory
+CACHE_VALUES = 1 << 21
 
 
 def _bounded(model: BaseVAE, max_elements: int) -> int:
@@ -88,6 +95,29 @@ def _encoded_chunks(model: BaseVAE, x: torch.Tensor, k: int, max_elements: int,
         yield a, b, xb, mu, log_var, draws
 
 
+def _blockwise(model: BaseVAE, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+               xb: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``fn(x, z)``, a [k, n] result of points x [n, D] and their draws z [k, n, d], computed
+    over blocks of at most :data:`CACHE_VALUES` activations on the CPU (rows are independent,
+    so the blocks assemble the same values); in one call on other devices."""
+    k, n = z.shape[:2]
+    rows = max(1, CACHE_VALUES // max(1, values_per_row(model)))
+    if z.device.type != "cpu" or k * n <= rows:
+        return fn(xb, z)
+    out = torch.empty((k, n), dtype=z.dtype, device=z.device)
+    n_step = min(n, rows)
+    k_step = max(1, rows // n_step)
+    for a, b in _spans(n, n_step):
+        for c, d in _spans(k, k_step):
+            out[c:d, a:b] = fn(xb[a:b], z[c:d, a:b])
+    return out
+
+
+def _joint(model: BaseVAE) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """log p(x|z) + log p(z), nats per point and draw."""
+    return lambda x, z: model.log_likelihood(x, z) + model.log_prior(z)
+
+
 def _log_q_const(log_var: torch.Tensor) -> torch.Tensor:
     """log q(z|x) up to its eps term, shared by all the draws of a point (nats, summed)."""
     return (-0.5 * log_var - 0.5 * LOG_2PI).sum(-1)
@@ -109,8 +139,7 @@ def iwae(model: BaseVAE, x: torch.Tensor, k: int = 1000, *,
         log_q_const = _log_q_const(log_var)
         total = torch.full((b - a,), -math.inf, dtype=torch.float64, device=x.device)
         for eps, z in draws:
-            log_w = (model.log_likelihood(xb, z) + model.log_prior(z)
-                     - _log_q(log_q_const, eps))
+            log_w = _blockwise(model, _joint(model), xb, z) - _log_q(log_q_const, eps)
             total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
         out[a:b] = (total - math.log(k)).cpu()
     return out
@@ -128,9 +157,10 @@ def elbo(model: BaseVAE, x: torch.Tensor, k: int = 1, *,
         log_q_const = _log_q_const(log_var)
         total = torch.zeros(b - a, dtype=torch.float64, device=x.device)
         for eps, z in draws:
-            term = model.log_likelihood(xb, z)
-            if not exact_kl:  # the sampled KL: log p(z) - log q(z|x)
-                term = term + model.log_prior(z) - _log_q(log_q_const, eps)
+            if exact_kl:
+                term = _blockwise(model, model.log_likelihood, xb, z)
+            else:  # the sampled KL: log p(z) - log q(z|x)
+                term = _blockwise(model, _joint(model), xb, z) - _log_q(log_q_const, eps)
             total += term.double().sum(0)
         kl = kl_to_standard_normal(mu, log_var).double() if exact_kl else 0.0
         out[a:b] = (total / k - kl).cpu()
