@@ -595,3 +595,53 @@ def test_a_tpe_search_with_early_stopping_on_this_machine(tmp_path):
         else:  # stopped by ASHA at a held-out estimate, before the end
             assert int(r["steps"]) < 400 and "ASHA" in r["reason"]
     assert "best: trial-00" in text
+
+
+LEAN_HEAD = """
+import os, pathlib, ray
+from ray._private.node import Node
+from vaelab.sweep.driver import _lean_head
+api, monitor = Node.start_api_server, Node.start_monitor
+with _lean_head(False):
+    assert Node.start_api_server is api and Node.start_monitor is monitor
+with _lean_head(True):
+    assert Node.start_api_server is not api and Node.start_monitor is not monitor
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+assert Node.start_api_server is api and Node.start_monitor is monitor
+print(ray.get(ray.remote(lambda: 6 * 7).remote()))
+procs = {}
+for entry in pathlib.Path("/proc").iterdir():
+    try:
+        parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        procs[int(entry.name)] = (parent, (entry / "cmdline").read_bytes().replace(b"\\0", b" "))
+    except (ValueError, OSError):
+        continue
+ours = {os.getpid()}
+for _ in range(4):  # children, grandchildren, ...
+    ours |= {pid for pid, (parent, _) in procs.items() if parent in ours}
+print(*(procs[pid][1].decode() for pid in ours - {os.getpid()}), sep="\\n")
+ray.shutdown()
+"""
+
+
+def test_a_local_ray_starts_without_the_helpers_a_sweep_does_not_use():
+    """A sweep's own Ray leaves out the API server and the autoscaler's monitor, runs tasks
+    without them, and Ray's methods are as they were afterwards."""
+    pytest.importorskip("ray")
+    temp = tempfile.mkdtemp(prefix="vsl", dir="/tmp")
+    env = {**os.environ, "PYTHONPATH": str(SRC), "RAY_AUTH_MODE": "disabled",
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": temp, MARKER: temp}
+    env.pop("RAY_ADDRESS", None)
+    try:
+        text = _finish(subprocess.Popen([sys.executable, "-c", LEAN_HEAD], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True), timeout=120)
+    finally:
+        for pid in _live_pids(temp):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+    lines = text.splitlines()
+    assert "42" in lines, text
+    assert any("raylet" in line for line in lines), text  # the children were listed
+    assert not any("dashboard/dashboard.py" in line or "/autoscaler/" in line
+                   for line in lines), text

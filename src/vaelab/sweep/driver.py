@@ -28,7 +28,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,9 +363,10 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
     system = None if address else {"prestart_worker_first_driver": False,
                                    "enable_worker_prestart": False}
     try:
-        ray.init(address=address or "local", num_cpus=None if address else os.cpu_count(),
-                 include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 configure_logging=True, _system_config=system)
+        with _lean_head(address is None):
+            ray.init(address=address or "local", num_cpus=None if address else os.cpu_count(),
+                     include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                     configure_logging=True, _system_config=system)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ("" if not address or os.environ.get("RAY_AUTH_MODE") == "disabled" else
@@ -413,6 +415,40 @@ def _run_on_ray(out: Path, settings: SweepSettings, space: SearchSpace, base: Ru
         tuner.fit()
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _lean_head(local: bool) -> Iterator[None]:
+    """Within: a Ray started on this machine leaves out two helper processes a sweep does
+    not use, the API server (with the dashboard off it serves usage statistics only; Ray's
+    start waits for it to come up) and the autoscaler's monitor (a one-machine cluster never
+    scales). Hand-written because ``ray.init`` has no option for either (``ray start`` has
+    ``--no-monitor`` only); a Ray whose node lacks these methods starts as it does."""
+    try:
+        from ray._private.node import Node
+    except ImportError:
+        Node = None  # noqa: N806
+    names = ("start_api_server", "start_monitor")
+    if not local or Node is None or not all(hasattr(Node, n) for n in names):
+        yield
+        return
+    saved = {n: Node.__dict__.get(n) for n in names}
+
+    def no_api_server(node: Any, **_: Any) -> None:
+        node._webui_url = None
+
+    def no_monitor(node: Any) -> None:
+        return None
+
+    Node.start_api_server, Node.start_monitor = no_api_server, no_monitor
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            if method is None:
+                delattr(Node, name)
+            else:
+                setattr(Node, name, method)
 
 
 def _import_tune(settings: SweepSettings) -> Any:
