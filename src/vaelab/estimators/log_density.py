@@ -101,7 +101,7 @@ def _blockwise(model: BaseVAE, fn: Callable[[torch.Tensor, torch.Tensor], torch.
     over blocks of at most :data:`CACHE_VALUES` activations on the CPU (rows are independent,
     so the blocks assemble the same values); in one call on other devices."""
     k, n = z.shape[:2]
-    rows = max(1, CACHE_VALUES // max(1, values_per_row(model)))
+    rows = _block_rows(model)
     if z.device.type != "cpu" or k * n <= rows:
         return fn(xb, z)
     out = torch.empty((k, n), dtype=z.dtype, device=z.device)
@@ -111,6 +111,24 @@ def _blockwise(model: BaseVAE, fn: Callable[[torch.Tensor, torch.Tensor], torch.
         for c, d in _spans(k, k_step):
             out[c:d, a:b] = fn(xb[a:b], z[c:d, a:b])
     return out
+
+
+def _block_rows(model: BaseVAE) -> int:
+    """Rows (points x samples) of one cache-sized block for ``model``."""
+    return max(1, CACHE_VALUES // max(1, values_per_row(model)))
+
+
+def _decoded(model: BaseVAE, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model.decode_params_internal(z)`` for draws z [k, d], in cache-sized blocks of rows
+    on the CPU: the mean [k, D] and sigma (global [D], or per draw [k, ...])."""
+    rows = _block_rows(model)
+    if z.device.type != "cpu" or len(z) <= rows:
+        return model.decode_params_internal(z)
+    parts = [model.decode_params_internal(z[a:b]) for a, b in _spans(len(z), rows)]
+    std = parts[0][1]
+    if std.ndim > 1:  # sigma(z) or L(z): one per draw
+        std = torch.cat([p[1] for p in parts])
+    return torch.cat([p[0] for p in parts]), std
 
 
 def _joint(model: BaseVAE) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -178,7 +196,7 @@ def prior_mc(model: BaseVAE, x: torch.Tensor, k: int = 1000, *,
     total = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
     for ka, kb in _spans(k, k_chunk):
         z = model.sample_prior(kb - ka, generator, x.device).to(x.dtype)
-        u_hat, std = model.decode_params_internal(z)  # decoded once for all x
+        u_hat, std = _decoded(model, z)  # decoded once for all x
         u_hat = u_hat.unsqueeze(1)  # [k, 1, D]
         if std.ndim > 1:  # sigma(z) [k, D] -> [k, 1, D]; a global sigma [D] broadcasts as is
             std = std.unsqueeze(1)
