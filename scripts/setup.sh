@@ -22,5 +22,9 @@ if ! .venv/bin/python -m pip install --no-compile --quiet --disable-pip-version-
 fi
 grep -v "^WARNING: Location .* is ignored" "$log" || true  # show pip's other messages
 rm -f "$log"
+# bytecode for what the commands import, written once here (pip's --no-compile above skips
+# the files no command imports; under PYTHONDONTWRITEBYTECODE Python would otherwise
+# compile them again in every process)
+.venv/bin/python scripts/bytecode.py >/dev/null
 if [ -n "$extras" ]; then bash scripts/install_browser.sh; fi
 .venv/bin/python -c "import torch, vaelab; print(f'vaelab {vaelab.__version__} ready (torch {torch.__version__})')"
