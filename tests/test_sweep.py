@@ -565,25 +565,32 @@ def test_losing_a_node_mid_sweep_still_completes_it(cluster, tmp_path):
         assert vaelab.load(out / r["trial"]).summary["steps"] == 3000
 
 
-@pytest.mark.slow
-def test_a_tpe_search_with_early_stopping_on_this_machine(tmp_path):
+@pytest.fixture
+def local_ray_env():
+    """The environment of a child that starts its own Ray on this machine: Ray's temp root
+    (``RAY_TMPDIR``) a folder of this test's, no cluster address inherited. Whatever of
+    that Ray is still alive afterwards is killed (the code under test shuts its Ray down;
+    this is a backstop) and the folder removed."""
     pytest.importorskip("ray")
-    pytest.importorskip("optuna")
-    temp = tempfile.mkdtemp(prefix="vsl", dir="/tmp")  # Ray's own temp root: this test's
+    temp = tempfile.mkdtemp(prefix="vsl", dir="/tmp")  # Ray's socket paths are short
     env = {**os.environ, "PYTHONPATH": str(SRC), "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": temp, MARKER: temp}
     env.pop("RAY_ADDRESS", None)
+    yield env
+    for pid in _live_pids(temp):
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_tpe_search_with_early_stopping_on_this_machine(tmp_path, local_ray_env):
+    pytest.importorskip("optuna")
     out = tmp_path / "sweep"
-    try:
-        text = _finish(subprocess.Popen(
-            [sys.executable, "-m", "vaelab", "sweep", *TINY_FLAGS, "--steps", "400",
-             "--search", "lr=log:1e-4:3e-2", "--search", "hidden_dims=16,64x64",
-             "--searcher", "tpe", "--trials", "6", "--early-stop", "--out", str(out)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    finally:
-        for pid in _live_pids(temp):  # (the driver shuts its Ray down; this is a backstop)
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
+    text = _finish(subprocess.Popen(
+        [sys.executable, "-m", "vaelab", "sweep", *TINY_FLAGS, "--steps", "400",
+         "--search", "lr=log:1e-4:3e-2", "--search", "hidden_dims=16,64x64",
+         "--searcher", "tpe", "--trials", "6", "--early-stop", "--out", str(out)],
+        env=local_ray_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     assert "on this machine" in text
     rows = _table(out)
     assert [r["trial"] for r in rows] == [f"trial-00{i}" for i in range(6)]
@@ -624,22 +631,12 @@ ray.shutdown()
 """
 
 
-def test_a_local_ray_starts_without_the_helpers_a_sweep_does_not_use():
+def test_a_local_ray_starts_without_the_helpers_a_sweep_does_not_use(local_ray_env):
     """A sweep's own Ray leaves out the API server and the autoscaler's monitor, runs tasks
     without them, and Ray's methods are as they were afterwards."""
-    pytest.importorskip("ray")
-    temp = tempfile.mkdtemp(prefix="vsl", dir="/tmp")
-    env = {**os.environ, "PYTHONPATH": str(SRC), "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": temp, MARKER: temp}
-    env.pop("RAY_ADDRESS", None)
-    try:
-        text = _finish(subprocess.Popen([sys.executable, "-c", LEAN_HEAD], env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True), timeout=120)
-    finally:
-        for pid in _live_pids(temp):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
+    text = _finish(subprocess.Popen([sys.executable, "-c", LEAN_HEAD], env=local_ray_env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True), timeout=120)
     lines = text.splitlines()
     assert "42" in lines, text
     assert any("raylet" in line for line in lines), text  # the children were listed
