@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -293,3 +295,31 @@ def test_the_key_covers_every_module_the_traced_step_runs():
         keyed = {path.resolve() for path in aot.traced_modules().values()}
         assert traced, "no stack traces: the check would pass vacuously"
         assert traced <= keyed, sorted(str(p) for p in traced - keyed)
+
+
+def test_a_builds_note_of_a_proxy_fallback_is_dropped_and_no_other(monkeypatch, tmp_path,
+                                                                    caplog):
+    """Inductor logs a warning for each op with no C shim (the full decoder covariance's
+    triangular solve) while it builds: the build drops that note, keeps every other, and
+    leaves Inductor's logger as it was."""
+    ir = logging.getLogger("torch._inductor.ir")
+
+    def compile_and_package(program, package_path):  # noqa: ANN001, ANN202
+        ir.warning("aten.linalg_solve_triangular.default is missing a c-shim implementation, "
+                   "using proxy executor as fallback")
+        ir.warning("some other note")
+        Path(package_path).write_bytes(b"a package")
+        return package_path
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", compile_and_package)
+    _, step, x, eps = _step(batch=8)
+    filters = list(ir.filters)
+    with caplog.at_level(logging.WARNING, logger="torch._inductor.ir"):
+        aot._build(step, (x, eps, torch.ones(())), tmp_path / "step.pt2")
+    notes = [r.getMessage() for r in caplog.records if r.name == "torch._inductor.ir"]
+    assert notes == ["some other note"]
+    assert (tmp_path / "step.pt2").read_bytes() == b"a package"
+    assert ir.filters == filters
+    with caplog.at_level(logging.WARNING, logger="torch._inductor.ir"):
+        ir.warning("x is missing a c-shim implementation")  # outside a build: as torch logs it
+    assert caplog.records[-1].getMessage() == "x is missing a c-shim implementation"

@@ -35,6 +35,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -302,6 +303,25 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+class _ProxyFallbackNote(logging.Filter):
+    """Drops Inductor's note that an op with no C shim (the full decoder covariance's
+    triangular solve) runs through its proxy executor: a correct build, and nothing the
+    user can act on, printed on every first build of such a step."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "missing a c-shim implementation" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_fallback_notes() -> Any:
+    logger, note = logging.getLogger("torch._inductor.ir"), _ProxyFallbackNote()
+    logger.addFilter(note)
+    try:
+        yield
+    finally:
+        logger.removeFilter(note)
+
+
 def _build(step: ExplicitStep, args: tuple[torch.Tensor, ...], package: Path,
            adam: AdamTensors | None = None, tally: Tally | None = None) -> None:
     # copies: exporting runs the step (and the in-place updates) on these
@@ -317,7 +337,7 @@ def _build(step: ExplicitStep, args: tuple[torch.Tensor, ...], package: Path,
         # probe of it, which compiles and runs a test program per ISA, is skipped
         import torch._inductor.config as inductor_config
 
-        with inductor_config.patch({"cpp.vec_isa_ok": True}):
+        with inductor_config.patch({"cpp.vec_isa_ok": True}), _quiet_fallback_notes():
             atomic_write(package, lambda tmp: torch._inductor.aoti_compile_and_package(
                 program, package_path=str(tmp)))
 
