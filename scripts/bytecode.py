@@ -18,7 +18,8 @@ import sys
 MODULES = [
     "vaelab.cli.main", "vaelab.runs", "vaelab.evaluation", "vaelab.report", "vaelab.metrics",
     "vaelab.baselines", "vaelab.plots", "vaelab.training.aot", "vaelab.training.background",
-    "sklearn.datasets", "sklearn.mixture", "sklearn.neighbors", "scipy.stats",
+    "sklearn.datasets", "sklearn.mixture", "sklearn.neighbors", "sklearn.ensemble",
+    "sklearn.model_selection", "scipy.stats", "scipy.spatial.distance",
     "plotly.offline", "torch._inductor.config", "torch._inductor.compile_fx",
     "torch._inductor.package", "torch.export", "torch._dynamo",
 ]

@@ -193,3 +193,22 @@ def test_sample_command_decoder_noise(tiny_run_dir, tmp_path):
                      "-o", str(out)]) == 0
         outs[mode] = out.read_bytes()
     assert outs["auto"] == outs["off"] != outs["on"]  # seed preset: means by default
+
+
+def test_train_writes_its_figures_and_report_without_importing_sklearn_or_scipy(tmp_path):
+    """A run's report and figures name the sample metrics but compute none of them, so
+    `vaelab train` leaves scikit-learn and SciPy's distance module unimported (seconds of
+    every command's start); the metrics import them when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from vaelab.cli.main import main\n"
+            f"assert main(['train', '--preset', 'seed', '--steps', '60', '--log-every', '20',"
+            f" '--frame-every', '30', '--quiet', '--out', {str(tmp_path / 'run')!r}]) == 0\n"
+            "print(sorted(m for m in ('sklearn', 'scipy.spatial') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+    assert (tmp_path / "run" / "report.html").is_file()
+    assert any((tmp_path / "run" / "figures").glob("*.png"))

@@ -24,8 +24,6 @@ need no feature scaling (they are invariant to monotone rescaling of each coordi
 from __future__ import annotations
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.model_selection import train_test_split
 
 from vaelab.metrics._inputs import ArrayLike, as_pair, subsample
 
@@ -40,6 +38,10 @@ def c2st_accuracy(x: ArrayLike, y: ArrayLike, *, seed: int = 0) -> float:
     is subsampled to the smaller one's size with ``numpy.random.default_rng(seed)``; the split
     and the classifier are seeded with ``seed`` too.
     """
+    # imported on use: what imports vaelab.metrics (a run's report) needs no sklearn
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import train_test_split
+
     a, b = as_pair(x, y, min_points=C2ST_MIN_POINTS)
     n = min(len(a), len(b))
     rng = np.random.default_rng(seed)

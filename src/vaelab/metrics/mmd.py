@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.distance import pdist
 
 from vaelab.metrics._inputs import ArrayLike, MetricInputError, as_pair, as_sample
 from vaelab.metrics._pairwise import pairwise_sums
@@ -60,6 +59,8 @@ def median_pairwise_distance(points: ArrayLike, *, max_points: int = MEDIAN_MAX_
     if len(arr) > max_points:
         rng = np.random.default_rng(seed)
         arr = arr[np.sort(rng.choice(len(arr), size=max_points, replace=False))]
+    from scipy.spatial.distance import pdist  # on use: see metrics/c2st.py
+
     median = float(np.median(pdist(arr)))
     if median <= 0.0:
         raise MetricInputError(

@@ -32,7 +32,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.neighbors import KDTree, NearestNeighbors
 
 from vaelab.metrics import _pairwise
 from vaelab.metrics._inputs import ArrayLike, as_pair, check_positive_int
@@ -55,6 +54,8 @@ class PrecisionRecall(NamedTuple):
 def knn_radii(points: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
     """Per point, the distance to its k-th nearest *other* point of ``points`` (``[n, d]``,
     float64, n > k). Duplicated points count as distinct neighbours at distance 0."""
+    from sklearn.neighbors import NearestNeighbors  # on use: see metrics/c2st.py
+
     algorithm = "kd_tree" if points.shape[1] <= KD_TREE_MAX_DIM else "brute"
     # kneighbors() without X leaves each point out of its own neighbour list.
     dist, _ = NearestNeighbors(n_neighbors=k, algorithm=algorithm).fit(points).kneighbors()
@@ -65,6 +66,8 @@ def inside_manifold(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray)
     """Boolean mask over ``queries``: within ``radii[j]`` of ``centres[j]`` for some j."""
     if queries.shape[1] > KD_TREE_MAX_DIM:
         return _inside_brute_force(queries, centres, radii)
+    from sklearn.neighbors import KDTree  # on use: see metrics/c2st.py
+
     tree = KDTree(queries)
     inside = np.zeros(len(queries), dtype=bool)
     for start in range(0, len(centres), QUERY_CHUNK):
