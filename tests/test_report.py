@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -199,9 +201,6 @@ def test_train_writes_its_figures_and_report_without_importing_sklearn_or_scipy(
     """A run's report and figures name the sample metrics but compute none of them, so
     `vaelab train` leaves scikit-learn and SciPy's distance module unimported (seconds of
     every command's start); the metrics import them when they run."""
-    import subprocess
-    import sys
-
     code = ("import sys\n"
             "from vaelab.cli.main import main\n"
             f"assert main(['train', '--preset', 'seed', '--steps', '60', '--log-every', '20',"

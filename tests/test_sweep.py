@@ -410,6 +410,13 @@ def _holds_open(proc: Path, tag: str) -> bool:
     return False
 
 
+def _ray_env(temp: str) -> dict[str, str]:
+    """A child's environment for a Ray of this test's: vaelab from this tree, no auth or
+    usage reports, and ``MARKER`` naming ``temp``, by which ``_live_pids`` finds what is left."""
+    return {**os.environ, "PYTHONPATH": str(SRC), "RAY_AUTH_MODE": "disabled",
+            "RAY_USAGE_STATS_ENABLED": "0", MARKER: temp}
+
+
 class Cluster:
     """A head node and a second node, one CPU each, on 127.0.0.1, in a temp dir of its own."""
 
@@ -419,8 +426,7 @@ class Cluster:
         self.temp = tempfile.mkdtemp(prefix="vsr", dir="/tmp")  # Ray's socket paths are short
         self.port, self.node_port = _free_port(), _free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PYTHONPATH": str(SRC), "RAY_AUTH_MODE": "disabled",
-                    "RAY_USAGE_STATS_ENABLED": "0", MARKER: self.temp}
+        self.env = _ray_env(self.temp)
         assert ray  # (imported for the skip)
 
     def start(self) -> None:
@@ -573,8 +579,7 @@ def local_ray_env():
     this is a backstop) and the folder removed."""
     pytest.importorskip("ray")
     temp = tempfile.mkdtemp(prefix="vsl", dir="/tmp")  # Ray's socket paths are short
-    env = {**os.environ, "PYTHONPATH": str(SRC), "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": temp, MARKER: temp}
+    env = {**_ray_env(temp), "RAY_TMPDIR": temp}
     env.pop("RAY_ADDRESS", None)
     yield env
     for pid in _live_pids(temp):
