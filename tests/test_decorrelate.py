@@ -199,6 +199,27 @@ def test_the_default_preset_gives_files_a_full_covariance_built_ins_sigma_z(tabl
                           ).loss.decoder_std_mode == "global"
 
 
+def test_the_default_latent_is_as_wide_as_the_data_and_twice_that_from_6_columns(tmp_path):
+    from vaelab.resolve import WIDE_LATENT_MAX_COLUMNS, WIDE_LATENT_MIN_COLUMNS, latent_for
+
+    assert (WIDE_LATENT_MIN_COLUMNS, WIDE_LATENT_MAX_COLUMNS) == (6, 16)
+    assert [latent_for(None, d) for d in (1, 2, 3, 5, 6, 10, 16, 17)] == [2, 2, 3, 5, 12, 20,
+                                                                          32, 17]
+    assert latent_for(4, 10) == 4  # said outright, the data does not decide
+    six = tmp_path / "six.csv"
+    rows = np.random.default_rng(0).normal(size=(100, 6))
+    np.savetxt(six, rows, delimiter=",", comments="", header=",".join("abcdef"))
+    assert resolve_config(build_config("default", settings={"data": str(six)})
+                          ).model.latent_dim == 12
+    assert resolve_config(build_config("default", settings={"data": str(six),
+                                                            "latent_dim": 6})
+                          ).model.latent_dim == 6
+    assert resolve_config(build_config("seed", settings={"data": str(six)})
+                          ).model.latent_dim == 2  # the seed preset's own
+    assert resolve_config(build_config("default", settings={"data": "swiss_roll_3d"})
+                          ).model.latent_dim == 3
+
+
 def test_set_standardization_keeps_the_rotation_unless_given_one():
     _, model = _model()
     rot = model.data_rotation.clone()

@@ -72,9 +72,11 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     """Network shape and prior. ``in_channels=None`` means: take it from the data;
-    ``latent_dim=None`` too: as many latent dimensions as the data has columns, at least 2
-    (:func:`vaelab.resolve.latent_for`; a 2-D structure hidden in more columns leaves
-    variance in every direction, which a 2-D latent and a diagonal decoder cannot hold).
+    ``latent_dim=None`` too: as many latent dimensions as the data has columns, at least 2,
+    and twice as many for 6 to 16 columns (:func:`vaelab.resolve.latent_for`; a 2-D
+    structure hidden in more columns leaves variance in every direction, which a 2-D latent
+    and a diagonal decoder cannot hold, and spare dimensions keep a run from ending far off
+    when the KL term shuts one early).
 
     ``hidden_dims`` are the encoder's widths, one hidden layer each (so they set width and
     depth); the decoder mirrors them unless ``decoder_hidden_dims`` is given. ``activation``

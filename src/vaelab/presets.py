@@ -47,8 +47,10 @@ def _default() -> RunConfig:
     #   columns on;
     # - many small steps (batch 128) with a cosine decay: the step count, not the batch,
     #   limits the fit on a fixed time budget;
-    # - a latent as wide as the data (latent_dim None: D columns, at least 2): a structure
-    #   hidden in D columns leaves variance in every direction;
+    # - a latent as wide as the data (latent_dim None: D columns, at least 2; 2 D for 6 to 16
+    #   columns): a structure hidden in D columns leaves variance in every direction, and
+    #   the spare dimensions of a wider latent keep a 6-column file's runs from ending far
+    #   off where the KL term shut one early;
     # - for a data file, its columns decorrelated (data.decorrelate, resolved per data): a
     #   user's columns mix structure and noise along any direction;
     # - for data of 3+ columns a decoder whose noise depends on z (decoder_std_mode None:

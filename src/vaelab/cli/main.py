@@ -161,7 +161,9 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gamma", type=positive_float, help="StepLR factor")
     g.add_argument("--lr-warmup", type=fraction,
                    help="fraction of training with a linear learning-rate warm-up")
-    g.add_argument("--latent-dim", type=positive_int, help="latent dimension")
+    g.add_argument("--latent-dim", type=positive_int,
+                   help="latent dimension (default preset: the data's columns, at least 2; "
+                   "twice the columns for 6 to 16 columns)")
     g.add_argument("--hidden-dims", type=int_list, help="hidden widths, e.g. 128,128")
     g.add_argument("--decoder-hidden-dims", type=int_list,
                    help="decoder widths from z outwards (default: hidden dims mirrored)")
