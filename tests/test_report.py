@@ -117,6 +117,22 @@ def test_settings_changed_names_what_differs_from_the_preset(tiny_run_dir):
     assert "model.in_channels" not in changed and "data.noise" not in changed
 
 
+def test_what_the_data_decides_is_no_change_unless_the_user_said_otherwise(tmp_path):
+    from vaelab.resolve import build_config, resolve_config
+
+    assert settings_changed(resolve_config(build_config("default"))) == []
+    six = tmp_path / "six.csv"
+    six.write_text("a,b,c,d,e,f\n" + "\n".join(
+        ",".join(str((i * 7 + j * 3) % 11 + 0.5 * j) for j in range(6)) for i in range(60)))
+    on_file = resolve_config(build_config("default", settings={"data": str(six)}))
+    assert [p for p, _, _ in settings_changed(on_file)] == ["data.name"]
+    said = resolve_config(build_config("default", settings={
+        "data": str(six), "latent_dim": 6, "decorrelate": False, "decoder_std_mode": "latent"}))
+    assert {p: after for p, _, after in settings_changed(said)} == {
+        "data.name": str(six.resolve()), "data.decorrelate": False, "model.latent_dim": 6,
+        "loss.decoder_std_mode": "latent"}
+
+
 # -- the command line ------------------------------------------------------------------------
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:

@@ -11,9 +11,33 @@ from vaelab.config import RunConfig
 from vaelab.errors import ConfigError
 
 #: filled in from the data when a run starts (:func:`vaelab.resolve.prepare`), so a preset's
-#: ``None`` there is not a setting the user changed
+#: ``None`` there is not a setting the user changed (those that depend on the training rows,
+#: which a config does not record, whatever the value; the others in :func:`_from_data`)
 _RESOLVED = {"model.in_channels", "data.noise", "data.standardize", "model.hidden_dims",
              "train.validation"}
+_NOT_KNOWN = object()
+
+
+def _from_data(path: str, cfg: RunConfig, base: RunConfig) -> Any:
+    """What the preset's ``None`` at ``path`` resolves to for this run's data (its columns,
+    and whether it is a file), or ``_NOT_KNOWN``: the value the run has when the user left it
+    to the data, which is then no change."""
+    from vaelab.data.registry import is_file_name
+    from vaelab.resolve import components_for, latent_for, std_mode_for
+
+    columns = cfg.model.in_channels
+    if columns is None:
+        return _NOT_KNOWN
+    is_file = is_file_name(cfg.data.name)
+    if path == "model.latent_dim":
+        return latent_for(None, columns)
+    if path == "model.prior_components":
+        return components_for(None, columns)
+    if path == "loss.decoder_std_mode":
+        return std_mode_for(base.loss, columns, is_file)
+    if path == "data.decorrelate":
+        return bool(cfg.data.standardize) and is_file
+    return _NOT_KNOWN
 
 
 def prior_short(cfg: RunConfig) -> str:
@@ -157,6 +181,8 @@ def settings_changed(cfg: RunConfig) -> list[tuple[str, Any, Any]]:
         for key, value in values.items():
             path, before = f"{section}.{key}", theirs[section].get(key)
             if value == before or (path in _RESOLVED and before is None):
+                continue
+            if before is None and value == _from_data(path, cfg, base):
                 continue
             out.append((path, before, value))
     return out
