@@ -23,7 +23,7 @@ def _from_data(path: str, cfg: RunConfig, base: RunConfig) -> Any:
     and whether it is a file), or ``_NOT_KNOWN``: the value the run has when the user left it
     to the data, which is then no change."""
     from vaelab.data.registry import is_file_name
-    from vaelab.resolve import components_for, latent_for, std_mode_for
+    from vaelab.resolve import components_for, decorrelate_for, latent_for, std_mode_for
 
     columns = cfg.model.in_channels
     if columns is None:
@@ -36,7 +36,7 @@ def _from_data(path: str, cfg: RunConfig, base: RunConfig) -> Any:
     if path == "loss.decoder_std_mode":
         return std_mode_for(base.loss, columns, is_file)
     if path == "data.decorrelate":
-        return bool(cfg.data.standardize) and is_file
+        return decorrelate_for(None, bool(cfg.data.standardize), is_file)
     return _NOT_KNOWN
 
 

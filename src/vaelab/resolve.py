@@ -135,6 +135,13 @@ def latent_for(latent_dim: int | None, columns: int) -> int:
     return max(2, columns)
 
 
+def decorrelate_for(decorrelate: bool | None, standardize: bool, is_file: bool) -> bool:
+    """``data.decorrelate``, or where it is None (every preset's) yes for a data file, whose
+    columns mix structure and noise along any direction, and no for a built-in set; never
+    without standardising, of which decorrelating is a way."""
+    return standardize and (is_file if decorrelate is None else decorrelate)
+
+
 def components_for(components: int | None, columns: int) -> int:
     """``model.prior_components``, or where it is None (the default preset's) 128 for 2-D data
     and 16 for 3 or more columns. Measured (BENCHMARKS.md, "The prior's components, the steps
@@ -231,7 +238,7 @@ def prepare(config: RunConfig) -> tuple[RunConfig, DataSource]:
         name=str(Path(d.name).resolve()) if is_file else d.name,
         noise=getattr(source, "noise", d.noise),
         standardize=standardize,
-        decorrelate=standardize and (is_file if d.decorrelate is None else d.decorrelate),
+        decorrelate=decorrelate_for(d.decorrelate, standardize, is_file),
     )
     rows = training_rows(config, source)
     model_cfg = dataclasses.replace(
